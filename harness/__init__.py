@@ -1,0 +1,15 @@
+"""harness: compare deep-learning frameworks and hardware on ImageNet models.
+
+The core imports no deep-learning framework. Backends are pluggy plugins
+found through the ``harness.backends`` entry-point group; see
+:mod:`harness.hookspecs` for the contract.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import DEVICES, Case, Settings  # noqa: E402
+from .errors import DeviceUnavailable, HarnessError  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
+
+__all__ = ["__version__", "Case", "Settings", "DEVICES", "HarnessError", "DeviceUnavailable", "hookimpl"]

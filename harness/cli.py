@@ -1,0 +1,157 @@
+"""The ``harness`` command line.
+
+Exit status: 0 success; 1 the run finished but a case failed; 2 bad input
+(the message names the file, key or path; no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import HarnessError
+
+__all__ = ["main"]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .report import render_markdown
+    from .results import RESULTS_FILE, read_records
+    from .runner import run_suite
+    from .suite import load_suite, parse_set
+
+    suite = load_suite(args.suite, parse_set(args.set or []))
+    run_dir = run_suite(suite, args.results, run_id=args.run_id, quiet=args.quiet)
+    records = read_records(run_dir / RESULTS_FILE)
+    if not args.no_report:
+        report = render_markdown(records, title=f"{suite.name} - {run_dir.name}")
+        (run_dir / "report.md").write_text(report)
+        print(report)
+    print(f"results: {run_dir / RESULTS_FILE}", file=sys.stderr)
+    return 1 if any(r["status"] == "failed" for r in records) else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_markdown
+    from .results import find_result_files, read_records
+
+    records = [r for f in find_result_files(args.paths) for r in read_records(f)]
+    text = render_markdown(records)
+    if args.output:
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise HarnessError(f"{args.output}: cannot write: {exc.strerror}") from None
+    else:
+        print(text)
+    return 0
+
+
+def _probe_all() -> dict[str, dict]:
+    from .plugins import backend_entry_points
+    from .probe import probe_backend
+
+    return {name: probe_backend(name) for name in sorted(backend_entry_points())}
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .models import MODELS
+
+    probes = _probe_all()
+    rows = []
+    for name, spec in MODELS.items():
+        usable = [b for b, p in probes.items() if name in p.get("models", ())]
+        rows.append([name, f"{spec.params:,}" if spec.params else "", ", ".join(usable) or "none"])
+    print("## Models\n")
+    print(tabulate(rows, headers=["model", "params (224 px, 1000 classes)", "backends"], tablefmt="github"))
+    print("\n## Backends and devices on this machine\n")
+    rows = []
+    for name, p in probes.items():
+        if "error" in p:
+            rows.append([name, "", "", "unusable", p["error"]])
+            continue
+        for dev, st in p["device_status"].items():
+            rows.append([name, f"{p['framework']} {p['framework_version']}", dev,
+                         f"yes ({st.get('model')})" if st["available"] else "no", st.get("reason") or ""])
+    print(tabulate(rows, headers=["backend", "framework", "device", "usable", "why not"], tablefmt="github"))
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .plugins import describe_entry_point
+
+    rows = []
+    for name, p in _probe_all().items():
+        d = describe_entry_point(name)
+        devices = ", ".join(k for k, v in p.get("device_status", {}).items() if v["available"])
+        rows.append([name, f"{d['package']} {d['package_version']}", d["module"],
+                     p.get("error") or f"{p['framework']} {p['framework_version']}", devices,
+                     ", ".join(p.get("models", []))])
+    print(tabulate(rows, headers=["backend", "package", "module", "framework", "devices found", "models"],
+                   tablefmt="github"))
+    return 0
+
+
+def _cmd_tiny(args: argparse.Namespace) -> int:
+    from .tinydata import make_tiny_dataset
+
+    root = make_tiny_dataset(args.folder, classes=args.classes, train_per_class=args.train_per_class,
+                             val_per_class=args.val_per_class, size=args.size, seed=args.seed)
+    print(root)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a suite, one process per case")
+    p.add_argument("suite", help="suite YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting in every case")
+    p.add_argument("--results", default="results", help="results root (default: results)")
+    p.add_argument("--run-id", help="name of the run folder (default: a timestamp)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="markdown tables from result files or run folders")
+    p.add_argument("paths", nargs="+", help="results.jsonl files or folders holding them")
+    p.add_argument("-o", "--output", help="write the report here instead of stdout")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("list", help="models, backends and the devices usable on this machine")
+    p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("plugins", help="installed backends: package, version, devices, models")
+    p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("make-tiny-data", help="write the tiny learnable ImageNet-layout JPEG dataset")
+    p.add_argument("folder")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--train-per-class", type=int, default=32)
+    p.add_argument("--val-per-class", type=int, default=10)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_tiny)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; records already written are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

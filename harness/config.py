@@ -1,0 +1,185 @@
+"""Typed case configuration: the settings every backend understands.
+
+A :class:`Case` is what a backend receives: one model on one backend on one
+device with fully resolved :class:`Settings`. Settings are validated here, at
+load time, so that a misspelled key or a wrong type stops a suite before any
+case runs, with a one-line message naming the file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import HarnessError, near
+
+__all__ = ["Settings", "Case", "SETTING_NAMES", "DEVICES", "coerce_settings", "case_slug"]
+
+#: Framework-neutral device names; each backend maps them to its own device.
+DEVICES = ("cpu", "gpu", "ascend")
+
+
+def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, minimum: float | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices, "min": minimum})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a case may set. Defaults suit a quick CPU run."""
+
+    scenario: str = _opt("train", "train: timed training then evaluation; eval: timed evaluation only",
+                         ("train", "eval"))
+    batch_size: int = _opt(32, "images per step per device", minimum=1)
+    steps: int | None = _opt(20, "timed training steps after warm-up (ignored when epochs is set)", minimum=1)
+    epochs: float | None = _opt(None, "train for this many passes over the data instead of `steps`", minimum=0)
+    warmup: int = _opt(5, "untimed warm-up steps before the timed region (the first is the compile step)",
+                       minimum=1)
+    image_size: int = _opt(224, "square input size in pixels", minimum=16)
+    width: float = _opt(1.0, "width multiplier for every layer (1.0 = the published model)", minimum=0.01)
+    num_classes: int = _opt(1000, "classifier outputs", minimum=2)
+    precision: str = _opt("fp32", "fp32, or autocast in bf16 / fp16 (fp16 uses a loss scale)",
+                          ("fp32", "bf16", "fp16"))
+    loss_scale: float | str | None = _opt(None, "fp16 loss scale: a number (static) or 'dynamic'")
+    channels_last: bool = _opt(False, "NHWC memory format where the backend supports it")
+    mode: str = _opt("default", "execution mode: torch eager|compile, mindspore graph|pynative",
+                     ("default", "eager", "compile", "graph", "pynative"))
+    data: str = _opt("synthetic", "synthetic tensors made on the device, an ImageNet-layout folder, "
+                     "or the generated tiny dataset", ("synthetic", "folder", "tiny"))
+    data_root: str | None = _opt(None, "folder with train/<class>/*.JPEG and val/<class>/*.JPEG")
+    workers: int = _opt(2, "data-loading worker processes for folder data", minimum=0)
+    augment: bool = _opt(True, "train-time augmentation (random-resized-crop, flip, colour jitter)")
+    optimizer: str = _opt("sgd", "sgd (momentum, optionally nesterov)", ("sgd",))
+    lr: float = _opt(0.1, "peak learning rate", minimum=0)
+    momentum: float = _opt(0.9, "SGD momentum", minimum=0)
+    nesterov: bool = _opt(False, "Nesterov momentum")
+    weight_decay: float = _opt(1e-4, "L2 weight decay, never applied to biases and 1-D parameters", minimum=0)
+    label_smoothing: float = _opt(0.0, "label smoothing epsilon", minimum=0)
+    schedule: str = _opt("constant", "learning-rate schedule", ("constant", "cosine", "step", "linear"))
+    lr_warmup_epochs: float = _opt(0.0, "linear learning-rate warm-up length in epochs", minimum=0)
+    lr_warmup_init: float = _opt(0.0, "learning rate at the start of the warm-up", minimum=0)
+    min_lr: float = _opt(0.0, "floor of the cosine and linear schedules", minimum=0)
+    milestones: list[float] = _opt((), "epochs at which the step schedule multiplies lr by gamma")
+    gamma: float = _opt(0.1, "step schedule factor", minimum=0)
+    seed: int = _opt(0, "seed for weights, data order and synthetic data")
+    eval: bool = _opt(True, "evaluate after training (top-1/top-5 on the eval split)")
+    eval_batches: int | None = _opt(None, "limit evaluation to this many batches", minimum=1)
+    export: list[str] = _opt((), "formats to export after training, checked against the model's outputs")
+    timeout: float = _opt(900.0, "seconds before the case is stopped and recorded as failed", minimum=1)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_HINTS = typing.get_type_hints(Settings)
+SETTING_NAMES = tuple(_FIELDS)
+
+
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if typing.get_origin(hint) is list:
+        return f"list of {_type_name(args[0])}"
+    return {type(None): "null", int: "integer", float: "number", str: "string", bool: "true/false"}.get(
+        hint, str(hint))
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """Return ``value`` converted to ``hint`` or raise ``TypeError``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _coerce(value, arg)
+            except TypeError:
+                continue
+        raise TypeError
+    if origin is list:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        (item,) = typing.get_args(hint)
+        return tuple(_coerce(v, item) for v in value)
+    if hint is type(None):
+        if value is None:
+            return None
+        raise TypeError
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise TypeError
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError
+    raise TypeError
+
+
+def coerce_settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Validate a mapping of settings, returning typed values.
+
+    ``where`` prefixes every message, e.g. ``"suites/smoke.yaml: settings"``.
+    Raises :class:`HarnessError` on an unknown key, a wrong type or a value
+    out of range.
+    """
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            raise HarnessError(f"{where}.{key}: unknown setting{near(key, SETTING_NAMES)}")
+        hint = _HINTS[key]
+        try:
+            typed = _coerce(value, hint)
+        except TypeError:
+            raise HarnessError(
+                f"{where}.{key}: expected {_type_name(hint)}, got {type(value).__name__} {value!r}") from None
+        meta = _FIELDS[key].metadata
+        if meta["choices"] and typed not in meta["choices"]:
+            raise HarnessError(f"{where}.{key}: {typed!r} is not one of {', '.join(meta['choices'])}"
+                               f"{near(typed, meta['choices'])}")
+        if meta["min"] is not None and isinstance(typed, (int, float)) and typed < meta["min"]:
+            raise HarnessError(f"{where}.{key}: {typed!r} is below the minimum {meta['min']}")
+        if key == "loss_scale" and isinstance(typed, str) and typed != "dynamic":
+            raise HarnessError(f"{where}.{key}: expected a number or 'dynamic', got {typed!r}")
+        out[key] = typed
+    return out
+
+
+@dataclass(frozen=True)
+class Case:
+    """One unit of work: a model on a backend on a device, with resolved settings."""
+
+    name: str
+    model: str
+    backend: str
+    device: str
+    settings: Settings = field(default_factory=Settings)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["settings"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["settings"].items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Case":
+        settings = Settings(**coerce_settings(d.get("settings", {}), "case.settings"))
+        return cls(name=d["name"], model=d["model"], backend=d["backend"], device=d["device"], settings=settings)
+
+
+_SLUG = re.compile(r"[^A-Za-z0-9._=-]+")
+
+
+def case_slug(name: str) -> str:
+    """A case name made safe as one path component (never '..', never a separator)."""
+    slug = _SLUG.sub("_", name).strip("._") or "case"
+    return slug[:120]

@@ -1,0 +1,207 @@
+"""Framework-neutral image-folder reading and preprocessing (Pillow + numpy only).
+
+:func:`scan_folder` lists an ImageNet-layout folder (``root/<split>/<class>/<images>``)
+and :class:`Preprocess` turns one image into a normalised ``float32`` CHW array.
+Backends wrap these in their own loaders (a PyTorch ``Dataset`` in DataLoader
+workers, a MindSpore ``GeneratorDataset``), so every framework sees the same
+pixels for the same random generator. All randomness comes from the
+``numpy.random.Generator`` passed in, never from global state.
+
+The train-time transform follows torchvision's ``RandomResizedCrop(size)`` +
+``RandomHorizontalFlip()`` + ``ColorJitter(0.4, 0.4, 0.4)`` (brightness, contrast,
+saturation in that fixed order); the eval transform follows
+``Resize(round(size / resize_ratio), BICUBIC)`` + ``CenterCrop(size)``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from .errors import HarnessError, near
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "scan_folder", "Preprocess", "synthetic_batches"]
+
+#: File extensions read as images (matched case-insensitively).
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
+#: ImageNet channel mean and standard deviation (RGB, on the 0..1 scale).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+_RRC_SCALE = (0.08, 1.0)
+_RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
+_JITTER = 0.4  # brightness, contrast and saturation factor in [1 - 0.4, 1 + 0.4]
+
+
+def _listdir(root: str, path: str) -> list[os.DirEntry]:
+    """Non-hidden entries of ``path``; an OSError becomes a one-line HarnessError."""
+    try:
+        with os.scandir(path) as it:
+            return [e for e in it if not e.name.startswith(".")]
+    except OSError as exc:
+        raise HarnessError(f"data_root '{root}': cannot read '{path}': {exc.strerror or exc}") from None
+
+
+def scan_folder(root: str, split: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """List ``root/<split>/<class>/<image>`` files.
+
+    Returns the sorted class names and ``(path, class_index)`` pairs sorted by
+    class, then file name. Hidden entries and files without an image extension
+    are ignored. Raises :class:`HarnessError` naming the folder at fault when
+    ``root`` or ``root/<split>`` is missing, there are no class folders, or a
+    class folder holds no images.
+    """
+    if not os.path.exists(root):
+        raise HarnessError(f"data_root '{root}': no such folder")
+    if not os.path.isdir(root):
+        raise HarnessError(f"data_root '{root}': not a folder")
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(split_dir):
+        subdirs = sorted(e.name for e in _listdir(root, root) if e.is_dir())
+        found = f"found: {', '.join(subdirs)}" if subdirs else "it has no sub-folders"
+        what = "is not a folder" if os.path.exists(split_dir) else "is missing"
+        raise HarnessError(f"data_root '{root}': split folder '{split_dir}' {what} ({found})"
+                           f"{near(split, subdirs)}")
+    classes = sorted(e.name for e in _listdir(root, split_dir) if e.is_dir())
+    if not classes:
+        raise HarnessError(f"data_root '{root}': '{split_dir}' has no class sub-folders "
+                           f"(expected {split}/<class>/<images>)")
+    samples: list[tuple[str, int]] = []
+    for index, name in enumerate(classes):
+        class_dir = os.path.join(split_dir, name)
+        files = sorted(e.name for e in _listdir(root, class_dir)
+                       if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+        if not files:
+            raise HarnessError(f"data_root '{root}': class folder '{class_dir}' has no images "
+                               f"({', '.join(IMAGE_EXTENSIONS)})")
+        samples.extend((os.path.join(class_dir, f), index) for f in files)
+    return classes, samples
+
+
+def _random_resized_crop_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """torchvision ``RandomResizedCrop.get_params``: return ``(top, left, h, w)``."""
+    area = width * height
+    for _ in range(10):
+        target_area = area * rng.uniform(*_RRC_SCALE)
+        aspect = math.exp(rng.uniform(*_RRC_LOG_RATIO))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return top, left, h, w
+    # Fallback: central crop with the aspect ratio clamped to the allowed range.
+    in_ratio = width / height
+    lo, hi = 3 / 4, 4 / 3
+    if in_ratio < lo:
+        w, h = width, int(round(width / lo))
+    elif in_ratio > hi:
+        w, h = int(round(height * hi)), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class Preprocess:
+    """One image (PIL) to a normalised ``float32`` array of shape ``(3, size, size)``.
+
+    * ``train and augment``: random-resized-crop (scale 0.08..1, ratio 3/4..4/3,
+      BILINEAR), horizontal flip with p=0.5, brightness/contrast/saturation
+      jitter of 0.4 each;
+    * ``train and not augment``: BILINEAR resize straight to ``size x size``;
+    * eval: BICUBIC resize of the shorter side to ``round(size / resize_ratio)``,
+      then a centre crop of ``size``.
+
+    Instances hold only numbers, so they pickle into DataLoader workers.
+    """
+
+    def __init__(self, image_size: int, train: bool, augment: bool = True,
+                 mean: Sequence[float] = MEAN, std: Sequence[float] = STD,
+                 resize_ratio: float = 0.875) -> None:
+        if image_size < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        if not 0 < resize_ratio <= 1:
+            raise ValueError(f"resize_ratio must be in (0, 1], got {resize_ratio}")
+        self.image_size = int(image_size)
+        self.train = bool(train)
+        self.augment = bool(augment)
+        self.resize_ratio = float(resize_ratio)
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+
+    def __repr__(self) -> str:
+        return (f"Preprocess(image_size={self.image_size}, train={self.train}, augment={self.augment}, "
+                f"resize_ratio={self.resize_ratio})")
+
+    def transform(self, img: Image.Image, rng: np.random.Generator | None) -> Image.Image:
+        """The geometric and colour transform alone: an RGB image of ``size x size``.
+
+        ``rng`` may be None only when nothing is random (eval, or train without augment).
+        """
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        s = self.image_size
+        if self.train and self.augment:
+            if rng is None:
+                raise ValueError("Preprocess(train=True, augment=True) needs a numpy Generator")
+            top, left, h, w = _random_resized_crop_box(img.width, img.height, rng)
+            img = img.crop((left, top, left + w, top + h)).resize((s, s), Image.Resampling.BILINEAR)
+            if rng.random() < 0.5:
+                img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+                img = enhance(img).enhance(rng.uniform(1 - _JITTER, 1 + _JITTER))
+            return img
+        if self.train:
+            return img.resize((s, s), Image.Resampling.BILINEAR)
+        short = int(round(s / self.resize_ratio))
+        w, h = img.size
+        size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        img = img.resize(size, Image.Resampling.BICUBIC)
+        top = int(round((img.height - s) / 2.0))
+        left = int(round((img.width - s) / 2.0))
+        return img.crop((left, top, left + s, top + s))
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator | None) -> np.ndarray:
+        """Transform ``img`` and normalise it to ``(x / 255 - mean) / std``, CHW float32."""
+        pixels = np.asarray(self.transform(img, rng), dtype=np.uint8)
+        x = np.array(pixels.transpose(2, 0, 1), dtype=np.float32, order="C")
+        x /= np.float32(255)
+        x -= self.mean
+        x /= self.std
+        return x
+
+    def load(self, path: str, rng: np.random.Generator | None) -> np.ndarray:
+        """Open ``path`` with Pillow, convert to RGB and apply :meth:`__call__`."""
+        try:
+            with Image.open(path) as im:
+                img = im.convert("RGB")
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise HarnessError(f"{path}: cannot decode image: {detail}") from None
+        return self(img, rng)
+
+
+#: Images per epoch of ImageNet-1k, the epoch length of synthetic data trained by epochs.
+IMAGENET_TRAIN_IMAGES = 1_281_167
+SYNTHETIC_EVAL_BATCHES = 10
+
+
+def synthetic_batches(settings: Settings, split: str) -> int:
+    """Batches per epoch of synthetic data, the same for every backend.
+
+    Training by ``steps``: the whole run is one epoch (``warmup + steps``), so a
+    schedule spans the run. Training by ``epochs``: an ImageNet-sized epoch.
+    Evaluation: ``eval_batches``, or 10.
+    """
+    if split == "train":
+        if settings.epochs is not None:
+            return max(1, IMAGENET_TRAIN_IMAGES // settings.batch_size)
+        return settings.warmup + settings.steps
+    return settings.eval_batches or SYNTHETIC_EVAL_BATCHES

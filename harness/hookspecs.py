@@ -1,0 +1,185 @@
+"""The backend contract: every hook a backend implements.
+
+A backend is a pluggy plugin (a module or an object with ``@hookimpl``
+functions) registered under the entry-point group ``harness.backends``. The
+core owns the training/evaluation loops and the clock; backends only build
+things and run single steps. Everything a backend returns is opaque to the
+core except where a type says otherwise.
+
+Conventions (as in pytest):
+
+* Hooks are called with keyword arguments only. An implementation may accept
+  fewer arguments than its spec, never extra ones, so a spec can grow an
+  argument without breaking existing backends.
+* In a case's process exactly one backend is loaded, so ``firstresult`` hooks
+  are answered by that backend. Hooks that collect (``harness_environment``)
+  call every plugin loaded, including helper plugins a backend registers.
+* A hook raises :class:`harness.DeviceUnavailable` when the device is absent
+  (the case is recorded as *skipped* with the message) and
+  :class:`harness.HarnessError` for bad input (the case *fails* with the
+  message). Any other exception fails the case with its traceback in the log.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sized
+from typing import Any, Protocol
+
+import pluggy
+
+from .config import Case
+
+__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "REQUIRED_HOOKS", "DataStream"]
+
+PROJECT = "harness"
+ENTRY_POINT_GROUP = "harness.backends"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class DataStream(Iterable[Any], Sized, Protocol):
+    """What ``harness_data`` returns.
+
+    Iterating yields one epoch of batches, each already on the device and in
+    the form the same backend's step functions take. ``len()`` is the number
+    of batches in one epoch (synthetic data reports the length it was asked
+    for). Iterating again starts a new epoch.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_backend_info() -> dict[str, Any]:
+    """Describe the backend without touching any device.
+
+    Returns a dict with keys ``name`` (the entry-point name), ``framework``
+    (e.g. ``"PyTorch"``), ``framework_version``, ``version`` (the backend's own),
+    ``models`` (list of model names from :mod:`harness.models` it can build) and
+    ``devices`` (the neutral device names it knows, e.g. ``["cpu", "gpu", "ascend"]``).
+    First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_probe_device(device: str) -> dict[str, Any]:
+    """Say whether the neutral ``device`` (``cpu``/``gpu``/``ascend``) is usable here.
+
+    Returns ``{"available": bool, "reason": str | None, "model": str | None,
+    "count": int}``: ``reason`` says why not when unavailable (one line, e.g.
+    ``"no CUDA device: torch.cuda.is_available() is False"``), ``model`` is the
+    actual device model (``"NVIDIA H200"``, ``"Ascend 910B"``, the CPU's name).
+    Must not raise for an absent device. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_setup(case: Case) -> Any:
+    """Prepare the process for ``case`` and return the backend's device handle.
+
+    Selects the device (raising :class:`harness.DeviceUnavailable` when it is
+    absent), seeds the framework's RNGs from ``case.settings.seed`` and applies
+    process-wide options (threads, execution mode). The returned handle is
+    passed back as ``device`` to every later hook. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_build_model(case: Case, device: Any) -> Any:
+    """Build ``case.model`` (width, image size, class count from settings) on ``device``.
+
+    Returns the backend's model object, initialised from ``case.settings.seed``
+    and in training mode. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_data(case: Case, split: str, device: Any) -> DataStream:
+    """Return the ``split`` (``"train"`` or ``"eval"``) stream for ``case.settings.data``.
+
+    ``synthetic``: random images and labels created on the device once and
+    reused (no host work per step). ``folder``/``tiny``: decoded from
+    ``case.settings.data_root`` (``train/`` or ``val/``) in parallel workers,
+    shuffled and augmented for ``train``, centre-cropped for ``eval``. Batches
+    are ``case.settings.batch_size`` images; the train stream drops the last
+    partial batch. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_train_step(case: Case, model: Any, device: Any, total_steps: int,
+                       steps_per_epoch: int) -> Callable[[Any], Any]:
+    """Return ``step(batch) -> loss`` that runs one optimisation step.
+
+    The optimizer, loss (with label smoothing), learning-rate schedule
+    (:func:`harness.schedules.lr_at` over ``total_steps``), mixed precision and
+    loss scaling are the backend's; calling ``step`` runs forward, backward and
+    the update. ``loss`` is returned *without* reading it to the host (no
+    ``.item()``): the core reads it after the timed region with
+    ``harness_to_host``. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_eval_step(case: Case, model: Any, device: Any) -> Callable[[Any], Any]:
+    """Return ``step(batch) -> (top1_correct, top5_correct, count)`` for evaluation.
+
+    Puts ``model`` in inference mode. The three values may stay on the device;
+    the core sums them after the timed region through ``harness_to_host``.
+    First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_to_host(value: Any) -> Any:
+    """Convert a device value (scalar tensor, or tuple/list of them) to Python floats.
+
+    Called only outside timed regions. Returns a float, or a list of floats for
+    a tuple/list. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_synchronize(device: Any) -> bool:
+    """Block until all work queued on ``device`` has finished; return True.
+
+    The core calls this at both edges of every timed interval, so it must be
+    cheap and do nothing else. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_device_memory(device: Any) -> int | None:
+    """Peak device memory in bytes allocated by this process, or None when the
+    device does not report it (e.g. CPU, where the host peak is measured by the
+    core). First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_export(case: Case, model: Any, device: Any, fmt: str, path: str) -> dict[str, Any]:
+    """Export ``model`` as ``fmt`` to ``path`` (without extension) and check it.
+
+    Returns ``{"format", "path", "bytes", "check": {"runtime", "max_abs_diff"}}``:
+    the exported file is run in its runtime on one batch and compared with the
+    model's own outputs. Raises :class:`harness.HarnessError` naming the
+    supported formats for an unknown ``fmt``. First non-None result wins.
+    """
+
+
+@hookspec
+def harness_environment(case: Case, device: Any) -> dict[str, Any]:
+    """Facts about the software and device for the result record.
+
+    Every loaded plugin contributes a dict; the core merges them (later keys
+    win) into ``record["env"]`` beside the host facts it gathers itself.
+    Expected keys from a backend: ``framework``, ``framework_version``,
+    ``device_model``, ``device_count`` and any versions worth recording
+    (CUDA, cuDNN, CANN).
+    """
+
+
+#: Hooks a backend must implement to run cases.
+REQUIRED_HOOKS = (
+    "harness_backend_info", "harness_probe_device", "harness_setup", "harness_build_model",
+    "harness_data", "harness_train_step", "harness_eval_step", "harness_to_host",
+    "harness_synchronize", "harness_export", "harness_environment",
+)

@@ -1,0 +1,65 @@
+"""Backend discovery through entry points, and loading one backend per process."""
+from __future__ import annotations
+
+import importlib.metadata as md
+
+import pluggy
+
+from . import hookspecs
+from .errors import HarnessError, near
+
+__all__ = ["backend_entry_points", "load_backend", "check_contract", "describe_entry_point"]
+
+
+def backend_entry_points() -> dict[str, md.EntryPoint]:
+    """Installed backends by name, without importing any of them."""
+    found: dict[str, md.EntryPoint] = {}
+    for ep in md.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    return (dist.metadata["Name"], dist.version) if dist is not None else ("?", "?")
+
+
+def check_contract(pm: pluggy.PluginManager, name: str) -> None:
+    """Fail with one line when a backend misses a required hook or a hook has a wrong signature."""
+    try:
+        pm.check_pending()  # a hookimpl whose name matches no spec (a typo)
+    except pluggy.PluginValidationError as exc:
+        raise HarnessError(f"backend '{name}': {exc}") from None
+    for hook in hookspecs.REQUIRED_HOOKS:
+        if not getattr(pm.hook, hook).get_hookimpls():
+            raise HarnessError(f"backend '{name}' does not implement required hook {hook}")
+
+
+def load_backend(name: str) -> pluggy.PluginManager:
+    """A plugin manager holding the hook specs and exactly the backend ``name``.
+
+    Only the entry point named ``name`` is imported, so a case's process loads
+    one framework. Raises :class:`HarnessError` for an unknown or broken backend.
+    """
+    eps = backend_entry_points()
+    if name not in eps:
+        raise HarnessError(f"unknown backend '{name}'{near(name, eps)} (installed: {', '.join(sorted(eps)) or 'none'})")
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    try:
+        pm.load_setuptools_entrypoints(hookspecs.ENTRY_POINT_GROUP, name=name)
+    except pluggy.PluginValidationError as exc:  # an impl takes an argument its spec does not have
+        raise HarnessError(f"backend '{name}': {exc}") from None
+    except ImportError as exc:
+        pkg, _ = _dist_of(eps[name])
+        raise HarnessError(f"backend '{name}' (package {pkg}) cannot be imported: {exc}") from None
+    check_contract(pm, name)
+    return pm
+
+
+def describe_entry_point(name: str) -> dict[str, str]:
+    """Package, version and module of an installed backend (nothing imported)."""
+    ep = backend_entry_points()[name]
+    pkg, version = _dist_of(ep)
+    return {"name": name, "package": pkg, "package_version": version, "module": ep.value}
+

@@ -1,0 +1,107 @@
+"""Markdown reports from result records (pandas + tabulate).
+
+For each model one table: metric rows x one column per backend/device (plus
+any setting that differs between that model's cases), so frameworks and
+devices read side by side. Failed and skipped cases follow with their reasons.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["records_frame", "render_markdown"]
+
+# (row label, column in the frame, format)
+METRIC_ROWS = (
+    ("train images/s", "train_images_per_s", "{:.1f}"),
+    ("train ms/step (mean)", "train_ms_mean", "{:.1f}"),
+    ("train ms/step (p50)", "train_ms_p50", "{:.1f}"),
+    ("train ms/step (p90)", "train_ms_p90", "{:.1f}"),
+    ("train ms/step (p99)", "train_ms_p99", "{:.1f}"),
+    ("train ms/step (stdev)", "train_ms_stdev", "{:.2f}"),
+    ("timed steps", "train_steps", "{:.0f}"),
+    ("first step / compile (s)", "train_first_step_s", "{:.2f}"),
+    ("final loss", "train_loss_last", "{:.3f}"),
+    ("eval images/s", "eval_images_per_s", "{:.1f}"),
+    ("top-1 (%)", "eval_top1", "{:.2f}"),
+    ("top-5 (%)", "eval_top5", "{:.2f}"),
+    ("peak host memory (MiB)", "host_peak_mib", "{:.0f}"),
+    ("peak device memory (MiB)", "device_peak_mib", "{:.0f}"),
+)
+CONFIG_SKIP = {"timeout", "data_root", "seed", "eval_batches", "export"}
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)  # type: ignore[assignment]
+    return d
+
+
+def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per record with flat metric columns and the case settings as ``cfg.<key>``."""
+    rows = []
+    for r in records:
+        m, env = r.get("metrics", {}), r.get("env", {})
+        cfg = r.get("config", {})
+        mem = m.get("memory") or {}
+        row = {
+            "run_id": r.get("run_id"), "case": r.get("case"), "status": r.get("status"), "reason": r.get("reason"),
+            "kind": r.get("kind", "measured"),
+            "model": cfg.get("model"), "backend": cfg.get("backend"), "device": cfg.get("device"),
+            "device_model": env.get("device_model"), "framework_version": env.get("framework_version"),
+            "train_images_per_s": _get(m, "train", "images_per_s"),
+            "train_steps": _get(m, "train", "timed_steps"),
+            "train_first_step_s": _get(m, "train", "first_step_s"),
+            "train_loss_last": _get(m, "train", "loss_last"),
+            "eval_images_per_s": _get(m, "eval", "images_per_s"),
+            "eval_top1": _get(m, "eval", "top1"), "eval_top5": _get(m, "eval", "top5"),
+            "host_peak_mib": (mem.get("host_peak_bytes") or float("nan")) / 2**20,
+            "device_peak_mib": (mem.get("device_peak_bytes") or float("nan")) / 2**20,
+        }
+        for stat in ("mean", "p50", "p90", "p99", "stdev"):
+            row[f"train_ms_{stat}"] = _get(m, "train", "ms_per_step", stat)
+        for key, value in (cfg.get("settings") or {}).items():
+            row[f"cfg.{key}"] = tuple(value) if isinstance(value, list) else value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _column_label(row: pd.Series, varying: list[str]) -> str:
+    label = f"{row['backend']} / {row['device']}"
+    if isinstance(row.get("device_model"), str) and row["device_model"]:
+        label += f"<br>{row['device_model']}"
+    extra = [f"{k[4:]}={row[k]}" for k in varying]
+    return label + ("<br>" + ", ".join(extra) if extra else "")
+
+
+def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report") -> str:
+    df = records_frame(records)
+    out = [f"# {title}", ""]
+    if df.empty:
+        return "\n".join(out + ["No records."]) + "\n"
+    ok = df[df["status"] == "ok"]
+    for model, group in ok.groupby("model", sort=True):
+        cfg_cols = [c for c in group.columns if c.startswith("cfg.") and c[4:] not in CONFIG_SKIP]
+        varying = [c for c in cfg_cols if group[c].astype(str).nunique() > 1]
+        if group["run_id"].nunique() > 1:
+            group = group.assign(**{"cfg.run": group["run_id"]})
+            varying.insert(0, "cfg.run")
+        columns: dict[str, list[str]] = {}
+        for _, row in group.sort_values(["backend", "device"]).iterrows():
+            cells = []
+            for _label, col, fmt in METRIC_ROWS:
+                v = row.get(col)
+                cells.append(fmt.format(v) if v is not None and pd.notna(v) else "")
+            columns[_column_label(row, varying)] = cells
+        table = pd.DataFrame(columns, index=[label for label, _, _ in METRIC_ROWS])
+        table = table[(table != "").any(axis=1)]
+        out += [f"## {model}", "", table.to_markdown(tablefmt="github"), ""]
+    bad = df[df["status"] != "ok"]
+    if not bad.empty:
+        out += ["## Failed and skipped cases", "",
+                bad[["case", "status", "reason"]].to_markdown(index=False, tablefmt="github"), ""]
+    return "\n".join(out)

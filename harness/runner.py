@@ -1,0 +1,254 @@
+"""The parent: runs each case in its own process and working folder.
+
+The parent never imports a deep-learning framework. It waits on the child's
+progress pipe with ``selectors`` (no busy loop), enforces the case timeout by
+killing the child's whole process group, and appends one record per case to
+``results.jsonl`` the moment the case ends, whatever happened to the child.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import Case, case_slug
+from .env import host_environment
+from .errors import HarnessError
+from .results import RESULTS_FILE, SCHEMA, append_record
+from .suite import Suite
+
+__all__ = ["run_suite", "new_run_id", "tiny_data_root"]
+
+LOG_TAIL_LINES = 30
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 100000:05d}"
+
+
+def tiny_data_root(results_root: Path) -> Path:
+    return results_root / "_data" / "tiny"
+
+
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _fmt_s(seconds: float) -> str:
+    return str(dt.timedelta(seconds=int(max(0, seconds))))
+
+
+class _Display:
+    """Progress on stderr: one rewritten line on a terminal, sparse lines otherwise."""
+
+    def __init__(self, stream: TextIO, quiet: bool) -> None:
+        self.stream, self.quiet = stream, quiet
+        self.tty = stream.isatty()
+        self.last_print = 0.0
+
+    def status(self, text: str) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\033[K" + text[: 160])
+            self.stream.flush()
+        elif now - self.last_print >= 10:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self.last_print = now
+
+    def line(self, text: str) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=5)
+            if sig == signal.SIGTERM:
+                # the child is gone; make sure its workers go too
+                continue
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: float | None) -> dict[str, Any]:
+    """Run one case's process; return the child's result, or a failure built from the exit."""
+    case_dir = case_dir.resolve()
+    case_file, result_file, log_file = case_dir / "case.json", case_dir / "result.json", case_dir / "case.log"
+    case_file.write_text(json.dumps(case.to_dict(), indent=1))
+    result_file.unlink(missing_ok=True)
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ, HARNESS_PROGRESS_FD=str(write_fd), PYTHONUNBUFFERED="1")
+    # Make `python -m harness.worker` import this very harness, installed or not.
+    src = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
+    timeout = case.settings.timeout
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.worker", str(case_file), str(result_file)],
+            cwd=case_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            pass_fds=(write_fd,), start_new_session=True,
+        )
+    os.close(write_fd)
+    start = time.monotonic()
+    deadline = start + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(read_fd, selectors.EVENT_READ)
+    buf, state, timed_out = b"", "starting", False
+    try:
+        while proc.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                _kill_group(proc)
+                break
+            if sel.select(timeout=min(remaining, 1.0)):
+                chunk = os.read(read_fd, 65536)
+                if not chunk:  # all writers closed: the child is exiting
+                    sel.unregister(read_fd)
+                    try:
+                        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        continue
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for raw in lines[-1:]:
+                    try:
+                        p = json.loads(raw)
+                        state = f"{p['phase']} {p['step']}/{p['total']}"
+                    except (ValueError, KeyError, TypeError):
+                        pass
+            elapsed = time.monotonic() - start
+            display.status(f"{label} {state} | {_fmt_s(elapsed)}" + (f" | suite eta {_fmt_s(eta - elapsed)}" if eta else ""))
+    finally:
+        sel.close()
+        os.close(read_fd)
+        if proc.poll() is None:
+            _kill_group(proc)
+        else:  # reap leftovers (data-loader workers) of a crashed child
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    result: dict[str, Any] | None = None
+    try:
+        result = json.loads(result_file.read_text())
+    except (OSError, ValueError):
+        result = None
+    rc = proc.returncode
+    if timed_out:
+        reason = f"timeout: case exceeded {timeout:g} s"
+    elif result is not None and result.get("status") in ("ok", "failed", "skipped"):
+        return result
+    elif rc is not None and rc < 0:
+        reason = f"crashed: killed by signal {signal.Signals(-rc).name}"
+    else:
+        last = (_log_tail(log_file, 1) or "no output").strip()
+        reason = f"crashed: worker exited with status {rc} without a result: {last[:300]}"
+    if result is None:
+        result = {"metrics": {}, "samples": {}, "env": {}}
+    phase_hint = " (measurements before the crash kept)" if result.get("metrics") else ""
+    result.update(status="failed", reason=reason + phase_hint)
+    return result
+
+
+def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", run_id: str | None = None,
+              quiet: bool = False, stream: TextIO | None = None) -> Path:
+    """Run every case of ``suite``; return the run folder holding ``results.jsonl``."""
+    stream = stream or sys.stderr
+    root = Path(results_root)
+    run_id = run_id or new_run_id()
+    run_dir = root / case_slug(suite.name) / case_slug(run_id)
+    try:
+        (run_dir / "cases").mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(f"{run_dir}: results folder is not writable: {exc.strerror}") from None
+    cases = list(suite.cases)
+    if any(c.settings.data == "tiny" and not c.settings.data_root for c in cases):
+        from .tinydata import make_tiny_dataset
+
+        tiny = tiny_data_root(root)
+        make_tiny_dataset(str(tiny))
+        cases = [dataclasses.replace(c, settings=dataclasses.replace(c.settings, data_root=str(tiny.resolve())))
+                 if c.settings.data == "tiny" and not c.settings.data_root else c for c in cases]
+
+    host = host_environment()
+    (run_dir / "run.json").write_text(json.dumps(
+        {"suite": suite.name, "suite_path": suite.path, "run_id": run_id, "cases": [c.name for c in cases],
+         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(), "env": host}, indent=1))
+    out_file = run_dir / RESULTS_FILE
+    display = _Display(stream, quiet)
+    durations: list[float] = []
+    n = len(cases)
+    display.line(f"harness: suite '{suite.name}': {n} case(s) -> {run_dir}")
+    for i, case in enumerate(cases, 1):
+        case_dir = run_dir / "cases" / case_slug(case.name)
+        case_dir.mkdir(parents=True, exist_ok=True)
+        label = f"[{i}/{n}] {case.name}"
+        eta = (sum(durations) / len(durations)) * (n - i + 1) if durations else None
+        started = dt.datetime.now(dt.timezone.utc)
+        t0 = time.monotonic()
+        result = _run_child(case, case_dir, display, label, eta)
+        duration = time.monotonic() - t0
+        durations.append(duration)
+        record = {
+            "schema": SCHEMA,
+            "kind": "measured",
+            "suite": suite.name,
+            "run_id": run_id,
+            "case": case.name,
+            "config": case.to_dict(),
+            "status": result["status"],
+            "reason": result.get("reason"),
+            "started_at": started.isoformat(),
+            "duration_s": duration,
+            "metrics": result.get("metrics", {}),
+            "samples": result.get("samples", {}),
+            "env": {**host, "backend": case.backend, "device": case.device, **result.get("env", {})},
+            "log": str((case_dir / "case.log").relative_to(run_dir)),
+        }
+        if result["status"] == "failed":
+            record["log_tail"] = _log_tail(case_dir / "case.log")
+        append_record(out_file, record)
+        display.line(f"{label}: {_summary(record)} ({duration:.1f} s)")
+    return run_dir
+
+
+def _summary(record: dict[str, Any]) -> str:
+    if record["status"] != "ok":
+        return f"{record['status']}: {record['reason']}"
+    m = record["metrics"]
+    parts = ["ok"]
+    if "train" in m:
+        parts.append(f"{m['train']['images_per_s']:.1f} img/s train, {m['train']['ms_per_step']['p50']:.1f} ms/step")
+    if "eval" in m:
+        parts.append(f"top-1 {m['eval']['top1']:.1f}%")
+    return ", ".join(parts)

@@ -1,0 +1,214 @@
+"""Suites: YAML files that declare cases as a product of axes.
+
+::
+
+    name: smoke                       # optional, defaults to the file name
+    models:   [gluon_resnet50_v1b]
+    backends: [torch]
+    devices:  [cpu]
+    settings: {batch_size: 16, steps: 20, width: 0.25, image_size: 64}
+    matrix:   {data: [synthetic, tiny]}     # extra axes: lists of values for one setting
+    overrides:                              # per-case settings, applied in order
+      - match: {backend: torch, data: tiny}
+        settings: {steps: 40}
+    exclude:                                # cases dropped from the product
+      - {backend: torch, device: ascend}
+
+Only ``yaml.safe_load`` is used. Every problem is a :class:`HarnessError`
+naming the file and key, with the nearest valid name where there is one.
+``${VAR}`` and ``${VAR:-default}`` in string settings expand from the
+environment; ``--set key=value`` on the command line applies last.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import DEVICES, SETTING_NAMES, Case, Settings, coerce_settings
+from .errors import HarnessError, near
+from .models import MODELS
+from .plugins import backend_entry_points
+
+__all__ = ["Suite", "load_suite", "parse_set"]
+
+TOP_KEYS = ("name", "description", "models", "backends", "devices", "settings", "matrix", "overrides", "exclude")
+AXES = ("model", "backend", "device")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: str
+    description: str
+    cases: tuple[Case, ...]
+
+
+def _expand_env(value: Any, where: str) -> Any:
+    if not isinstance(value, str):
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        var, default = m.group(1), m.group(2)
+        if var in os.environ:
+            return os.environ[var]
+        if default is not None:
+            return default
+        raise HarnessError(f"{where}: environment variable {var} is not set (use ${{{var}:-default}} for a default)")
+
+    return _ENV.sub(sub, value)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["batch_size=8", "data=tiny"]`` -> typed dict (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise HarnessError(f"--set {item!r}: expected key=value")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return coerce_settings(out, "--set")
+
+
+def _as_list(doc: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = doc.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise HarnessError(f"{where}: {key}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _check_names(values: list[Any], valid: Any, where: str, kind: str, hint: str = "") -> list[str]:
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or v not in valid:
+            raise HarnessError(f"{where}[{i}]: unknown {kind} '{v}'{near(str(v), valid)} "
+                               f"(available: {', '.join(sorted(valid)) or 'none'}){hint}")
+    return values
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HarnessError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _check_match(match: dict[str, Any], where: str) -> None:
+    for key in match:
+        if key not in AXES and key not in SETTING_NAMES:
+            raise HarnessError(f"{where}.{key}: unknown key{near(key, AXES + SETTING_NAMES)}")
+
+
+def _matches(match: dict[str, Any], axes: dict[str, Any]) -> bool:
+    def same(want: Any, have: Any) -> bool:
+        if isinstance(want, list):
+            return any(same(w, have) for w in want)
+        return want == have or (isinstance(have, tuple) and list(have) == want)
+    return all(same(v, axes.get(k)) for k, v in match.items())
+
+
+def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Suite:
+    """Read, validate and expand a suite file into cases."""
+    p = Path(path)
+    where = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HarnessError(f"{where}: no such suite file") from None
+    except OSError as exc:
+        raise HarnessError(f"{where}: cannot read: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise HarnessError(f"{where}{pos}: malformed YAML: {problem}") from None
+    if doc is None:
+        raise HarnessError(f"{where}: the suite is empty")
+    doc = _mapping(doc, where)
+    for key in doc:
+        if key not in TOP_KEYS:
+            raise HarnessError(f"{where}: {key}: unknown key{near(key, TOP_KEYS)}")
+
+    name = doc.get("name", p.stem)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise HarnessError(f"{where}: name: {name!r} must be letters, digits, '.', '_' or '-'")
+    backends_installed = backend_entry_points()
+    models = _check_names(_as_list(doc, "models", where), MODELS, f"{where}: models", "model")
+    backends = _check_names(_as_list(doc, "backends", where), backends_installed, f"{where}: backends",
+                            "backend", "; install one with pip install -e '.[NAME]'")
+    devices = _check_names(_as_list(doc, "devices", where), DEVICES, f"{where}: devices", "device")
+
+    base = coerce_settings(_mapping(doc.get("settings"), f"{where}: settings"), f"{where}: settings")
+    matrix_raw = _mapping(doc.get("matrix"), f"{where}: matrix")
+    matrix: dict[str, list[Any]] = {}
+    for key, values in matrix_raw.items():
+        if not isinstance(values, list) or not values:
+            raise HarnessError(f"{where}: matrix.{key}: expected a non-empty list of values")
+        matrix[key] = [coerce_settings({key: v}, f"{where}: matrix")[key] for v in values]
+
+    rules = []
+    for i, rule in enumerate(_as_list(doc, "overrides", where)):
+        rw = f"{where}: overrides[{i}]"
+        rule = _mapping(rule, rw)
+        for key in rule:
+            if key not in ("match", "settings"):
+                raise HarnessError(f"{rw}.{key}: unknown key{near(key, ('match', 'settings'))}")
+        match = _mapping(rule.get("match"), f"{rw}.match")
+        _check_match(match, f"{rw}.match")
+        rules.append((match, coerce_settings(_mapping(rule.get("settings"), f"{rw}.settings"), f"{rw}.settings")))
+    excludes = []
+    for i, rule in enumerate(_as_list(doc, "exclude", where)):
+        match = _mapping(rule, f"{where}: exclude[{i}]")
+        _check_match(match, f"{where}: exclude[{i}]")
+        excludes.append(match)
+    cli = dict(overrides or {})
+
+    cases: list[Case] = []
+    keys = list(matrix)
+    for model, backend, device, *combo in itertools.product(models, backends, devices, *matrix.values()):
+        axes: dict[str, Any] = {"model": model, "backend": backend, "device": device}
+        settings = {**base, **dict(zip(keys, combo))}
+        if any(_matches(ex, {**settings, **axes}) for ex in excludes):
+            continue
+        for match, extra in rules:
+            if _matches(match, {**settings, **axes}):
+                settings.update(extra)
+        settings.update(cli)
+        label = "-".join([model, backend, device] + [f"{k}={v}" for k, v in zip(keys, combo)])
+        settings = {k: _expand_env(v, f"{where}: case {label}: {k}") for k, v in settings.items()}
+        _check_data(settings, f"{where}: case {label}")
+        cases.append(Case(name=label, model=model, backend=backend, device=device, settings=Settings(**settings)))
+    if not cases:
+        raise HarnessError(f"{where}: the suite has no cases (models, backends or devices empty, or all excluded)")
+    if len({c.name for c in cases}) != len(cases):
+        raise HarnessError(f"{where}: two cases have the same name; add the differing setting to matrix")
+    return Suite(name=name, path=str(path), description=str(doc.get("description", "")), cases=tuple(cases))
+
+
+def _check_data(settings: dict[str, Any], where: str) -> None:
+    if settings.get("data") != "folder":
+        return
+    root = settings.get("data_root")
+    if not root:
+        raise HarnessError(f"{where}: data_root: required when data is 'folder'")
+    if not os.path.isdir(root):
+        raise HarnessError(f"{where}: data_root '{root}': no such folder")
+    wanted = ["val"] if settings.get("scenario") == "eval" else ["train", "val"] if settings.get("eval", True) else ["train"]
+    for split in wanted:
+        if not os.path.isdir(os.path.join(root, split)):
+            raise HarnessError(f"{where}: data_root '{root}': no '{split}' folder (expected {root}/{split}/<class>/*.JPEG)")

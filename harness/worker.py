@@ -1,0 +1,251 @@
+"""A case's process: loads one backend and runs the core-owned loops and clock.
+
+Run by the runner as ``python -m harness.worker CASE.json RESULT.json`` in the
+case's own working folder. The timing rules are the same for every backend:
+
+* the first step (graph compilation, allocator warm-up) is timed on its own and
+  reported as ``first_step_s``; the remaining warm-up steps are not timed;
+* each timed step is bracketed by ``harness_synchronize`` and holds only the
+  batch fetch and the backend's step: no logging, no reading values to the host;
+* losses and correct-counts are read with ``harness_to_host`` after the loop;
+* progress goes to the parent between steps, outside the timed intervals.
+
+The result file is rewritten after each phase, so a failure later in the case
+keeps what was already measured.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+from .config import Case
+from .errors import DeviceUnavailable, HarnessError
+from .plugins import load_backend
+from .timing import summarize, throughput
+
+__all__ = ["run_case", "main"]
+
+_PROGRESS_EVERY_S = 0.5
+
+
+class _Progress:
+    """Sends ``{"phase", "step", "total"}`` lines to the parent (at most every 0.5 s)."""
+
+    def __init__(self) -> None:
+        fd = os.environ.get("HARNESS_PROGRESS_FD")
+        self.fd = int(fd) if fd else None
+        self.last = 0.0
+
+    def __call__(self, phase: str, step: int, total: int, force: bool = False) -> None:
+        if self.fd is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < _PROGRESS_EVERY_S:
+            return
+        self.last = now
+        try:
+            os.write(self.fd, (json.dumps({"phase": phase, "step": step, "total": total}) + "\n").encode())
+        except OSError:
+            self.fd = None
+
+
+def _forever(stream: Any) -> Iterator[Any]:
+    """Batches across epochs; a stream with no batches is an error."""
+    while True:
+        empty = True
+        for batch in stream:
+            empty = False
+            yield batch
+        if empty:
+            raise HarnessError("the data stream yielded no batches (dataset smaller than one batch?)")
+
+
+def _write(path: str, result: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    os.replace(tmp, path)
+
+
+def _host_peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def _train(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> None:
+    s = case.settings
+    data = hook.harness_data(case=case, split="train", device=device)
+    steps_per_epoch = len(data)
+    if steps_per_epoch < 1:
+        raise HarnessError("train data has fewer images than one batch")
+    if s.epochs is not None:
+        total = max(1, math.ceil(s.epochs * steps_per_epoch))
+        timed = total - s.warmup
+        if timed < 1:
+            raise HarnessError(f"epochs={s.epochs} gives {total} steps, not more than warmup={s.warmup}")
+    else:
+        timed = s.steps
+        total = s.warmup + timed
+    step = hook.harness_train_step(case=case, model=model, device=device, total_steps=total,
+                                   steps_per_epoch=steps_per_epoch)
+    sync = hook.harness_synchronize
+    batches = _forever(data)
+
+    sync(device=device)
+    t0 = time.perf_counter()
+    first_loss = step(next(batches))
+    sync(device=device)
+    first_step_s = time.perf_counter() - t0
+    for i in range(1, s.warmup):
+        step(next(batches))
+        progress("warmup", i + 1, s.warmup)
+    sync(device=device)
+
+    samples: list[float] = []
+    losses: list[Any] = []
+    clock = time.perf_counter
+    for i in range(timed):
+        t0 = clock()
+        losses.append(step(next(batches)))
+        sync(device=device)
+        samples.append(clock() - t0)
+        progress("train", i + 1, timed)
+
+    values = hook.harness_to_host(value=[first_loss, *losses])
+    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+    result["metrics"]["train"] = {
+        "images_per_s": throughput(s.batch_size, samples),
+        "ms_per_step": summarize(samples),
+        "first_step_s": first_step_s,
+        "warmup_steps": s.warmup,
+        "timed_steps": timed,
+        "total_steps": total,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": total / steps_per_epoch,
+        "loss_first": values[0],
+        "loss_last": values[-1],
+    }
+    result["samples"]["train_step_s"] = samples
+    result["samples"]["train_loss"] = values[1:]
+    if bad is not None:
+        raise HarnessError(f"diverged at step {bad + 1 if bad == 0 else s.warmup + bad}: loss is {values[bad]}")
+
+
+def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> None:
+    s = case.settings
+    data = hook.harness_data(case=case, split="eval", device=device)
+    n_batches = len(data) if s.eval_batches is None else min(len(data), s.eval_batches)
+    step = hook.harness_eval_step(case=case, model=model, device=device)
+    sync = hook.harness_synchronize
+    batches = iter(data)
+    try:
+        first = next(batches)
+    except StopIteration:
+        raise HarnessError("the eval data stream yielded no batches") from None
+
+    # Untimed warm-up on the first batch (compilation); it is counted once below.
+    sync(device=device)
+    t0 = time.perf_counter()
+    step(first)
+    sync(device=device)
+    first_step_s = time.perf_counter() - t0
+    for _ in range(1, min(s.warmup, 3)):
+        step(first)
+    sync(device=device)
+
+    samples: list[float] = []
+    outs: list[Any] = []
+    clock = time.perf_counter
+    batch = first
+    for i in range(n_batches):
+        if i > 0:
+            batch = next(batches, None)
+            if batch is None:
+                break
+        t0 = clock()
+        outs.append(step(batch))
+        sync(device=device)
+        samples.append(clock() - t0)
+        progress("eval", i + 1, n_batches)
+
+    counts = [hook.harness_to_host(value=o) for o in outs]
+    top1 = math.fsum(c[0] for c in counts)
+    top5 = math.fsum(c[1] for c in counts)
+    n = math.fsum(c[2] for c in counts)
+    result["metrics"]["eval"] = {
+        "top1": 100.0 * top1 / n if n else float("nan"),
+        "top5": 100.0 * top5 / n if n else float("nan"),
+        "images": int(n),
+        "images_per_s": n / math.fsum(samples) if samples else float("nan"),
+        "ms_per_step": summarize(samples),
+        "first_step_s": first_step_s,
+    }
+    result["samples"]["eval_step_s"] = samples
+
+
+def run_case(case: Case, result_path: str) -> dict[str, Any]:
+    """Run ``case`` in this process; write and return the result dict."""
+    progress = _Progress()
+    result: dict[str, Any] = {"status": "running", "reason": None, "metrics": {}, "samples": {}, "env": {}}
+    phase = "setup"
+    try:
+        hook = load_backend(case.backend).hook
+        device = hook.harness_setup(case=case)
+        for part in hook.harness_environment(case=case, device=device)[::-1]:
+            result["env"].update(part or {})
+        phase = "build"
+        model = hook.harness_build_model(case=case, device=device)
+        _write(result_path, result)
+        if case.settings.scenario == "train":
+            phase = "train"
+            _train(hook, case, model, device, progress, result)
+            _write(result_path, result)
+        if case.settings.eval or case.settings.scenario == "eval":
+            phase = "eval"
+            _evaluate(hook, case, model, device, progress, result)
+            _write(result_path, result)
+        exports = []
+        for fmt in case.settings.export:
+            phase = f"export {fmt}"
+            progress("export", len(exports) + 1, len(case.settings.export), force=True)
+            exports.append(hook.harness_export(case=case, model=model, device=device, fmt=fmt,
+                                               path=os.path.join(os.getcwd(), f"model_{fmt}")))
+        if exports:
+            result["metrics"]["export"] = exports
+        result["metrics"]["memory"] = {"host_peak_bytes": _host_peak_bytes(),
+                                       "device_peak_bytes": hook.harness_device_memory(device=device)}
+        result["status"] = "ok"
+    except DeviceUnavailable as exc:
+        result.update(status="skipped", reason=f"{case.device}: {exc}" if not str(exc).startswith(case.device)
+                      else str(exc))
+    except HarnessError as exc:
+        result.update(status="failed", reason=f"{phase}: {exc}")
+    except MemoryError:
+        result.update(status="failed", reason=f"{phase}: out of host memory")
+    except Exception as exc:  # noqa: BLE001 - any backend error fails the case, with its traceback in the log
+        traceback.print_exc()
+        msg = str(exc).strip().splitlines()
+        result.update(status="failed", reason=f"{phase}: {type(exc).__name__}: {msg[0] if msg else ''}"[:500])
+    result["metrics"].setdefault("memory", {"host_peak_bytes": _host_peak_bytes()})
+    _write(result_path, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    case_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
+    with open(case_path, encoding="utf-8") as f:
+        case = Case.from_dict(json.load(f))
+    result = run_case(case, result_path)
+    print(f"harness worker: {case.name}: {result['status']}" + (f": {result['reason']}" if result["reason"] else ""),
+          flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

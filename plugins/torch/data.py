@@ -1,0 +1,91 @@
+"""Data streams for the PyTorch backend: synthetic tensors on the device, or an
+ImageNet-layout folder decoded with Pillow in DataLoader workers (no torchvision)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from harness.config import Case
+from harness.data import Preprocess, scan_folder, synthetic_batches
+from harness.errors import HarnessError
+from harness.models import get_model
+
+__all__ = ["make_stream"]
+
+
+class SyntheticStream:
+    """The same random batch, created once on the device, ``n`` times per epoch."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, n: int) -> None:
+        self.x, self.y, self.n = x, y, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _ in range(self.n):
+            yield self.x, self.y
+
+
+class FolderDataset(Dataset):
+    def __init__(self, root: str, split: str, pre: Preprocess, seed: int) -> None:
+        self.classes, self.samples = scan_folder(root, split)
+        self.pre, self.seed = pre, seed
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _generator(self) -> np.random.Generator:
+        if self._rng is None:  # per worker: torch gives each worker (and epoch) its own seed
+            info = get_worker_info()
+            self._rng = np.random.default_rng(info.seed if info else self.seed)
+        return self._rng
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        path, label = self.samples[i]
+        return self.pre.load(path, self._generator()), label
+
+
+class DeviceLoader:
+    """Wraps a DataLoader: moves each batch to the device (and NHWC when asked)."""
+
+    def __init__(self, loader: DataLoader, device: torch.device, channels_last: bool) -> None:
+        self.loader, self.device, self.channels_last = loader, device, channels_last
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        for x, y in self.loader:
+            yield (x.to(self.device, non_blocking=True, memory_format=fmt),
+                   y.to(self.device, non_blocking=True))
+
+
+def make_stream(case: Case, split: str, device: torch.device) -> Any:
+    s = case.settings
+    if s.data == "synthetic":
+        g = torch.Generator(device="cpu").manual_seed(s.seed + (0 if split == "train" else 1))
+        x = torch.randn(s.batch_size, 3, s.image_size, s.image_size, generator=g)
+        y = torch.randint(0, s.num_classes, (s.batch_size,), generator=g)
+        x, y = x.to(device), y.to(device)
+        if s.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return SyntheticStream(x, y, synthetic_batches(s, split))
+    spec = get_model(case.model)
+    train = split == "train"
+    pre = Preprocess(s.image_size, train=train, augment=s.augment, mean=spec.mean, std=spec.std)
+    ds = FolderDataset(s.data_root, "train" if train else "val", pre, s.seed)
+    if len(ds.classes) > s.num_classes:
+        raise HarnessError(f"data_root '{s.data_root}' has {len(ds.classes)} classes but num_classes is {s.num_classes}")
+    loader = DataLoader(
+        ds, batch_size=s.batch_size, shuffle=train, drop_last=train, num_workers=s.workers,
+        pin_memory=device.type == "cuda", persistent_workers=s.workers > 0,
+        generator=torch.Generator().manual_seed(s.seed),
+    )
+    return DeviceLoader(loader, device, s.channels_last)

@@ -1,0 +1,61 @@
+"""Export to ONNX (checked in onnxruntime), TorchScript and torch.export, each
+checked against the eager model's outputs on the same batch."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.config import Case
+from harness.errors import HarnessError
+
+__all__ = ["FORMATS", "export_model"]
+
+FORMATS = ("onnx", "torchscript", "pt2")
+
+
+def _onnx(model: nn.Module, x: torch.Tensor, path: str) -> tuple[str, np.ndarray, str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise HarnessError("export onnx: onnxruntime is not installed (pip install onnxruntime)") from None
+    out = path + ".onnx"
+    torch.onnx.export(model, (x,), out, dynamo=False, input_names=["images"], output_names=["logits"],
+                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+    sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    return out, sess.run(None, {"images": x.cpu().numpy()})[0], f"onnxruntime {ort.__version__}"
+
+
+def _torchscript(model: nn.Module, x: torch.Tensor, path: str) -> tuple[str, np.ndarray, str]:
+    out = path + ".pt"
+    torch.jit.save(torch.jit.trace(model, x), out)
+    loaded = torch.jit.load(out, map_location=x.device)
+    return out, loaded(x).float().cpu().numpy(), f"torch.jit {torch.__version__}"
+
+
+def _pt2(model: nn.Module, x: torch.Tensor, path: str) -> tuple[str, np.ndarray, str]:
+    out = path + ".pt2"
+    torch.export.save(torch.export.export(model, (x,)), out)
+    loaded = torch.export.load(out).module()
+    return out, loaded(x).float().cpu().numpy(), f"torch.export {torch.__version__}"
+
+
+_EXPORTERS = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2}
+
+
+def export_model(case: Case, model: nn.Module, device: torch.device, fmt: str, path: str) -> dict[str, Any]:
+    if fmt not in _EXPORTERS:
+        raise HarnessError(f"export format '{fmt}' is not supported by the torch backend ({', '.join(FORMATS)})")
+    s = case.settings
+    model.eval()
+    g = torch.Generator().manual_seed(s.seed + 2)
+    x = torch.randn(min(s.batch_size, 4), 3, s.image_size, s.image_size, generator=g).to(device)
+    with torch.no_grad():
+        reference = model(x).float().cpu().numpy()
+        file, got, runtime = _EXPORTERS[fmt](model, x, path)
+    diff = float(np.max(np.abs(got - reference)))
+    return {"format": fmt, "path": os.path.basename(file), "bytes": os.path.getsize(file),
+            "check": {"runtime": runtime, "max_abs_diff": diff, "batch": int(x.shape[0])}}

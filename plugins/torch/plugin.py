@@ -1,0 +1,161 @@
+"""Hook implementations of the PyTorch backend (see :mod:`harness.hookspecs`).
+
+Neutral device names map to ``cpu``, ``cuda`` and ``npu``; torch_npu is imported
+only when ``ascend`` is asked for, because without Ascend CANN it breaks
+``import torch`` itself.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from typing import Any
+
+import torch
+
+from harness import DeviceUnavailable, hookimpl
+from harness.config import Case
+from harness.env import cpu_model
+from harness.models import MODELS, get_model
+
+from . import __version__
+from .data import make_stream
+from .export import export_model
+from .models import BUILDERS, build_model
+from .train import make_eval_step, make_train_step
+
+_TORCH_TYPE = {"cpu": "cpu", "gpu": "cuda", "ascend": "npu"}
+
+
+def _npu() -> Any:
+    """torch_npu, imported on first use; raises DeviceUnavailable with the reason."""
+    if importlib.util.find_spec("torch_npu") is None:
+        raise DeviceUnavailable("no Ascend device: torch_npu not importable (not installed; needs Ascend CANN)")
+    try:
+        return importlib.import_module("torch_npu")
+    except Exception as exc:  # noqa: BLE001 - missing CANN libraries surface as assorted errors
+        raise DeviceUnavailable(f"no Ascend device: torch_npu not importable ({type(exc).__name__}: {exc})") from None
+
+
+def _device_status(device: str) -> dict[str, Any]:
+    if device == "cpu":
+        return {"available": True, "reason": None, "model": cpu_model(), "count": 1}
+    if device == "gpu":
+        if not torch.cuda.is_available():
+            why = "torch built without CUDA" if torch.version.cuda is None else "torch.cuda.is_available() is False"
+            return {"available": False, "reason": f"no CUDA device: {why}", "model": None, "count": 0}
+        return {"available": True, "reason": None, "model": torch.cuda.get_device_name(0),
+                "count": torch.cuda.device_count()}
+    if device == "ascend":
+        try:
+            _npu()
+        except DeviceUnavailable as exc:
+            return {"available": False, "reason": str(exc), "model": None, "count": 0}
+        if not torch.npu.is_available():
+            return {"available": False, "reason": "no Ascend device: torch.npu.is_available() is False",
+                    "model": None, "count": 0}
+        return {"available": True, "reason": None, "model": torch.npu.get_device_name(0),
+                "count": torch.npu.device_count()}
+    return {"available": False, "reason": f"unknown device '{device}'", "model": None, "count": 0}
+
+
+@hookimpl
+def harness_backend_info() -> dict[str, Any]:
+    return {"name": "torch", "framework": "PyTorch", "framework_version": torch.__version__,
+            "version": __version__, "devices": list(_TORCH_TYPE),
+            "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS]}
+
+
+@hookimpl
+def harness_probe_device(device: str) -> dict[str, Any]:
+    return _device_status(device)
+
+
+@hookimpl
+def harness_setup(case: Case) -> torch.device:
+    status = _device_status(case.device)
+    if not status["available"]:
+        raise DeviceUnavailable(status["reason"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(_TORCH_TYPE[case.device], local_rank if case.device != "cpu" else None)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(device)
+    elif device.type == "npu":
+        torch.npu.set_device(device)
+        torch.npu.reset_peak_memory_stats(device)
+    torch.manual_seed(case.settings.seed)
+    return device
+
+
+@hookimpl
+def harness_build_model(case: Case, device: torch.device) -> torch.nn.Module:
+    s = case.settings
+    spec = get_model(case.model, width=s.width, num_classes=s.num_classes, image_size=s.image_size)
+    torch.manual_seed(s.seed)
+    model = build_model(spec).to(device)
+    if s.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.train()
+
+
+@hookimpl
+def harness_data(case: Case, split: str, device: torch.device) -> Any:
+    return make_stream(case, split, device)
+
+
+@hookimpl
+def harness_train_step(case: Case, model: torch.nn.Module, device: torch.device, total_steps: int,
+                       steps_per_epoch: int) -> Any:
+    return make_train_step(case, model, device, total_steps, steps_per_epoch)
+
+
+@hookimpl
+def harness_eval_step(case: Case, model: torch.nn.Module, device: torch.device) -> Any:
+    return make_eval_step(case, model, device)
+
+
+@hookimpl
+def harness_to_host(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, torch.Tensor) for v in value):
+            return torch.stack([v.detach().float().reshape(()) for v in value]).cpu().tolist()
+        return [float(v) for v in value]
+    return float(value)
+
+
+@hookimpl
+def harness_synchronize(device: torch.device) -> bool:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "npu":
+        torch.npu.synchronize(device)
+    return True
+
+
+@hookimpl
+def harness_device_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    if device.type == "npu":
+        return int(torch.npu.max_memory_allocated(device))
+    return None
+
+
+@hookimpl
+def harness_export(case: Case, model: torch.nn.Module, device: torch.device, fmt: str, path: str) -> dict[str, Any]:
+    return export_model(case, model, device, fmt, path)
+
+
+@hookimpl
+def harness_environment(case: Case, device: torch.device) -> dict[str, Any]:
+    status = _device_status(case.device)
+    env = {"framework": "PyTorch", "framework_version": torch.__version__, "backend_version": __version__,
+           "device_model": status["model"], "device_count": status["count"],
+           "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        env.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    if device.type == "npu":
+        env.update(torch_npu=getattr(_npu(), "__version__", None))
+    return env
