@@ -50,6 +50,8 @@ class Settings:
     data: str = _opt("synthetic", "synthetic tensors made on the device, an ImageNet-layout folder, "
                      "or the generated tiny dataset", ("synthetic", "folder", "tiny"))
     data_root: str | None = _opt(None, "folder with train/<class>/*.JPEG and val/<class>/*.JPEG")
+    threads: int | None = _opt(None, "CPU threads of the framework's intra-op pool (default: its own choice)",
+                               minimum=1)
     workers: int = _opt(2, "data-loading worker processes for folder data", minimum=0)
     augment: bool = _opt(True, "train-time augmentation (random-resized-crop, flip, colour jitter)")
     optimizer: str = _opt("sgd", "sgd (momentum, optionally nesterov)", ("sgd",))

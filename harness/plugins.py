@@ -19,6 +19,10 @@ def backend_entry_points() -> dict[str, md.EntryPoint]:
     return found
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
     dist = getattr(ep, "dist", None)
     return (dist.metadata["Name"], dist.version) if dist is not None else ("?", "?")
@@ -29,7 +33,7 @@ def check_contract(pm: pluggy.PluginManager, name: str) -> None:
     try:
         pm.check_pending()  # a hookimpl whose name matches no spec (a typo)
     except pluggy.PluginValidationError as exc:
-        raise HarnessError(f"backend '{name}': {exc}") from None
+        raise HarnessError(f"backend '{name}': {_one_line(exc)}") from None
     for hook in hookspecs.REQUIRED_HOOKS:
         if not getattr(pm.hook, hook).get_hookimpls():
             raise HarnessError(f"backend '{name}' does not implement required hook {hook}")
@@ -49,10 +53,11 @@ def load_backend(name: str) -> pluggy.PluginManager:
     try:
         pm.load_setuptools_entrypoints(hookspecs.ENTRY_POINT_GROUP, name=name)
     except pluggy.PluginValidationError as exc:  # an impl takes an argument its spec does not have
-        raise HarnessError(f"backend '{name}': {exc}") from None
-    except ImportError as exc:
+        raise HarnessError(f"backend '{name}': {_one_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a plugin raises on import is reported in one line
         pkg, _ = _dist_of(eps[name])
-        raise HarnessError(f"backend '{name}' (package {pkg}) cannot be imported: {exc}") from None
+        raise HarnessError(f"backend '{name}' (package {pkg}) cannot be imported: "
+                           f"{type(exc).__name__}: {_one_line(exc)}") from None
     check_contract(pm, name)
     return pm
 

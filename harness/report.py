@@ -30,7 +30,7 @@ METRIC_ROWS = (
     ("peak host memory (MiB)", "host_peak_mib", "{:.0f}"),
     ("peak device memory (MiB)", "device_peak_mib", "{:.0f}"),
 )
-CONFIG_SKIP = {"timeout", "data_root", "seed", "eval_batches", "export"}
+ACCURACY = {"eval_top1", "eval_top5"}
 
 
 def _get(d: dict[str, Any], *path: str) -> Any:
@@ -70,11 +70,16 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _column_label(row: pd.Series, varying: list[str]) -> str:
+def _column_label(row: pd.Series, multi_run: bool) -> str:
+    """``backend / device``, the device model, and the matrix values that name the case."""
     label = f"{row['backend']} / {row['device']}"
     if isinstance(row.get("device_model"), str) and row["device_model"]:
         label += f"<br>{row['device_model']}"
-    extra = [f"{k[4:]}={row[k]}" for k in varying]
+    stem = f"{row['model']}-{row['backend']}-{row['device']}"
+    case = str(row.get("case") or "")
+    extra = [case[len(stem) + 1:]] if case.startswith(stem + "-") else []
+    if multi_run:
+        extra.append(f"run {row['run_id']}")
     return label + ("<br>" + ", ".join(extra) if extra else "")
 
 
@@ -85,21 +90,22 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
         return "\n".join(out + ["No records."]) + "\n"
     ok = df[df["status"] == "ok"]
     for model, group in ok.groupby("model", sort=True):
-        cfg_cols = [c for c in group.columns if c.startswith("cfg.") and c[4:] not in CONFIG_SKIP]
-        varying = [c for c in cfg_cols if group[c].astype(str).nunique() > 1]
-        if group["run_id"].nunique() > 1:
-            group = group.assign(**{"cfg.run": group["run_id"]})
-            varying.insert(0, "cfg.run")
+        multi_run = group["run_id"].nunique() > 1
         columns: dict[str, list[str]] = {}
-        for _, row in group.sort_values(["backend", "device"]).iterrows():
+        for _, row in group.sort_values(["backend", "device", "case"]).iterrows():
             cells = []
             for _label, col, fmt in METRIC_ROWS:
                 v = row.get(col)
+                if col in ACCURACY and row.get("cfg.data") == "synthetic":
+                    v = None  # random labels: accuracy means nothing
                 cells.append(fmt.format(v) if v is not None and pd.notna(v) else "")
-            columns[_column_label(row, varying)] = cells
+            label = _column_label(row, multi_run)
+            if label in columns:  # never let two cases share (and overwrite) a column
+                label += f"<br>{row['case']}"
+            columns[label] = cells
         table = pd.DataFrame(columns, index=[label for label, _, _ in METRIC_ROWS])
         table = table[(table != "").any(axis=1)]
-        out += [f"## {model}", "", table.to_markdown(tablefmt="github"), ""]
+        out += [f"## {model}", "", table.to_markdown(tablefmt="github", disable_numparse=True), ""]
     bad = df[df["status"] != "ok"]
     if not bad.empty:
         out += ["## Failed and skipped cases", "",

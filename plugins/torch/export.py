@@ -50,12 +50,16 @@ def export_model(case: Case, model: nn.Module, device: torch.device, fmt: str, p
     if fmt not in _EXPORTERS:
         raise HarnessError(f"export format '{fmt}' is not supported by the torch backend ({', '.join(FORMATS)})")
     s = case.settings
+    was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(s.seed + 2)
     x = torch.randn(min(s.batch_size, 4), 3, s.image_size, s.image_size, generator=g).to(device)
-    with torch.no_grad():
-        reference = model(x).float().cpu().numpy()
-        file, got, runtime = _EXPORTERS[fmt](model, x, path)
+    try:
+        with torch.no_grad():
+            reference = model(x).float().cpu().numpy()
+            file, got, runtime = _EXPORTERS[fmt](model, x, path)
+    finally:
+        model.train(was_training)
     diff = float(np.max(np.abs(got - reference)))
     return {"format": fmt, "path": os.path.basename(file), "bytes": os.path.getsize(file),
             "check": {"runtime": runtime, "max_abs_diff": diff, "batch": int(x.shape[0])}}

@@ -85,6 +85,8 @@ def harness_setup(case: Case) -> torch.device:
     elif device.type == "npu":
         torch.npu.set_device(device)
         torch.npu.reset_peak_memory_stats(device)
+    if case.settings.threads:
+        torch.set_num_threads(case.settings.threads)
     torch.manual_seed(case.settings.seed)
     return device
 

@@ -58,8 +58,8 @@ def make_train_step(case: Case, model: nn.Module, device: torch.device, total_st
     scaler = None
     static_scale = None
     if s.precision == "fp16":
-        if isinstance(s.loss_scale, float):
-            static_scale = s.loss_scale
+        if isinstance(s.loss_scale, (int, float)) and not isinstance(s.loss_scale, bool):
+            static_scale = float(s.loss_scale)
         else:
             scaler = torch.amp.GradScaler(device.type)
     lrs = [lr_at(i, s, total_steps, steps_per_epoch) for i in range(total_steps)]

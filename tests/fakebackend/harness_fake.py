@@ -1,0 +1,141 @@
+"""A numpy-only backend, registered from outside the repo's packaging (a
+dist-info folder on PYTHONPATH), used to test the core without a framework.
+
+Behaviour per case comes from the JSON in ``HARNESS_FAKE_PLAN``, keyed by the
+case's seed: ``{"1": "raise", "2": "sigkill", "3": "hang", "4": "nodevice",
+"5": "nan", "6": "slow"}``. Every hook call is appended to ``calls.log`` in the
+case's working folder, so tests can check the order the core calls them in.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from harness import DeviceUnavailable, hookimpl
+from harness.models import MODELS
+
+
+def _plan(case) -> str:
+    return json.loads(os.environ.get("HARNESS_FAKE_PLAN", "{}")).get(str(case.settings.seed), "")
+
+
+def _log(what: str) -> None:
+    with open("calls.log", "a") as f:
+        f.write(what + "\n")
+
+
+@hookimpl
+def harness_backend_info():
+    return {"name": "fake", "framework": "numpy", "framework_version": np.__version__, "version": "0.1",
+            "devices": ["cpu"], "models": list(MODELS)}
+
+
+@hookimpl
+def harness_probe_device(device):
+    ok = device == "cpu"
+    return {"available": ok, "reason": None if ok else f"no {device} in the fake backend",
+            "model": "fake-cpu" if ok else None, "count": int(ok)}
+
+
+@hookimpl
+def harness_setup(case):
+    _log("setup")
+    with open("pid", "w") as f:
+        f.write(str(os.getpid()))
+    if case.device != "cpu" or _plan(case) == "nodevice":
+        raise DeviceUnavailable(f"{case.device}: no such device in the fake backend")
+    return {"name": case.device, "plan": _plan(case), "steps": 0}
+
+
+@hookimpl
+def harness_build_model(case, device):
+    _log("build")
+    if device["plan"] == "raise":
+        raise RuntimeError("model exploded on purpose")
+    rng = np.random.default_rng(case.settings.seed)
+    return {"w": rng.normal(size=(4, case.settings.num_classes))}
+
+
+class _Stream:
+    def __init__(self, n, batch):
+        self.n, self.batch = n, batch
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield (np.ones((self.batch, 4)), np.zeros(self.batch, dtype=int))
+
+
+@hookimpl
+def harness_data(case, split, device):
+    _log(f"data {split}")
+    return _Stream(case.settings.eval_batches or 3 if split == "eval" else 7, case.settings.batch_size)
+
+
+@hookimpl
+def harness_train_step(case, model, device, total_steps, steps_per_epoch):
+    _log(f"train_step total={total_steps} spe={steps_per_epoch}")
+
+    def step(batch):
+        device["steps"] += 1
+        n = device["steps"]
+        _log(f"step {n}")
+        plan = device["plan"]
+        if plan == "sigkill" and n == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if plan == "hang" and n == 2:
+            time.sleep(3600)
+        if plan == "slow":
+            time.sleep(0.3 if n == 1 else 0.02)
+        if plan == "pause":  # a long step so a test can kill the process from outside
+            time.sleep(0.2)
+        return float("nan") if plan == "nan" and n == 4 else 1.0 / n
+
+    return step
+
+
+@hookimpl
+def harness_eval_step(case, model, device):
+    def step(batch):
+        _log("eval")
+        x, y = batch
+        return (len(y) // 2, len(y), len(y))
+
+    return step
+
+
+@hookimpl
+def harness_to_host(value):
+    _log("to_host")
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+
+
+@hookimpl
+def harness_synchronize(device):
+    _log("sync")
+    return True
+
+
+@hookimpl
+def harness_device_memory(device):
+    return None
+
+
+@hookimpl
+def harness_export(case, model, device, fmt, path):
+    np.save(path + ".npy", model["w"])
+    return {"format": fmt, "path": os.path.basename(path) + ".npy", "bytes": os.path.getsize(path + ".npy"),
+            "check": {"runtime": "numpy", "max_abs_diff": 0.0}}
+
+
+@hookimpl
+def harness_environment(case, device):
+    return {"framework": "numpy", "framework_version": np.__version__, "device_model": "fake-cpu",
+            "device_count": 1, "loaded_torch": "torch" in sys.modules, "cwd": os.getcwd()}

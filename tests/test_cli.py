@@ -1,0 +1,82 @@
+"""The command line: one-line errors with exit status 2, list, report, and the smoke suite."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def harness(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+GOOD = """
+models: [gluon_resnet50_v1b]
+backends: [torch]
+devices: [cpu]
+settings: {batch_size: 8}
+"""
+
+
+@pytest.mark.parametrize("text, expect", [
+    (GOOD.replace("batch_size", "batch_szie"), "settings.batch_szie: unknown setting; did you mean 'batch_size'?"),
+    (GOOD.replace("gluon_resnet50_v1b", "resnet50"), "models[0]: unknown model 'resnet50'"),
+    (GOOD + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: /no/imagenet}\n",
+     "data_root '/no/imagenet': no such folder"),
+    (GOOD.replace("8}", "8"), "malformed YAML"),
+])
+def test_bad_suite_is_one_line_exit_2(tmp_path, text, expect):
+    (tmp_path / "bad.yaml").write_text(text)
+    out = harness("run", str(tmp_path / "bad.yaml"), "--results", str(tmp_path / "r"))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("harness: error: ") and "Traceback" not in out.stderr
+    assert expect in lines[0] and str(tmp_path / "bad.yaml") in lines[0]
+    assert not (tmp_path / "r").exists()  # nothing ran
+
+
+def test_bad_set_and_missing_paths(tmp_path):
+    out = harness("run", str(REPO / "suites" / "smoke.yaml"), "--set", "widht=0.5")
+    assert out.returncode == 2 and "--set.widht: unknown setting; did you mean 'width'?" in out.stderr
+    out = harness("report", str(tmp_path / "nothing"))
+    assert out.returncode == 2 and f"{tmp_path / 'nothing'}: no such file or folder" in out.stderr
+
+
+def test_list_says_what_is_usable_and_why_not():
+    out = harness("list")
+    assert out.returncode == 0, out.stderr
+    assert "gluon_resnet50_v1b" in out.stdout and "25,557,032" in out.stdout
+    cpu = next(line for line in out.stdout.splitlines() if "| torch" in line and "| cpu" in line)
+    assert "yes" in cpu
+    ascend = next(line for line in out.stdout.splitlines() if "| torch" in line and "| ascend" in line)
+    assert "torch_npu not importable" in ascend or "yes" in ascend
+    out = harness("plugins")
+    assert out.returncode == 0 and "harness_torch.plugin" in out.stdout
+
+
+@pytest.mark.slow
+def test_smoke_suite_end_to_end(tmp_path):
+    """The README's main job: both data sources, a report, and real learning on the tiny set."""
+    out = harness("run", str(REPO / "suites" / "smoke.yaml"), "--results", str(tmp_path), "--run-id", "smoke",
+                  timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "## gluon_resnet50_v1b" in out.stdout and "train images/s" in out.stdout
+    records = [json.loads(line) for line in (tmp_path / "smoke" / "smoke" / "results.jsonl").read_text().splitlines()]
+    by_data = {r["config"]["settings"]["data"]: r for r in records}
+    assert set(by_data) == {"synthetic", "tiny"} and all(r["status"] == "ok" for r in records)
+    tiny = by_data["tiny"]
+    # 10 classes: chance is 10%
+    assert tiny["metrics"]["eval"]["top1"] >= 60.0, tiny["metrics"]["eval"]
+    assert tiny["metrics"]["eval"]["images"] == 100
+    assert tiny["env"]["framework"] == "PyTorch" and tiny["env"]["device_model"]
+    onnx = tiny["metrics"]["export"][0]
+    assert onnx["format"] == "onnx" and onnx["check"]["max_abs_diff"] < 1e-4
+    assert (tmp_path / "smoke" / "smoke" / "cases" / "gluon_resnet50_v1b-torch-cpu-data=tiny" / onnx["path"]).exists()
+    syn = by_data["synthetic"]["metrics"]["train"]
+    assert syn["timed_steps"] == 20 and len(by_data["synthetic"]["samples"]["train_step_s"]) == 20

@@ -1,0 +1,101 @@
+"""Timing statistics, the JSON Lines store and the markdown report."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import numpy as np
+import pytest
+
+from harness.report import records_frame, render_markdown
+from harness.results import SCHEMA, append_record, find_result_files, read_records
+from harness.timing import summarize, throughput
+
+
+def test_summarize_matches_definitions():
+    samples = [0.010, 0.012, 0.011, 0.050, 0.013, 0.009, 0.011]
+    s = summarize(samples)
+    ms = [x * 1000 for x in samples]
+    assert s["count"] == 7
+    assert s["mean"] == pytest.approx(statistics.fmean(ms))
+    assert s["p50"] == pytest.approx(statistics.median(ms))
+    assert s["stdev"] == pytest.approx(statistics.stdev(ms))
+    assert s["p90"] == pytest.approx(float(np.percentile(ms, 90)))
+    assert s["p99"] <= s["max"] == pytest.approx(50.0)
+    assert summarize([0.5])["stdev"] == 0.0 and summarize([]) == {"count": 0}
+
+
+def test_throughput_is_images_over_timed_seconds():
+    assert throughput(32, [0.5, 0.25, 0.25]) == pytest.approx(96.0)
+    assert math.isnan(throughput(32, []))
+
+
+def _record(case="c", backend="torch", device="cpu", status="ok", ips=100.0, top1=50.0, data="synthetic", **kw):
+    return {"schema": SCHEMA, "kind": "measured", "run_id": "r", "case": case, "status": status,
+            "reason": kw.get("reason"),
+            "config": {"model": "gluon_resnet50_v1b", "backend": backend, "device": device,
+                       "settings": {"batch_size": 8, "data": data}},
+            "metrics": {} if status != "ok" else {
+                "train": {"images_per_s": ips, "ms_per_step": {"mean": 80.0, "p50": 79.0, "p90": 90.0,
+                                                               "p99": 99.0, "stdev": 3.0},
+                          "first_step_s": 1.5, "timed_steps": 20, "loss_last": 0.7},
+                "eval": {"top1": top1, "top5": 90.0, "images_per_s": 300.0},
+                "memory": {"host_peak_bytes": 512 * 2**20, "device_peak_bytes": None}},
+            "env": {"device_model": "Xeon"}}
+
+
+def test_append_is_one_line_per_record_and_nan_becomes_null(tmp_path):
+    f = tmp_path / "results.jsonl"
+    append_record(f, _record(ips=float("nan")))
+    append_record(f, _record(case="d"))
+    lines = f.read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["metrics"]["train"]["images_per_s"] is None
+    assert [r["case"] for r in read_records(f)] == ["c", "d"]
+
+
+def test_torn_last_line_is_reported_and_the_rest_read(tmp_path, capsys):
+    f = tmp_path / "results.jsonl"
+    append_record(f, _record())
+    with open(f, "a") as fh:
+        fh.write('{"schema": "harness.result/1", "case": "tor')
+    recs = read_records(f)
+    assert len(recs) == 1
+    assert f"{f}:2: torn or invalid record skipped" in capsys.readouterr().err
+
+
+def test_find_result_files(tmp_path):
+    (tmp_path / "a" / "r1").mkdir(parents=True)
+    append_record(tmp_path / "a" / "r1" / "results.jsonl", _record())
+    assert find_result_files([str(tmp_path / "a")]) == [tmp_path / "a" / "r1" / "results.jsonl"]
+    from harness.errors import HarnessError
+    with pytest.raises(HarnessError, match="no such file or folder"):
+        find_result_files([str(tmp_path / "missing")])
+
+
+def test_report_puts_backends_and_devices_side_by_side():
+    recs = [_record("a", "torch", "cpu", ips=123.4, data="tiny"), _record("b", "mindspore", "cpu", ips=99.9),
+            _record("c", "torch", "gpu", status="skipped", reason="gpu: no CUDA device")]
+    md = render_markdown(recs)
+    header = next(line for line in md.splitlines() if "torch / cpu" in line)
+    assert "mindspore / cpu" in header
+    row = next(line for line in md.splitlines() if line.startswith("| train images/s"))
+    assert "123.4" in row and "99.9" in row
+    assert "| top-1 (%)" in md
+    assert "gpu: no CUDA device" in md and "skipped" in md
+
+
+def test_report_hides_accuracy_of_synthetic_data_and_labels_varying_settings():
+    recs = [_record("gluon_resnet50_v1b-torch-cpu-data=synthetic", data="synthetic", top1=7.0),
+            _record("gluon_resnet50_v1b-torch-cpu-data=tiny", data="tiny", top1=97.0),
+            _record("same-label", data="tiny", top1=55.0), _record("same-label-2", data="tiny", top1=56.0)]
+    md = render_markdown(recs)
+    assert "data=synthetic" in md and "data=tiny" in md
+    top1 = next(line for line in md.splitlines() if line.startswith("| top-1"))
+    assert "97.00" in top1 and "| 7.00" not in top1 and " 7.00 " not in top1
+    assert "55.00" in top1 and "56.00" in top1  # same backend/device/settings: still two columns
+
+
+def test_frame_has_one_row_per_record():
+    df = records_frame([_record(), _record("x", status="failed", reason="boom")])
+    assert list(df["status"]) == ["ok", "failed"] and df.loc[0, "train_images_per_s"] == 100.0

@@ -1,0 +1,156 @@
+"""The runner and the core-owned loop, exercised through the numpy 'fake' backend."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.results import SCHEMA, read_records
+from harness.runner import run_suite
+from harness.suite import load_suite
+
+SUITE = """
+name: fake
+models: [gluon_resnet50_v1b]
+backends: [fake]
+devices: [cpu]
+settings: {{batch_size: 4, steps: 5, warmup: 2, timeout: {timeout}}}
+matrix: {{seed: {seeds}}}
+"""
+
+
+def run(tmp_path, seeds, plan=None, timeout=60, monkeypatch=None, **settings):
+    if plan is not None:
+        monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps(plan))
+    text = SUITE.format(timeout=timeout, seeds=list(seeds))
+    for k, v in settings.items():
+        text = text.replace("batch_size: 4", f"batch_size: 4, {k}: {json.dumps(v)}")
+    p = tmp_path / "fake.yaml"
+    p.write_text(text)
+    run_dir = run_suite(load_suite(p), tmp_path / "results", run_id="r1", quiet=True)
+    return run_dir, read_records(run_dir / "results.jsonl")
+
+
+def case_dir(run_dir: Path, seed: int) -> Path:
+    return run_dir / "cases" / f"gluon_resnet50_v1b-fake-cpu-seed={seed}"
+
+
+def test_record_fields_and_layout(tmp_path, fake_backend):
+    run_dir, (rec,) = run(tmp_path, [0], export=["npy"])
+    assert run_dir == tmp_path / "results" / "fake" / "r1"
+    assert rec["schema"] == SCHEMA and rec["status"] == "ok" and rec["reason"] is None
+    assert rec["config"]["settings"]["batch_size"] == 4 and rec["config"]["backend"] == "fake"
+    train = rec["metrics"]["train"]
+    assert train["timed_steps"] == 5 and len(rec["samples"]["train_step_s"]) == 5
+    assert set(train["ms_per_step"]) >= {"mean", "p50", "p90", "p99", "stdev", "count"}
+    assert train["images_per_s"] > 0 and train["first_step_s"] >= 0
+    # losses are 1/n for global step n: the timed ones are steps 3..7
+    assert rec["samples"]["train_loss"] == pytest.approx([1 / n for n in range(3, 8)])
+    assert rec["metrics"]["eval"]["top1"] == 50.0 and rec["metrics"]["eval"]["top5"] == 100.0
+    assert rec["metrics"]["eval"]["images"] == 12
+    assert rec["metrics"]["memory"]["host_peak_bytes"] > 0
+    assert rec["metrics"]["export"][0]["check"]["max_abs_diff"] == 0.0
+    env = rec["env"]
+    for key in ("framework", "framework_version", "device_model", "host", "cpu", "python",
+                "harness_version", "git_commit", "backend"):
+        assert key in env
+    assert env["device_model"] == "fake-cpu"
+
+
+def test_timed_region_holds_only_steps_and_syncs(tmp_path, fake_backend):
+    run_dir, _ = run(tmp_path, [0])
+    calls = (case_dir(run_dir, 0) / "calls.log").read_text().split()
+    calls = [c for c in calls if not c.startswith(("total=", "spe="))]
+    # warm-up: sync, step 1 (timed alone), sync, step 2, sync; then each timed step is step, sync
+    i = calls.index("train_step")
+    train = calls[i + 1:calls.index("to_host")]
+    expected = ["sync", "step", "1", "sync", "step", "2", "sync"] + ["step", "3", "sync", "step", "4", "sync",
+                                                                     "step", "5", "sync", "step", "6", "sync",
+                                                                     "step", "7", "sync"]
+    assert train == expected  # nothing but steps and syncs; losses read once, after the loop
+
+
+def test_first_step_is_reported_apart(tmp_path, fake_backend, monkeypatch):
+    _, (rec,) = run(tmp_path, [6], plan={"6": "slow"}, monkeypatch=monkeypatch)
+    train = rec["metrics"]["train"]
+    assert train["first_step_s"] >= 0.3
+    assert all(s < 0.2 for s in rec["samples"]["train_step_s"])  # the 0.3 s first step is not a sample
+    assert train["ms_per_step"]["p50"] == pytest.approx(20, abs=15)
+
+
+def test_failures_are_recorded_and_the_suite_goes_on(tmp_path, fake_backend, monkeypatch):
+    plan = {"1": "raise", "2": "sigkill", "3": "hang", "4": "nodevice", "5": "nan"}
+    t0 = time.monotonic()
+    run_dir, recs = run(tmp_path, [1, 2, 3, 4, 5, 0], plan=plan, timeout=4, monkeypatch=monkeypatch)
+    assert time.monotonic() - t0 < 40
+    by = {r["config"]["settings"]["seed"]: r for r in recs}
+    assert [r["config"]["settings"]["seed"] for r in recs] == [1, 2, 3, 4, 5, 0]
+    assert by[1]["status"] == "failed" and "build: RuntimeError: model exploded on purpose" in by[1]["reason"]
+    assert "model exploded on purpose" in by[1]["log_tail"] and "Traceback" in by[1]["log_tail"]
+    assert by[2]["status"] == "failed" and "killed by signal SIGKILL" in by[2]["reason"]
+    assert by[3]["status"] == "failed" and by[3]["reason"].startswith("timeout: case exceeded 4 s")
+    assert by[4]["status"] == "skipped" and "no such device" in by[4]["reason"]
+    assert by[5]["status"] == "failed" and "diverged at step 4" in by[5]["reason"]
+    assert by[5]["metrics"]["train"]["timed_steps"] == 5  # what was measured is kept
+    assert by[0]["status"] == "ok"
+    assert (case_dir(run_dir, 1) / "case.log").exists()
+
+
+def test_killing_a_running_case_from_outside(tmp_path, fake_backend, monkeypatch):
+    """kill -9 of the case's process marks it failed; the next case still runs."""
+    monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"7": "pause"}))
+    (tmp_path / "s.yaml").write_text(SUITE.format(timeout=60, seeds=[7, 0]).replace("steps: 5", "steps: 200"))
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(tmp_path / "s.yaml"),
+                             "--results", str(tmp_path / "results"), "--run-id", "k", "--quiet", "--no-report"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid_file = tmp_path / "results" / "fake" / "k" / "cases" / "gluon_resnet50_v1b-fake-cpu-seed=7" / "pid"
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    recs = read_records(tmp_path / "results" / "fake" / "k" / "results.jsonl")
+    assert [r["status"] for r in recs] == ["failed", "ok"]
+    assert "killed by signal SIGKILL" in recs[0]["reason"]
+
+
+def test_each_case_runs_in_its_own_process_and_folder(tmp_path, fake_backend):
+    run_dir, recs = run(tmp_path, [0, 8])
+    cwds = {r["env"]["cwd"] for r in recs}
+    assert cwds == {str(case_dir(run_dir, 0).resolve()), str(case_dir(run_dir, 8).resolve())}
+    assert not any(r["env"]["loaded_torch"] for r in recs)  # the fake backend's child loads no torch
+    pids = {(case_dir(run_dir, s) / "pid").read_text() for s in (0, 8)}
+    assert len(pids) == 2 and str(os.getpid()) not in pids
+
+
+def test_parent_imports_no_framework(tmp_path, fake_backend):
+    code = ("import sys, harness.cli as c; "
+            f"c.main(['run', {str(tmp_path / 's.yaml')!r}, '--results', {str(tmp_path / 'r')!r}, '--quiet']); "
+            "print([m for m in ('torch', 'mindspore', 'torch_npu') if m in sys.modules])")
+    (tmp_path / "s.yaml").write_text(SUITE.format(timeout=60, seeds=[0]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_epochs_mode_counts_steps_from_the_data(tmp_path, fake_backend):
+    _, (rec,) = run(tmp_path, [0], epochs=2)
+    train = rec["metrics"]["train"]
+    assert train["steps_per_epoch"] == 7 and train["total_steps"] == 14 and train["timed_steps"] == 12
+
+
+def test_unwritable_results_folder(tmp_path, fake_backend):
+    from harness.errors import HarnessError
+    (tmp_path / "s.yaml").write_text(SUITE.format(timeout=60, seeds=[0]))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(HarnessError, match="results folder is not writable"):
+        run_suite(load_suite(tmp_path / "s.yaml"), blocker, quiet=True)

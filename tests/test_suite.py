@@ -1,0 +1,134 @@
+"""Suite loading: product of axes, overrides, --set, ${ENV}, and one-line errors."""
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.suite import load_suite, parse_set
+
+BASE = """
+name: t
+models: [gluon_resnet50_v1b]
+backends: [torch]
+devices: [cpu, gpu]
+settings: {batch_size: 8, steps: 3}
+"""
+
+
+def load(tmp_path, text, **kw):
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    return load_suite(p, **kw)
+
+
+def error(tmp_path, text, **kw) -> str:
+    with pytest.raises(HarnessError) as info:
+        load(tmp_path, text, **kw)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert str(tmp_path / "s.yaml") in msg or "--set" in msg
+    return msg
+
+
+def test_product_matrix_overrides_exclude(tmp_path):
+    suite = load(tmp_path, BASE + """
+matrix: {data: [synthetic, tiny], precision: [fp32, bf16]}
+overrides:
+  - match: {data: tiny}
+    settings: {steps: 9}
+  - match: {device: gpu, precision: bf16}
+    settings: {channels_last: true}
+exclude:
+  - {device: gpu, data: tiny}
+""")
+    assert len(suite.cases) == 2 * 2 * 2 - 2
+    by = {c.name: c for c in suite.cases}
+    tiny = by["gluon_resnet50_v1b-torch-cpu-data=tiny-precision=fp32"]
+    assert tiny.settings.steps == 9 and tiny.settings.batch_size == 8 and tiny.settings.data == "tiny"
+    assert by["gluon_resnet50_v1b-torch-gpu-data=synthetic-precision=bf16"].settings.channels_last is True
+    assert by["gluon_resnet50_v1b-torch-cpu-data=synthetic-precision=bf16"].settings.channels_last is False
+    assert not any(c.device == "gpu" and c.settings.data == "tiny" for c in suite.cases)
+    assert suite.name == "t"
+
+
+def test_set_applies_last_and_is_typed(tmp_path):
+    suite = load(tmp_path, BASE, overrides=parse_set(["batch_size=4", "nesterov=true", "lr=0.5"]))
+    s = suite.cases[0].settings
+    assert (s.batch_size, s.nesterov, s.lr) == (4, True, 0.5)
+
+
+@pytest.mark.parametrize("item, expect", [
+    ("batchsize=4", "unknown setting; did you mean 'batch_size'?"),
+    ("batch_size=four", "expected integer"),
+    ("novalue", "expected key=value"),
+])
+def test_set_errors(item, expect):
+    with pytest.raises(HarnessError, match=expect):
+        parse_set([item])
+
+
+def test_env_expansion(tmp_path, monkeypatch):
+    data = tmp_path / "imagenet"
+    (data / "train").mkdir(parents=True)
+    (data / "val").mkdir()
+    monkeypatch.setenv("IMAGENET_ROOT", str(data))
+    suite = load(tmp_path, BASE + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: '${IMAGENET_ROOT}'}\n")
+    assert suite.cases[0].settings.data_root == str(data)
+    monkeypatch.delenv("IMAGENET_ROOT")
+    msg = error(tmp_path, BASE + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: '${IMAGENET_ROOT}'}\n")
+    assert "environment variable IMAGENET_ROOT is not set" in msg
+    suite = load(tmp_path, BASE + "overrides:\n  - settings: {data_root: '${IMAGENET_ROOT:-/x}'}\n")
+    assert suite.cases[0].settings.data_root == "/x"
+
+
+@pytest.mark.parametrize("text, expect", [
+    (BASE.replace("batch_size", "batchsize"), "settings.batchsize: unknown setting; did you mean 'batch_size'?"),
+    (BASE.replace("steps: 3", "steps: three"), "settings.steps: expected integer or null, got str 'three'"),
+    (BASE.replace("steps: 3", "steps: true"), "settings.steps: expected integer or null"),
+    (BASE.replace("batch_size: 8", "batch_size: 0"), "settings.batch_size: 0 is below the minimum 1"),
+    (BASE + "matrix: {precision: [fp64]}\n", "matrix.precision: 'fp64' is not one of fp32, bf16, fp16"),
+    (BASE.replace("gluon_resnet50_v1b", "gluon_resnet50_v1"), "models[0]: unknown model 'gluon_resnet50_v1'; did you mean 'gluon_resnet50_v1b'?"),
+    (BASE.replace("[torch]", "[torhc]"), "backends[0]: unknown backend 'torhc'; did you mean 'torch'?"),
+    (BASE.replace("[cpu, gpu]", "[cpu, gpux]"), "devices[1]: unknown device 'gpux'; did you mean 'gpu'?"),
+    (BASE.replace("models:", "modles:"), "modles: unknown key; did you mean 'models'?"),
+    (BASE + "overrides:\n  - match: {devcie: cpu}\n    settings: {}\n", "overrides[0].match.devcie: unknown key; did you mean 'device'?"),
+    (BASE + "exclude:\n  - {device: cpu}\n  - {device: gpu}\n", "the suite has no cases"),
+    (BASE.replace("devices: [cpu, gpu]", "devices: []"), "the suite has no cases"),
+    ("", "the suite is empty"),
+    ("models: [a\nbackends: x", "malformed YAML"),
+    ("- a\n- b\n", "expected a mapping"),
+    (BASE + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: /no/such/dir}\n",
+     "data_root '/no/such/dir': no such folder"),
+    (BASE + "matrix: {data: [folder]}\n", "data_root: required when data is 'folder'"),
+])
+def test_one_line_errors(tmp_path, text, expect):
+    assert expect in error(tmp_path, text)
+
+
+def test_missing_split_folder(tmp_path):
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    msg = error(tmp_path, BASE + f"matrix: {{data: [folder]}}\noverrides:\n  - settings: {{data_root: {tmp_path / 'd'}}}\n")
+    assert "no 'val' folder" in msg
+
+
+def test_missing_file():
+    with pytest.raises(HarnessError, match="nope.yaml: no such suite file"):
+        load_suite("nope.yaml")
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    # A python tag would run code with an unsafe loader; here it is a YAML error.
+    msg = error(tmp_path, "name: !!python/object/apply:os.system ['echo pwned']\n")
+    assert "malformed YAML" in msg
+
+
+def test_case_names_are_safe_paths():
+    from harness.config import case_slug
+    assert case_slug("../../etc/passwd") == "etc_passwd"
+    assert "/" not in case_slug("a/b") and case_slug("..") == "case"
+
+
+def test_shipped_suites_load():
+    from pathlib import Path
+    for path in sorted((Path(__file__).parent.parent / "suites").glob("*.yaml")):
+        assert load_suite(path).cases
