@@ -9,7 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import DEVICES, Case, Settings  # noqa: E402
-from .errors import DeviceUnavailable, HarnessError  # noqa: E402
+from .errors import DeviceUnavailable, HarnessError, Unsupported  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 
-__all__ = ["__version__", "Case", "Settings", "DEVICES", "HarnessError", "DeviceUnavailable", "hookimpl"]
+__all__ = ["__version__", "Case", "Settings", "DEVICES", "HarnessError", "Unsupported", "DeviceUnavailable", "hookimpl"]

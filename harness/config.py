@@ -43,6 +43,8 @@ class Settings:
     num_classes: int = _opt(1000, "classifier outputs", minimum=2)
     precision: str = _opt("fp32", "fp32, or autocast in bf16 / fp16 (fp16 uses a loss scale)",
                           ("fp32", "bf16", "fp16"))
+    amp_level: str = _opt("auto", "MindSpore AMP level (auto: O0 for fp32, O2 otherwise); torch autocasts "
+                          "for O1/O2 and refuses O3", ("auto", "O0", "O1", "O2", "O3"))
     loss_scale: float | str | None = _opt(None, "fp16 loss scale: a number (static) or 'dynamic'")
     channels_last: bool = _opt(False, "NHWC memory format where the backend supports it")
     mode: str = _opt("default", "execution mode: torch eager|compile, mindspore graph|pynative",

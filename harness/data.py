@@ -27,7 +27,7 @@ from .errors import HarnessError, near
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "scan_folder", "Preprocess", "synthetic_batches"]
+__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "scan_folder", "Preprocess", "synthetic_batches", "SyntheticStream"]
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -205,3 +205,17 @@ def synthetic_batches(settings: Settings, split: str) -> int:
             return max(1, IMAGENET_TRAIN_IMAGES // settings.batch_size)
         return settings.warmup + settings.steps
     return settings.eval_batches or SYNTHETIC_EVAL_BATCHES
+
+
+class SyntheticStream:
+    """One batch, made once on the device, yielded ``n`` times per epoch (no host work per step)."""
+
+    def __init__(self, batch: tuple[object, ...], n: int) -> None:
+        self.batch, self.n = batch, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # noqa: ANN204 - yields the backend's batch type
+        for _ in range(self.n):
+            yield self.batch

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["HarnessError", "DeviceUnavailable", "near"]
+__all__ = ["HarnessError", "Unsupported", "DeviceUnavailable", "near"]
 
 
 class HarnessError(Exception):
@@ -15,7 +15,14 @@ class HarnessError(Exception):
     """
 
 
-class DeviceUnavailable(HarnessError):
+class Unsupported(HarnessError):
+    """Raised by a backend that cannot run a case as configured on this device
+    (e.g. fp16 AMP in MindSpore on CPU). The case is recorded as *skipped* with
+    the message as its reason.
+    """
+
+
+class DeviceUnavailable(Unsupported):
     """Raised by a backend when the requested device is not usable here.
 
     The runner records the case as *skipped* with this message as its reason,

@@ -165,6 +165,62 @@ def harness_export(case: Case, model: Any, device: Any, fmt: str, path: str) -> 
     """
 
 
+@hookspec(firstresult=True)
+def harness_to_device(arrays: tuple[Any, ...], device: Any) -> Any:
+    """Turn host NumPy arrays (``(images, labels)``: float32 NCHW, int64) into a
+    batch that this backend's step functions take, on ``device``. Used for
+    cross-framework parity checks and tests. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_predict(case: Case, model: Any, device: Any, images: Any) -> Any:
+    """Logits of ``model`` in inference mode for ``images`` (a float32 NCHW NumPy
+    array), returned as a float32 NumPy array ``(N, classes)``. First non-None
+    result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_get_weights(case: Case, model: Any) -> dict[str, Any]:
+    """The model's parameters and buffers as NumPy arrays under *neutral* names.
+
+    Neutral names are PyTorch's (``layer1.0.bn1.weight``, ``.running_mean``,
+    ``.running_var``; see :mod:`harness.weights`); a backend whose framework
+    names differ maps them. Returns a new dict. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_set_weights(case: Case, model: Any, weights: dict[str, Any]) -> bool:
+    """Load neutral-named NumPy ``weights`` into ``model`` strictly; return True.
+
+    Every model tensor must be present with the same shape; names the
+    framework has no place for are refused, except
+    :data:`harness.weights.OPTIONAL_SUFFIXES`. A mismatch raises
+    :class:`harness.HarnessError` naming the first mismatching parameter
+    (:func:`harness.weights.check_weights`). First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_read_checkpoint(path: str) -> dict[str, Any]:
+    """Read a checkpoint file of this framework into neutral-named NumPy arrays.
+
+    Raises :class:`harness.HarnessError` naming ``path`` when it is missing or
+    not a checkpoint of this framework. Loading must be safe (PyTorch:
+    ``weights_only=True``). First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_write_checkpoint(weights: dict[str, Any], path: str) -> str:
+    """Write neutral-named NumPy ``weights`` as this framework's checkpoint at
+    ``path``; keep every entry so a round trip through another framework is
+    exact. Returns the path written. First non-None result wins.
+    """
+
+
 @hookspec
 def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     """Facts about the software and device for the result record.
@@ -181,5 +237,6 @@ def harness_environment(case: Case, device: Any) -> dict[str, Any]:
 REQUIRED_HOOKS = (
     "harness_backend_info", "harness_probe_device", "harness_setup", "harness_build_model",
     "harness_data", "harness_train_step", "harness_eval_step", "harness_to_host",
-    "harness_synchronize", "harness_export", "harness_environment",
+    "harness_synchronize", "harness_export", "harness_environment", "harness_to_device", "harness_predict",
+    "harness_get_weights", "harness_set_weights", "harness_read_checkpoint", "harness_write_checkpoint",
 )

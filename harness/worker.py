@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .config import Case
-from .errors import DeviceUnavailable, HarnessError
+from .errors import HarnessError, Unsupported
 from .plugins import load_backend
 from .timing import summarize, throughput
 
@@ -221,9 +221,9 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
         result["metrics"]["memory"] = {"host_peak_bytes": _host_peak_bytes(),
                                        "device_peak_bytes": hook.harness_device_memory(device=device)}
         result["status"] = "ok"
-    except DeviceUnavailable as exc:
-        result.update(status="skipped", reason=f"{case.device}: {exc}" if not str(exc).startswith(case.device)
-                      else str(exc))
+    except Unsupported as exc:  # includes DeviceUnavailable
+        reason = str(exc) if str(exc).startswith(case.device) else f"{case.device}: {exc}"
+        result.update(status="skipped", reason=reason)
     except HarnessError as exc:
         result.update(status="failed", reason=f"{phase}: {exc}")
     except MemoryError:

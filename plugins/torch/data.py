@@ -10,25 +10,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from harness.config import Case
-from harness.data import Preprocess, scan_folder, synthetic_batches
+from harness.data import Preprocess, SyntheticStream, scan_folder, synthetic_batches
 from harness.errors import HarnessError
 from harness.models import get_model
 
 __all__ = ["make_stream"]
-
-
-class SyntheticStream:
-    """The same random batch, created once on the device, ``n`` times per epoch."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, n: int) -> None:
-        self.x, self.y, self.n = x, y, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for _ in range(self.n):
-            yield self.x, self.y
 
 
 class FolderDataset(Dataset):
@@ -76,7 +62,7 @@ def make_stream(case: Case, split: str, device: torch.device) -> Any:
         x, y = x.to(device), y.to(device)
         if s.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return SyntheticStream(x, y, synthetic_batches(s, split))
+        return SyntheticStream((x, y), synthetic_batches(s, split))
     spec = get_model(case.model)
     train = split == "train"
     pre = Preprocess(s.image_size, train=train, augment=s.augment, mean=spec.mean, std=spec.std)

@@ -11,14 +11,17 @@ import importlib.util
 import os
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
 from harness.env import cpu_model
 from harness.models import MODELS, get_model
+from harness.weights import OPTIONAL_SUFFIXES, check_weights
 
 from . import __version__
+from .checkpoint import read_state_dict
 from .data import make_stream
 from .export import export_model
 from .models import BUILDERS, build_model
@@ -161,3 +164,45 @@ def harness_environment(case: Case, device: torch.device) -> dict[str, Any]:
     if device.type == "npu":
         env.update(torch_npu=getattr(_npu(), "__version__", None))
     return env
+
+
+@hookimpl
+def harness_to_device(arrays: tuple[Any, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays)
+
+
+@hookimpl
+def harness_predict(case: Case, model: torch.nn.Module, device: torch.device, images: np.ndarray) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(images)).to(device)).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
+@hookimpl
+def harness_get_weights(case: Case, model: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+@hookimpl
+def harness_set_weights(case: Case, model: torch.nn.Module, weights: dict[str, np.ndarray]) -> bool:
+    state = model.state_dict()
+    check_weights(weights, {k: tuple(v.shape) for k, v in state.items() if not k.endswith(OPTIONAL_SUFFIXES)},
+                  f"weights for {case.model}")
+    model.load_state_dict({k: torch.from_numpy(np.array(weights[k])).to(v.dtype) if k in weights else v
+                           for k, v in state.items()})
+    return True
+
+
+@hookimpl
+def harness_read_checkpoint(path: str) -> dict[str, np.ndarray]:
+    return read_state_dict(path)
+
+
+@hookimpl
+def harness_write_checkpoint(weights: dict[str, np.ndarray], path: str) -> str:
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in weights.items()}, path)
+    return path

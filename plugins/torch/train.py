@@ -27,7 +27,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def _autocast(case: Case, device: torch.device) -> Callable[[], Any]:
-    dtype = _DTYPES.get(case.settings.precision)
+    s = case.settings
+    if s.amp_level == "O3":
+        raise HarnessError("amp_level O3 (whole network in low precision) is not offered by the torch backend; "
+                           "use O1/O2 (autocast)")
+    if s.amp_level == "O0" and s.precision != "fp32":
+        raise HarnessError(f"amp_level O0 means fp32, but precision is {s.precision}")
+    dtype = _DTYPES.get(s.precision)
     if dtype is None:
         return contextlib.nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)

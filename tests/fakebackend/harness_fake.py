@@ -139,3 +139,39 @@ def harness_export(case, model, device, fmt, path):
 def harness_environment(case, device):
     return {"framework": "numpy", "framework_version": np.__version__, "device_model": "fake-cpu",
             "device_count": 1, "loaded_torch": "torch" in sys.modules, "cwd": os.getcwd()}
+
+
+@hookimpl
+def harness_to_device(arrays, device):
+    return tuple(np.asarray(a) for a in arrays)
+
+
+@hookimpl
+def harness_predict(case, model, device, images):
+    return (images.reshape(len(images), -1)[:, :4] @ model["w"]).astype(np.float32)
+
+
+@hookimpl
+def harness_get_weights(case, model):
+    return {"w": model["w"].copy()}
+
+
+@hookimpl
+def harness_set_weights(case, model, weights):
+    from harness.weights import check_weights
+    check_weights(weights, {"w": model["w"].shape}, "weights")
+    model["w"] = np.array(weights["w"])
+    return True
+
+
+@hookimpl
+def harness_read_checkpoint(path):
+    with np.load(path) as z:
+        return dict(z)
+
+
+@hookimpl
+def harness_write_checkpoint(weights, path):
+    with open(path, "wb") as f:
+        np.savez(f, **weights)
+    return path

@@ -1,0 +1,122 @@
+"""Cross-framework parity: do two backends compute the same function from the same weights?
+
+The reference backend builds the model (seeded) and hands its weights over as
+neutral NumPy arrays; each backend, in its own process, loads them and
+reports eval logits on one fixed batch, then the loss of one training step on
+that batch and the weights after it (BatchNorm running statistics included).
+
+``python -m harness.parity SPEC.json`` is one backend's side; :func:`compare`
+runs both and returns the differences.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Case, Settings
+from .errors import HarnessError
+from .plugins import load_backend
+
+__all__ = ["ParityResult", "compare", "parity_case"]
+
+
+def parity_case(model: str, backend: str, **settings: Any) -> Case:
+    """A small fp32 case exercising the whole recipe path (nesterov, smoothing, decay)."""
+    base = dict(width=0.25, image_size=64, num_classes=10, batch_size=4, lr=0.1, momentum=0.9, nesterov=True,
+                weight_decay=1e-4, label_smoothing=0.1, seed=0, data="synthetic")
+    base.update(settings)
+    return Case(name=f"parity-{model}-{backend}", model=model, backend=backend, device="cpu",
+                settings=Settings(**base))
+
+
+def _side(spec: dict[str, Any]) -> None:
+    """One backend's side, in this process: writes ``spec['out']`` (.npz)."""
+    case = Case.from_dict(spec["case"])
+    hook = load_backend(case.backend).hook
+    device = hook.harness_setup(case=case)
+    model = hook.harness_build_model(case=case, device=device)
+    with np.load(spec["inputs"]) as z:
+        images, labels = z["images"], z["labels"]
+    if spec.get("weights"):
+        with np.load(spec["weights"]) as z:
+            hook.harness_set_weights(case=case, model=model, weights=dict(z))
+    before = hook.harness_get_weights(case=case, model=model)
+    logits = hook.harness_predict(case=case, model=model, device=device, images=images)
+    step = hook.harness_train_step(case=case, model=model, device=device, total_steps=1, steps_per_epoch=1)
+    loss = hook.harness_to_host(value=step(hook.harness_to_device(arrays=(images, labels), device=device)))
+    hook.harness_synchronize(device=device)
+    after = hook.harness_get_weights(case=case, model=model)
+    np.savez(spec["out"], logits=logits, loss=np.float64(loss),
+             **{f"before/{k}": v for k, v in before.items()}, **{f"after/{k}": v for k, v in after.items()})
+
+
+@dataclass
+class ParityResult:
+    logits_max_abs: float
+    loss_abs: float
+    losses: tuple[float, float]
+    running_stats_max_abs: float  # BatchNorm running mean/var after one step
+    weights_max_abs: float  # every trainable tensor after one step
+    worst_running_stat: str
+
+
+def _run_side(spec: dict[str, Any], work: Path, timeout: float) -> dict[str, np.ndarray]:
+    spec_file = work / f"{spec['case']['backend']}.json"
+    spec_file.write_text(json.dumps(spec))
+    src = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    side_dir = work / spec["case"]["backend"]
+    side_dir.mkdir(exist_ok=True)
+    out = subprocess.run([sys.executable, "-m", "harness.parity", str(spec_file)], cwd=side_dir, env=env,
+                         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        tail = (out.stdout + out.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise HarnessError(f"parity: backend '{spec['case']['backend']}' failed: {tail[0][:400]}")
+    with np.load(spec["out"]) as z:
+        return dict(z)
+
+
+def compare(model: str, reference: str, other: str, timeout: float = 600, other_settings: dict[str, Any] | None = None,
+            **settings: Any) -> ParityResult:
+    """Run ``model`` on two backends from the same weights and batch; return the differences.
+
+    ``settings`` apply to both sides, ``other_settings`` to the second only (e.g. its ``mode``).
+    """
+    with tempfile.TemporaryDirectory(prefix="harness-parity-") as tmp:
+        work = Path(tmp)
+        case = parity_case(model, reference, **settings)
+        s = case.settings
+        rng = np.random.default_rng(1234)
+        np.savez(work / "inputs.npz",
+                 images=rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32),
+                 labels=rng.integers(0, s.num_classes, s.batch_size).astype(np.int64))
+        a = _run_side({"case": case.to_dict(), "inputs": str(work / "inputs.npz"), "out": str(work / "a.npz")},
+                      work, timeout)
+        weights = {k[len("before/"):]: v for k, v in a.items() if k.startswith("before/")}
+        np.savez(work / "weights.npz", **weights)
+        b = _run_side({"case": parity_case(model, other, **{**settings, **(other_settings or {})}).to_dict(), "inputs": str(work / "inputs.npz"),
+                       "weights": str(work / "weights.npz"), "out": str(work / "b.npz")}, work, timeout)
+    stats = [k for k in a if k.startswith("after/") and k.endswith((".running_mean", ".running_var"))]
+    diffs = {k: float(np.max(np.abs(a[k] - b[k]))) for k in stats}
+    worst = max(diffs, key=diffs.get) if diffs else ""
+    trainable = [k for k in a if k.startswith("after/") and k not in diffs and not k.endswith("num_batches_tracked")]
+    return ParityResult(
+        logits_max_abs=float(np.max(np.abs(a["logits"] - b["logits"]))),
+        loss_abs=abs(float(a["loss"]) - float(b["loss"])),
+        losses=(float(a["loss"]), float(b["loss"])),
+        running_stats_max_abs=diffs[worst] if diffs else 0.0,
+        weights_max_abs=max((float(np.max(np.abs(a[k] - b[k]))) for k in trainable), default=0.0),
+        worst_running_stat=worst.removeprefix("after/"),
+    )
+
+
+if __name__ == "__main__":
+    _side(json.loads(Path(sys.argv[1]).read_text()))

@@ -1,0 +1,67 @@
+"""Framework-neutral weights: names, checks, and MindSpore name mapping.
+
+Neutral names are PyTorch's state-dict names. Backends exchange weights as
+``dict[str, numpy.ndarray]`` under these names, which makes conversion and
+cross-framework parity framework-free.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import HarnessError
+
+__all__ = ["OPTIONAL_SUFFIXES", "check_weights", "to_mindspore_names", "from_mindspore_names"]
+
+#: Entries one framework keeps and another has no place for; carried, never required.
+OPTIONAL_SUFFIXES = (".num_batches_tracked",)
+
+_BN_TO_MS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+_BN_FROM_MS = {v: k for k, v in _BN_TO_MS.items()}
+
+
+def check_weights(weights: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], what: str) -> None:
+    """Raise a one-line error naming the first parameter that is missing, extra or of another shape.
+
+    ``expected`` maps every neutral name the model needs to its shape; ``what``
+    names the source (a file, a model) in the message.
+    """
+    for name, shape in expected.items():
+        if name not in weights:
+            raise HarnessError(f"{what}: parameter '{name}' {tuple(shape)} is missing (not a checkpoint of this "
+                               f"model?)")
+        got = tuple(np.shape(weights[name]))
+        if got != tuple(shape):
+            raise HarnessError(f"{what}: parameter '{name}' has shape {got}, the model expects {tuple(shape)}")
+    for name in weights:
+        if name not in expected and not name.endswith(OPTIONAL_SUFFIXES):
+            raise HarnessError(f"{what}: parameter '{name}' has no place in the model (a checkpoint of another "
+                               f"model?)")
+
+
+def _is_bn(prefix: str, names: Any, marker: str) -> bool:
+    return f"{prefix}.{marker}" in names
+
+
+def to_mindspore_names(weights: Mapping[str, Any]) -> dict[str, Any]:
+    """Neutral (PyTorch) names -> MindSpore names: BatchNorm weight/bias/running_* -> gamma/beta/moving_*."""
+    out = {}
+    for name, value in weights.items():
+        prefix, _, leaf = name.rpartition(".")
+        if leaf in _BN_TO_MS and _is_bn(prefix, weights, "running_mean"):
+            name = f"{prefix}.{_BN_TO_MS[leaf]}"
+        out[name] = value
+    return out
+
+
+def from_mindspore_names(weights: Mapping[str, Any]) -> dict[str, Any]:
+    """MindSpore names -> neutral names (the inverse of :func:`to_mindspore_names`)."""
+    out = {}
+    for name, value in weights.items():
+        prefix, _, leaf = name.rpartition(".")
+        if leaf in _BN_FROM_MS and _is_bn(prefix, weights, "moving_mean"):
+            name = f"{prefix}.{_BN_FROM_MS[leaf]}"
+        out[name] = value
+    return out

@@ -1,0 +1,77 @@
+"""Export to MINDIR (checked by running it as a GraphCell), ONNX (checked in
+onnxruntime) and AIR (Ascend only), against the network's own outputs."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from harness.config import Case
+from harness.errors import HarnessError, Unsupported
+
+__all__ = ["FORMATS", "export_model"]
+
+FORMATS = ("mindir", "onnx", "air")
+
+
+def _mindir(file: str, x: np.ndarray) -> tuple[np.ndarray, str]:
+    graph = nn.GraphCell(ms.load(file))
+    return graph(ms.Tensor(x)).asnumpy(), f"mindspore GraphCell {ms.__version__}"
+
+
+def _onnx(file: str, x: np.ndarray) -> tuple[np.ndarray, str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise HarnessError("export onnx: onnxruntime is not installed (pip install onnxruntime)") from None
+    sess = ort.InferenceSession(file, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0], f"onnxruntime {ort.__version__}"
+
+
+def _export(net: nn.Cell, x: np.ndarray, path: str, fmt: str) -> str:
+    """``ms.export`` to ``path.<fmt>``, made writable.
+
+    MindSpore refuses file names outside ``[0-9a-zA-Z@_-.:/\\]`` (a case folder
+    may hold '='), so it writes into a fresh temporary folder first; and it
+    writes exports read-only (0400).
+    """
+    with tempfile.TemporaryDirectory(prefix="harness_ms_export_") as tmp:
+        ms.export(net, ms.Tensor(x), file_name=os.path.join(tmp, "model"), file_format=fmt.upper())  # static batch
+        file = f"{path}.{fmt}"
+        shutil.move(os.path.join(tmp, f"model.{fmt}"), file)
+    os.chmod(file, 0o644)
+    return file
+
+
+def export_model(case: Case, net: nn.Cell, device: Any, fmt: str, path: str) -> dict[str, Any]:
+    if fmt not in FORMATS:
+        raise HarnessError(f"export format '{fmt}' is not supported by the mindspore backend ({', '.join(FORMATS)})")
+    target = ms.get_context("device_target")
+    if fmt == "air" and target != "Ascend":
+        raise Unsupported(f"{case.device}: AIR export needs an Ascend device (this is {target})")
+    s = case.settings
+    was_training = net.training
+    net.set_train(False)
+    try:
+        rng = np.random.default_rng(s.seed + 2)
+        x = rng.standard_normal((min(s.batch_size, 4), 3, s.image_size, s.image_size), dtype=np.float32)
+        reference = net(ms.Tensor(x)).asnumpy()
+        file = _export(net, x, path, fmt)
+    finally:
+        net.set_train(was_training)
+    check: dict[str, Any] = {"batch": int(x.shape[0])}
+    if fmt == "mindir":
+        got, check["runtime"] = _mindir(file, x)
+    elif fmt == "onnx":
+        got, check["runtime"] = _onnx(file, x)
+    else:
+        got = None
+        check["runtime"] = "none on this host (AIR is compiled to OM by ATC for Ascend 310)"
+    if got is not None:
+        check["max_abs_diff"] = float(np.max(np.abs(got - reference)))
+    return {"format": fmt, "path": os.path.basename(file), "bytes": os.path.getsize(file), "check": check}

@@ -1,0 +1,199 @@
+"""Hook implementations of the MindSpore backend (see :mod:`harness.hookspecs`).
+
+Neutral devices map to MindSpore targets ``CPU``, ``GPU``, ``Ascend``, set with
+``mindspore.set_device`` (not the deprecated ``set_context(device_target=)``).
+Modes: GRAPH (``mode: default`` or ``graph``) and PYNATIVE.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from harness import DeviceUnavailable, hookimpl
+from harness.config import Case
+from harness.env import cpu_model
+from harness.errors import HarnessError
+from harness.models import MODELS, get_model
+from harness.weights import OPTIONAL_SUFFIXES, check_weights, from_mindspore_names, to_mindspore_names
+
+from . import __version__
+from .data import make_stream
+from .export import export_model
+from .models import BUILDERS, build_model
+from .train import make_eval_step, make_train_step
+
+_TARGET = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
+_MODES = {"default": ms.GRAPH_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+
+
+def _device_status(device: str) -> dict[str, Any]:
+    if device == "cpu":
+        return {"available": True, "reason": None, "model": cpu_model(), "count": 1}
+    target = _TARGET.get(device)
+    if target is None:
+        return {"available": False, "reason": f"unknown device '{device}'", "model": None, "count": 0}
+    try:
+        ok = ms.hal.is_available(target)
+    except Exception as exc:  # noqa: BLE001 - a missing device plugin shows up as assorted errors
+        ok, why = False, f"{type(exc).__name__}: {exc}"
+    else:
+        why = f"mindspore.hal.is_available('{target}') is False (this MindSpore build or host has no {target})"
+    if not ok:
+        kind = "CUDA" if device == "gpu" else "Ascend"
+        return {"available": False, "reason": f"no {kind} device: {why}", "model": None, "count": 0}
+    return {"available": True, "reason": None, "model": ms.hal.get_device_name(0, target),
+            "count": ms.hal.device_count(target)}
+
+
+def _target(device: Any) -> str:
+    return device["target"]
+
+
+@hookimpl
+def harness_backend_info() -> dict[str, Any]:
+    return {"name": "mindspore", "framework": "MindSpore", "framework_version": ms.__version__,
+            "version": __version__, "devices": list(_TARGET),
+            "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS]}
+
+
+@hookimpl
+def harness_probe_device(device: str) -> dict[str, Any]:
+    return _device_status(device)
+
+
+@hookimpl
+def harness_setup(case: Case) -> dict[str, Any]:
+    s = case.settings
+    if s.mode not in _MODES:
+        raise HarnessError(f"mode '{s.mode}' is not a MindSpore mode (use default, graph or pynative)")
+    status = _device_status(case.device)
+    if not status["available"]:
+        raise DeviceUnavailable(status["reason"])
+    target = _TARGET[case.device]
+    device_id = int(os.environ.get("DEVICE_ID", os.environ.get("LOCAL_RANK", "0")))
+    if target == "CPU":
+        ms.set_device(target)
+    else:
+        ms.set_device(target, device_id)
+    ms.set_context(mode=_MODES[s.mode])
+    if s.threads:
+        ms.runtime.dispatch_threads_num(s.threads)
+    ms.set_seed(s.seed)
+    return {"target": target, "device_id": device_id, "mode": "PYNATIVE" if s.mode == "pynative" else "GRAPH"}
+
+
+@hookimpl
+def harness_build_model(case: Case, device: Any) -> nn.Cell:
+    s = case.settings
+    spec = get_model(case.model, width=s.width, num_classes=s.num_classes, image_size=s.image_size)
+    ms.set_seed(s.seed)
+    net = build_model(spec)
+    net.set_train(True)
+    return net
+
+
+@hookimpl
+def harness_data(case: Case, split: str, device: Any) -> Any:
+    return make_stream(case, split, device)
+
+
+@hookimpl
+def harness_train_step(case: Case, model: nn.Cell, device: Any, total_steps: int, steps_per_epoch: int) -> Any:
+    return make_train_step(case, model, device, total_steps, steps_per_epoch)
+
+
+@hookimpl
+def harness_eval_step(case: Case, model: nn.Cell, device: Any) -> Any:
+    return make_eval_step(case, model, device)
+
+
+def _float(v: Any) -> float:
+    return float(v.asnumpy()) if isinstance(v, ms.Tensor) else float(v)
+
+
+@hookimpl
+def harness_to_host(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_float(v) for v in value]
+    return _float(value)
+
+
+@hookimpl
+def harness_synchronize(device: Any) -> bool:
+    ms.runtime.synchronize()
+    return True
+
+
+@hookimpl
+def harness_device_memory(device: Any) -> int | None:
+    if _target(device) == "CPU":
+        return None
+    return int(ms.runtime.max_memory_allocated())
+
+
+@hookimpl
+def harness_export(case: Case, model: nn.Cell, device: Any, fmt: str, path: str) -> dict[str, Any]:
+    return export_model(case, model, device, fmt, path)
+
+
+@hookimpl
+def harness_to_device(arrays: tuple[Any, ...], device: Any) -> tuple[ms.Tensor, ...]:
+    images, labels = arrays
+    return ms.Tensor(np.ascontiguousarray(images, dtype=np.float32)), ms.Tensor(np.asarray(labels, dtype=np.int32))
+
+
+@hookimpl
+def harness_predict(case: Case, model: nn.Cell, device: Any, images: np.ndarray) -> np.ndarray:
+    was_training = model.training
+    model.set_train(False)
+    try:
+        return model(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))).asnumpy().astype(np.float32)
+    finally:
+        model.set_train(was_training)
+
+
+@hookimpl
+def harness_get_weights(case: Case, model: nn.Cell) -> dict[str, np.ndarray]:
+    return from_mindspore_names({p.name: p.asnumpy().copy() for p in model.get_parameters()})
+
+
+@hookimpl
+def harness_set_weights(case: Case, model: nn.Cell, weights: dict[str, np.ndarray]) -> bool:
+    params = {p.name: p for p in model.get_parameters()}
+    neutral = from_mindspore_names({name: p.shape for name, p in params.items()})
+    check_weights(weights, {k: tuple(v) for k, v in neutral.items()}, f"weights for {case.model}")
+    for name, value in to_mindspore_names({k: v for k, v in weights.items() if k in neutral}).items():
+        p = params[name]
+        p.set_data(ms.Tensor(np.asarray(value), dtype=p.dtype))
+    return True
+
+
+@hookimpl
+def harness_read_checkpoint(path: str) -> dict[str, np.ndarray]:
+    if not os.path.isfile(path):
+        raise HarnessError(f"checkpoint '{path}': no such file")
+    try:
+        params = ms.load_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - MindSpore raises ValueError/RuntimeError for foreign files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise HarnessError(f"checkpoint '{path}': not a MindSpore checkpoint ({first[:200]})") from None
+    return from_mindspore_names({k: v.asnumpy().copy() for k, v in params.items()})
+
+
+@hookimpl
+def harness_write_checkpoint(weights: dict[str, np.ndarray], path: str) -> str:
+    ms.save_checkpoint([{"name": k, "data": ms.Tensor(np.asarray(v))} for k, v in to_mindspore_names(weights).items()],
+                       path)
+    return path
+
+
+@hookimpl
+def harness_environment(case: Case, device: Any) -> dict[str, Any]:
+    status = _device_status(case.device)
+    return {"framework": "MindSpore", "framework_version": ms.__version__, "backend_version": __version__,
+            "device_model": status["model"], "device_count": status["count"], "mindspore_mode": device["mode"],
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
