@@ -106,6 +106,27 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+
+    out = convert(args.src, args.dst, model=args.model, src_backend=args.src_backend, dst_backend=args.dst_backend,
+                  width=args.width, num_classes=args.num_classes, image_size=args.image_size)
+    print(f"{out['src']} ({out['from']}) -> {out['written']} ({out['to']}): {out['tensors']} tensors, "
+          f"checked against {out['model']}")
+    return 0
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from .parity import compare
+
+    r = compare(args.model, args.backends[0], args.backends[1], width=args.width, image_size=args.image_size)
+    ok = r.logits_max_abs <= args.tol and r.loss_abs <= args.tol and r.running_stats_max_abs <= args.tol
+    print(f"{args.model}: {args.backends[0]} vs {args.backends[1]}: logits max |diff| {r.logits_max_abs:.2e}, "
+          f"loss |diff| {r.loss_abs:.2e}, BN running stats max |diff| {r.running_stats_max_abs:.2e}, "
+          f"weights after one step max |diff| {r.weights_max_abs:.2e} -> {'same function' if ok else 'DIFFERENT'}")
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -129,6 +150,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("plugins", help="installed backends: package, version, devices, models")
     p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("convert", help="convert a checkpoint between backends, checked against the model")
+    p.add_argument("src", help="checkpoint to read (.pt/.pth: torch, .ckpt: mindspore)")
+    p.add_argument("dst", help="checkpoint to write")
+    p.add_argument("--model", required=True)
+    p.add_argument("--from", dest="src_backend", help="backend of SRC (default: from its suffix)")
+    p.add_argument("--to", dest="dst_backend", help="backend of DST (default: from its suffix)")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--image-size", type=int, default=224)
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("parity", help="do two backends compute the same function from the same weights?")
+    p.add_argument("model")
+    p.add_argument("--backends", nargs=2, default=["torch", "mindspore"], metavar=("REFERENCE", "OTHER"))
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--tol", type=float, default=1e-4)
+    p.set_defaults(func=_cmd_parity)
 
     p = sub.add_parser("make-tiny-data", help="write the tiny learnable ImageNet-layout JPEG dataset")
     p.add_argument("folder")

@@ -11,8 +11,6 @@ runs both and returns the differences.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -21,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from .child import report_errors, run_json
 from .config import Case, Settings
-from .errors import HarnessError
 from .plugins import load_backend
 
 __all__ = ["ParityResult", "compare", "parity_case"]
@@ -69,17 +67,12 @@ class ParityResult:
 
 
 def _run_side(spec: dict[str, Any], work: Path, timeout: float) -> dict[str, np.ndarray]:
-    spec_file = work / f"{spec['case']['backend']}.json"
+    backend = spec["case"]["backend"]
+    spec_file = work / f"{backend}.json"
     spec_file.write_text(json.dumps(spec))
-    src = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])]))
-    side_dir = work / spec["case"]["backend"]
-    side_dir.mkdir(exist_ok=True)
-    out = subprocess.run([sys.executable, "-m", "harness.parity", str(spec_file)], cwd=side_dir, env=env,
-                         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    if out.returncode != 0:
-        tail = (out.stdout + out.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise HarnessError(f"parity: backend '{spec['case']['backend']}' failed: {tail[0][:400]}")
+    (work / backend).mkdir(exist_ok=True)
+    run_json("harness.parity", [str(spec_file)], what=f"parity: backend '{backend}'", cwd=str(work / backend),
+             timeout=timeout)
     with np.load(spec["out"]) as z:
         return dict(z)
 
@@ -119,4 +112,4 @@ def compare(model: str, reference: str, other: str, timeout: float = 600, other_
 
 
 if __name__ == "__main__":
-    _side(json.loads(Path(sys.argv[1]).read_text()))
+    report_errors(lambda: _side(json.loads(Path(sys.argv[1]).read_text())) or {"ok": True})

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from .child import child_env
 from .config import Case, case_slug
 from .env import host_environment
 from .errors import HarnessError
@@ -102,10 +103,7 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
     case_file.write_text(json.dumps(case.to_dict(), indent=1))
     result_file.unlink(missing_ok=True)
     read_fd, write_fd = os.pipe()
-    env = dict(os.environ, HARNESS_PROGRESS_FD=str(write_fd), PYTHONUNBUFFERED="1")
-    # Make `python -m harness.worker` import this very harness, installed or not.
-    src = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = child_env(HARNESS_PROGRESS_FD=str(write_fd), PYTHONUNBUFFERED="1")
     timeout = case.settings.timeout
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(
