@@ -83,6 +83,37 @@ def _column_label(row: pd.Series, multi_run: bool) -> str:
     return label + ("<br>" + ", ".join(extra) if extra else "")
 
 
+def _variant(row: pd.Series) -> str:
+    stem = f"{row['model']}-{row['backend']}-{row['device']}"
+    case = str(row.get("case") or "")
+    return case[len(stem) + 1:] if case.startswith(stem + "-") else ""
+
+
+def _backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
+    """Per model, device and variant: each metric for the reference backend (torch if present) and the others."""
+    if ok.empty or ok["backend"].nunique() < 2:
+        return None
+    ok = ok.assign(variant=ok.apply(_variant, axis=1))
+    backends = sorted(ok["backend"].unique())
+    ref = "torch" if "torch" in backends else backends[0]
+    metrics = (("images/s", "train_images_per_s", "{:.1f}"), ("ms/step p50", "train_ms_p50", "{:.1f}"),
+               ("first step (s)", "train_first_step_s", "{:.2f}"), ("peak host MiB", "host_peak_mib", "{:.0f}"))
+    rows = []
+    for (model, device, variant), g in ok.groupby(["model", "device", "variant"], sort=True):
+        by = {r["backend"]: r for _, r in g.iterrows()}
+        if ref not in by:
+            continue
+        for other in (b for b in backends if b != ref and b in by):
+            row = {"model": model, "device": device, "variant": variant or "-", "backends": f"{other} / {ref}"}
+            for label, col, fmt in metrics:
+                a, b = by[other].get(col), by[ref].get(col)
+                if a is None or b is None or pd.isna(a) or pd.isna(b):
+                    continue
+                row[label] = f"{fmt.format(a)} / {fmt.format(b)} = {a / b:.2f}x" if b else ""
+            rows.append(row)
+    return pd.DataFrame(rows).fillna("") if rows else None
+
+
 def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report") -> str:
     df = records_frame(records)
     out = [f"# {title}", ""]
@@ -106,6 +137,12 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
         table = pd.DataFrame(columns, index=[label for label, _, _ in METRIC_ROWS])
         table = table[(table != "").any(axis=1)]
         out += [f"## {model}", "", table.to_markdown(tablefmt="github", disable_numparse=True), ""]
+    compared = _backend_ratios(ok)
+    if compared is not None:
+        out += ["## Backends side by side", "",
+                "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
+                "for images/s, slower for ms/step).", "",
+                compared.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
     bad = df[df["status"] != "ok"]
     if not bad.empty:
         out += ["## Failed and skipped cases", "",

@@ -213,6 +213,7 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
         label = f"[{i}/{n}] {case.name}"
         eta = (sum(durations) / len(durations)) * (n - i + 1) if durations else None
         started = dt.datetime.now(dt.timezone.utc)
+        load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # a busy host makes timings noise
         t0 = time.monotonic()
         result = _run_child(case, case_dir, display, label, eta)
         duration = time.monotonic() - t0
@@ -230,7 +231,8 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
             "duration_s": duration,
             "metrics": result.get("metrics", {}),
             "samples": result.get("samples", {}),
-            "env": {**host, "backend": case.backend, "device": case.device, **result.get("env", {})},
+            "env": {**host, "load_avg_1m": load_avg, "backend": case.backend, "device": case.device,
+                    **result.get("env", {})},
             "log": str((case_dir / "case.log").relative_to(run_dir)),
         }
         if result["status"] == "failed":

@@ -41,3 +41,11 @@ def fake_backend(tmp_path, monkeypatch):
 def write_suite(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def have(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+needs_mindspore = pytest.mark.skipif(not have("mindspore"), reason="mindspore is not installed (pip install -e '.[mindspore]')")

@@ -99,3 +99,15 @@ def test_report_hides_accuracy_of_synthetic_data_and_labels_varying_settings():
 def test_frame_has_one_row_per_record():
     df = records_frame([_record(), _record("x", status="failed", reason="boom")])
     assert list(df["status"]) == ["ok", "failed"] and df.loc[0, "train_images_per_s"] == 100.0
+
+
+def test_backend_ratio_table():
+    recs = [_record("gluon_resnet50_v1b-torch-cpu-data=tiny", "torch", "cpu", ips=100.0, data="tiny"),
+            _record("gluon_resnet50_v1b-mindspore-cpu-data=tiny", "mindspore", "cpu", ips=150.0, data="tiny"),
+            _record("gluon_resnet50_v1b-torch-gpu-data=tiny", "torch", "gpu", ips=900.0, data="tiny")]
+    md = render_markdown(recs)
+    assert "## Backends side by side" in md
+    row = next(line for line in md.splitlines() if "mindspore / torch" in line)
+    assert "| cpu" in row and "data=tiny" in row and "150.0 / 100.0 = 1.50x" in row
+    assert sum("mindspore / torch" in line for line in md.splitlines()) == 1  # no gpu pair: no mindspore gpu run
+    assert "## Backends side by side" not in render_markdown(recs[:1] + recs[2:])

@@ -6,6 +6,7 @@ alternated for several rounds so that machine noise hits both alike; the
 script prints the ratio harness / bare of the median images/s. Goal: >= 0.99.
 
     python benchmarks/overhead/run.py                       # torch, CPU, width 0.25, 64 px
+    python benchmarks/overhead/run.py --backend mindspore   # MindSpore GRAPH mode, CPU
     python benchmarks/overhead/run.py --width 1 --image-size 224 --batch-size 8 --device gpu
 
 The bare loop times its steps the same way a careful user would by hand:
@@ -22,7 +23,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from harness.child import child_env
 
 BARE = {
     "torch": textwrap.dedent("""
@@ -57,14 +58,43 @@ BARE = {
         sync()
         print(json.dumps({"images_per_s": a["batch_size"] * a["steps"] / (time.perf_counter() - t0)}))
     """),
+    "mindspore": textwrap.dedent("""
+        import json, sys, time
+        import harness_mindspore  # the backend's environment fixes (oneDNN ISA), nothing else
+        import mindspore as ms, numpy as np
+        from mindspore import nn
+        from harness.models import get_model
+        from harness_mindspore.models import build_model
+        a = json.loads(sys.argv[1])
+        ms.set_device({"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}[a["device"]])
+        ms.set_context(mode=ms.GRAPH_MODE)
+        ms.set_seed(0)
+        spec = get_model("gluon_resnet50_v1b", width=a["width"], num_classes=a["num_classes"])
+        net = build_model(spec)
+        opt = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
+        step = nn.TrainOneStepCell(nn.WithLossCell(net, nn.CrossEntropyLoss()), opt)
+        step.set_train(True)
+        rng = np.random.default_rng(0)
+        x = ms.Tensor(rng.standard_normal((a["batch_size"], 3, a["image_size"], a["image_size"]), dtype=np.float32))
+        y = ms.Tensor(rng.integers(0, a["num_classes"], a["batch_size"]).astype(np.int32))
+        for _ in range(a["warmup"]):
+            step(x, y)
+        ms.runtime.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(a["steps"]):
+            step(x, y)
+        ms.runtime.synchronize()
+        print(json.dumps({"images_per_s": a["batch_size"] * a["steps"] / (time.perf_counter() - t0)}))
+    """),
 }
 
 
 def bare(args: argparse.Namespace) -> float:
     params = {k: getattr(args, k) for k in ("device", "width", "image_size", "batch_size", "num_classes",
                                             "warmup", "steps", "threads")}
-    out = subprocess.run([sys.executable, "-c", BARE[args.backend], json.dumps(params)], capture_output=True,
-                         text=True, check=True, cwd=REPO)
+    with tempfile.TemporaryDirectory() as cwd:  # MindSpore writes files into the working folder
+        out = subprocess.run([sys.executable, "-c", BARE[args.backend], json.dumps(params)], capture_output=True,
+                             text=True, check=True, cwd=cwd, env=child_env())
     return json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
 
 
@@ -77,7 +107,8 @@ def harness(args: argparse.Namespace, work: Path, i: int) -> float:
                      "weight_decay": 0.0, "lr": 0.1, "momentum": 0.9, "eval": False, "threads": args.threads},
     }))  # JSON is YAML
     subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(work),
-                    "--run-id", f"r{i}", "--quiet", "--no-report"], check=True, cwd=REPO, capture_output=True)
+                    "--run-id", f"r{i}", "--quiet", "--no-report"], check=True, cwd=work, capture_output=True,
+                   env=child_env())
     rec = json.loads((work / "overhead" / f"r{i}" / "results.jsonl").read_text().splitlines()[-1])
     if rec["status"] != "ok":
         raise SystemExit(f"harness case {rec['status']}: {rec['reason']}")

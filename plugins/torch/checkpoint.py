@@ -20,7 +20,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a foreign or corrupt file
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise HarnessError(f"checkpoint '{path}': not a PyTorch checkpoint loadable with weights_only=True "
-                           f"({first[:200]})") from None
+                           f"({type(exc).__name__}: {first[:200]})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
