@@ -41,27 +41,22 @@ def check_weights(weights: Mapping[str, Any], expected: Mapping[str, tuple[int, 
                                f"model?)")
 
 
-def _is_bn(prefix: str, names: Any, marker: str) -> bool:
-    return f"{prefix}.{marker}" in names
+def _rename_bn(weights: Mapping[str, Any], names: dict[str, str], marker: str) -> dict[str, Any]:
+    """Rename the leaves of BatchNorm tensors (those whose prefix also has ``marker``) by ``names``."""
+    out = {}
+    for name, value in weights.items():
+        prefix, _, leaf = name.rpartition(".")
+        if leaf in names and f"{prefix}.{marker}" in weights:
+            name = f"{prefix}.{names[leaf]}"
+        out[name] = value
+    return out
 
 
 def to_mindspore_names(weights: Mapping[str, Any]) -> dict[str, Any]:
     """Neutral (PyTorch) names -> MindSpore names: BatchNorm weight/bias/running_* -> gamma/beta/moving_*."""
-    out = {}
-    for name, value in weights.items():
-        prefix, _, leaf = name.rpartition(".")
-        if leaf in _BN_TO_MS and _is_bn(prefix, weights, "running_mean"):
-            name = f"{prefix}.{_BN_TO_MS[leaf]}"
-        out[name] = value
-    return out
+    return _rename_bn(weights, _BN_TO_MS, "running_mean")
 
 
 def from_mindspore_names(weights: Mapping[str, Any]) -> dict[str, Any]:
     """MindSpore names -> neutral names (the inverse of :func:`to_mindspore_names`)."""
-    out = {}
-    for name, value in weights.items():
-        prefix, _, leaf = name.rpartition(".")
-        if leaf in _BN_FROM_MS and _is_bn(prefix, weights, "moving_mean"):
-            name = f"{prefix}.{_BN_FROM_MS[leaf]}"
-        out[name] = value
-    return out
+    return _rename_bn(weights, _BN_FROM_MS, "moving_mean")

@@ -49,3 +49,43 @@ def have(module: str) -> bool:
 
 
 needs_mindspore = pytest.mark.skipif(not have("mindspore"), reason="mindspore is not installed (pip install -e '.[mindspore]')")
+
+
+def expected_state_dict(num_classes: int = 1000, width: float = 1.0, counters: bool = True) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of torchvision resnet50 / timm resnet50.gluon_in1k, written from the architecture
+    description (not from any model code); ``counters=False`` leaves out ``num_batches_tracked``."""
+    def ch(c: int) -> int:
+        return max(1, int(round(c * width)))
+
+    out: dict[str, tuple[int, ...]] = {}
+
+    def conv(name: str, cout: int, cin: int, k: int) -> None:
+        out[f"{name}.weight"] = (cout, cin, k, k)
+
+    def bn(name: str, c: int) -> None:
+        for p in ("weight", "bias", "running_mean", "running_var"):
+            out[f"{name}.{p}"] = (c,)
+        if counters:
+            out[f"{name}.num_batches_tracked"] = ()
+
+    stem = ch(64)
+    conv("conv1", stem, 3, 7)
+    bn("bn1", stem)
+    inplanes = stem
+    for i, (blocks, planes) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), start=1):
+        planes = ch(planes)
+        for j in range(blocks):
+            p = f"layer{i}.{j}"
+            conv(f"{p}.conv1", planes, inplanes, 1)
+            bn(f"{p}.bn1", planes)
+            conv(f"{p}.conv2", planes, planes, 3)
+            bn(f"{p}.bn2", planes)
+            conv(f"{p}.conv3", planes * 4, planes, 1)
+            bn(f"{p}.bn3", planes * 4)
+            if j == 0:
+                conv(f"{p}.downsample.0", planes * 4, inplanes, 1)
+                bn(f"{p}.downsample.1", planes * 4)
+            inplanes = planes * 4
+    out["fc.weight"] = (num_classes, inplanes)
+    out["fc.bias"] = (num_classes,)
+    return out

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_mindspore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,22 +62,29 @@ def test_list_says_what_is_usable_and_why_not():
 
 
 @pytest.mark.slow
+@needs_mindspore
 def test_smoke_suite_end_to_end(tmp_path):
-    """The README's main job: both data sources, a report, and real learning on the tiny set."""
+    """The README's main job: both backends, both data sources, a report, real learning on the tiny set."""
     out = harness("run", str(REPO / "suites" / "smoke.yaml"), "--results", str(tmp_path), "--run-id", "smoke",
-                  timeout=600)
+                  timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "## gluon_resnet50_v1b" in out.stdout and "train images/s" in out.stdout
-    records = [json.loads(line) for line in (tmp_path / "smoke" / "smoke" / "results.jsonl").read_text().splitlines()]
-    by_data = {r["config"]["settings"]["data"]: r for r in records}
-    assert set(by_data) == {"synthetic", "tiny"} and all(r["status"] == "ok" for r in records)
-    tiny = by_data["tiny"]
-    # 10 classes: chance is 10%
-    assert tiny["metrics"]["eval"]["top1"] >= 60.0, tiny["metrics"]["eval"]
-    assert tiny["metrics"]["eval"]["images"] == 100
-    assert tiny["env"]["framework"] == "PyTorch" and tiny["env"]["device_model"]
-    onnx = tiny["metrics"]["export"][0]
-    assert onnx["format"] == "onnx" and onnx["check"]["max_abs_diff"] < 1e-4
-    assert (tmp_path / "smoke" / "smoke" / "cases" / "gluon_resnet50_v1b-torch-cpu-data=tiny" / onnx["path"]).exists()
-    syn = by_data["synthetic"]["metrics"]["train"]
-    assert syn["timed_steps"] == 20 and len(by_data["synthetic"]["samples"]["train_step_s"]) == 20
+    assert "## Backends side by side" in out.stdout and "mindspore / torch" in out.stdout
+    run = tmp_path / "smoke" / "smoke"
+    records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    by = {(r["config"]["backend"], r["config"]["settings"]["data"]): r for r in records}
+    assert set(by) == {(b, d) for b in ("torch", "mindspore") for d in ("synthetic", "tiny")}
+    assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    for backend, framework, formats in (("torch", "PyTorch", ["onnx"]), ("mindspore", "MindSpore", ["mindir", "onnx"])):
+        tiny = by[backend, "tiny"]
+        # 10 classes: chance is 10%
+        assert tiny["metrics"]["eval"]["top1"] >= 60.0, (backend, tiny["metrics"]["eval"])
+        assert tiny["metrics"]["eval"]["images"] == 100
+        assert tiny["env"]["framework"] == framework and tiny["env"]["device_model"]
+        exports = tiny["metrics"]["export"]
+        assert [e["format"] for e in exports] == formats
+        for e in exports:
+            assert e["check"]["max_abs_diff"] < 1e-4, (backend, e)
+            assert (run / "cases" / f"gluon_resnet50_v1b-{backend}-cpu-data=tiny" / e["path"]).exists()
+        syn = by[backend, "synthetic"]
+        assert syn["metrics"]["train"]["timed_steps"] == 20 and len(syn["samples"]["train_step_s"]) == 20

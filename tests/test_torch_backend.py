@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from conftest import expected_state_dict
 import harness_torch.plugin as plugin
 from harness import Case, DeviceUnavailable, HarnessError, Settings
 from harness.config import coerce_settings
@@ -73,46 +74,6 @@ def batch(case: Case, seed: int = 0, device: torch.device = CPU) -> tuple[torch.
 
 def trainable_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-# --- the expected torchvision/timm state dict, written from the architecture ------------------
-
-def expected_state_dict(num_classes: int = 1000, width: float = 1.0) -> dict[str, tuple[int, ...]]:
-    """Keys and shapes of torchvision resnet50 / timm resnet50.gluon_in1k, from the description."""
-    def ch(c: int) -> int:
-        return max(1, int(round(c * width)))
-
-    out: dict[str, tuple[int, ...]] = {}
-
-    def conv(name: str, cout: int, cin: int, k: int) -> None:
-        out[f"{name}.weight"] = (cout, cin, k, k)
-
-    def bn(name: str, c: int) -> None:
-        for p in ("weight", "bias", "running_mean", "running_var"):
-            out[f"{name}.{p}"] = (c,)
-        out[f"{name}.num_batches_tracked"] = ()
-
-    stem = ch(64)
-    conv("conv1", stem, 3, 7)
-    bn("bn1", stem)
-    inplanes = stem
-    for i, (blocks, planes) in enumerate(zip(LAYERS, WIDTHS), start=1):
-        planes = ch(planes)
-        for j in range(blocks):
-            p = f"layer{i}.{j}"
-            conv(f"{p}.conv1", planes, inplanes, 1)
-            bn(f"{p}.bn1", planes)
-            conv(f"{p}.conv2", planes, planes, 3)
-            bn(f"{p}.bn2", planes)
-            conv(f"{p}.conv3", planes * EXPANSION, planes, 1)
-            bn(f"{p}.bn3", planes * EXPANSION)
-            if j == 0:
-                conv(f"{p}.downsample.0", planes * EXPANSION, inplanes, 1)
-                bn(f"{p}.downsample.1", planes * EXPANSION)
-            inplanes = planes * EXPANSION
-    out["fc.weight"] = (num_classes, inplanes)
-    out["fc.bias"] = (num_classes,)
-    return out
 
 
 def trainable_of(shapes: dict[str, tuple[int, ...]]) -> int:

@@ -24,7 +24,7 @@ from . import __version__
 from .data import make_stream
 from .export import export_model
 from .models import BUILDERS, build_model
-from .train import make_eval_step, make_train_step
+from .train import AMP_DTYPES, amp_level, make_eval_step, make_train_step
 
 _TARGET = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 _MODES = {"default": ms.GRAPH_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
@@ -81,7 +81,7 @@ def harness_setup(case: Case) -> dict[str, Any]:
         ms.set_device(target, device_id)
     ms.set_context(mode=_MODES[s.mode])
     if s.threads:
-        ms.runtime.dispatch_threads_num(s.threads)
+        ms.device_context.cpu.op_tuning.threads_num(s.threads)  # the CPU kernels' pool
     ms.set_seed(s.seed)
     return {"target": target, "device_id": device_id, "mode": "PYNATIVE" if s.mode == "pynative" else "GRAPH"}
 
@@ -90,8 +90,11 @@ def harness_setup(case: Case) -> dict[str, Any]:
 def harness_build_model(case: Case, device: Any) -> nn.Cell:
     s = case.settings
     spec = get_model(case.model, width=s.width, num_classes=s.num_classes, image_size=s.image_size)
+    level = amp_level(case, device["target"])  # refuses what the device cannot run, before any work
     ms.set_seed(s.seed)
     net = build_model(spec)
+    if level != "O0":  # once, here, so training and evaluation run in the same precision
+        net = ms.amp.auto_mixed_precision(net, level, dtype=AMP_DTYPES[s.precision])
     net.set_train(True)
     return net
 
@@ -186,8 +189,11 @@ def harness_read_checkpoint(path: str) -> dict[str, np.ndarray]:
 
 @hookimpl
 def harness_write_checkpoint(weights: dict[str, np.ndarray], path: str) -> str:
+    if not path.endswith(".ckpt"):  # MindSpore appends it anyway, and reads only files that carry it
+        path += ".ckpt"
     ms.save_checkpoint([{"name": k, "data": ms.Tensor(np.asarray(v))} for k, v in to_mindspore_names(weights).items()],
                        path)
+    os.chmod(path, 0o644)  # MindSpore writes checkpoints read-only
     return path
 
 
