@@ -159,16 +159,16 @@ def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progres
         step(first)
     sync(device=device)
 
+    # Timed pass over every batch; as in training, each interval holds the batch fetch and the step
+    # (the first batch was fetched above, so its interval holds the step alone).
     samples: list[float] = []
     outs: list[Any] = []
     clock = time.perf_counter
-    batch = first
     for i in range(n_batches):
-        if i > 0:
-            batch = next(batches, None)
-            if batch is None:
-                break
         t0 = clock()
+        batch = first if i == 0 else next(batches, None)
+        if batch is None:
+            break
         outs.append(step(batch))
         sync(device=device)
         samples.append(clock() - t0)
