@@ -6,6 +6,7 @@ Exit status: 0 success; 1 the run finished but a case failed; 2 bad input
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -117,13 +118,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_parity(args: argparse.Namespace) -> int:
-    from .parity import compare
+    from .parity import UPDATE_REL_TOL, compare
 
     r = compare(args.model, args.backends[0], args.backends[1], width=args.width, image_size=args.image_size)
-    ok = r.logits_max_abs <= args.tol and r.loss_abs <= args.tol and r.running_stats_max_abs <= args.tol
+    ok = (r.logits_max_abs <= args.tol and r.loss_abs <= args.tol and r.running_stats_max_abs <= args.tol
+          and r.update_rel_max <= UPDATE_REL_TOL)
     print(f"{args.model}: {args.backends[0]} vs {args.backends[1]}: logits max |diff| {r.logits_max_abs:.2e}, "
           f"loss |diff| {r.loss_abs:.2e}, BN running stats max |diff| {r.running_stats_max_abs:.2e}, "
-          f"weights after one step max |diff| {r.weights_max_abs:.2e} -> {'same function' if ok else 'DIFFERENT'}")
+          f"weights after one step max |diff| {r.weights_max_abs:.2e} ({r.worst_weight}), "
+          f"update relative diff {r.update_rel_max:.1e} "
+          f"-> {'same function' if ok else 'DIFFERENT'}")
     return 0 if ok else 1
 
 
@@ -181,8 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # A case runs in its own session (so a Ctrl-C aimed at harness does not tear it mid-record);
+    # turning SIGTERM/SIGHUP into KeyboardInterrupt lets the runner stop that case's process group.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         return args.func(args)
     except HarnessError as exc:

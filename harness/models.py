@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from .errors import HarnessError, near
 
-__all__ = ["ModelSpec", "MODELS", "get_model", "scaled"]
+__all__ = ["ModelSpec", "MODELS", "get_model", "scaled", "stage_sizes", "ge_kernel"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,16 @@ class ModelSpec:
     expansion: int = 4
     pool: str = "avg"
     zero_init_last_bn: bool = True
+    # Attention, by where it sits. BAM: a module after each listed stage (1-based).
+    bam_stages: tuple[int, ...] = ()
+    # Gather-excite in every bottleneck, on conv3+BN before the residual add:
+    # "theta-minus" (global mean), "theta" (global-extent depthwise conv + BN), "theta-plus" (theta + MLP).
+    ge: str | None = None
+    reduction: int = 16  # BAM channel/spatial and GE-theta-plus MLP squeeze
+    bam_dilation: int = 4
+    # "fan_out": convs kaiming-normal fan_out (timm/Gluon); "he_uniform": convs HeUniform, dense
+    # Normal(0, 0.01), biases 0 (MindSpore ModelZoo BAM).
+    init: str = "fan_out"
     num_classes: int = 1000
     image_size: int = 224
     params: int | None = None  # published trainable parameter count at image_size, 1000 classes
@@ -38,6 +48,30 @@ class ModelSpec:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     source: str = ""
     options: dict = field(default_factory=dict)
+
+
+def _out(size: int, k: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - k) // stride + 1
+
+
+def stage_sizes(image_size: int, stages: int = 4) -> tuple[int, ...]:
+    """Spatial size of each stage's output (56/28/14/7 at 224) under the shared padding convention."""
+    s = _out(_out(image_size, 7, 2, 3), 3, 2, 1)  # stem conv, max-pool
+    sizes = [s]
+    for _ in range(stages - 1):
+        s = _out(s, 3, 2, 1)  # the stride-2 3x3 conv of each later stage
+        sizes.append(s)
+    return tuple(sizes)
+
+
+def ge_kernel(spec: ModelSpec, stage: int) -> int:
+    """GENet theta's depthwise kernel in ``stage`` (1-based): the full extent of its input.
+
+    Stage 1 first halves its 56x56 map with a 3x3 stride-2 conv, so at 224 px every
+    kernel is 28/28/14/7 (input/8, /8, /16, /32).
+    """
+    size = stage_sizes(spec.image_size, len(spec.layers))[stage - 1]
+    return _out(size, 3, 2, 1) if stage == 1 else size
 
 
 def scaled(channels: int, width: float) -> int:
@@ -53,6 +87,20 @@ MODELS: dict[str, ModelSpec] = {
             params=25_557_032,
             source="timm resnet50.gluon_in1k; seed gluon_resnet50_v1b.md",
         ),
+        ModelSpec(
+            name="resnet50_bam",
+            bam_stages=(1, 2, 3),
+            zero_init_last_bn=False,
+            init="he_uniform",
+            params=25_915_099,
+            source="MindSpore ModelZoo research/cv/resnet50_bam; seed resnet50_bam.md",
+        ),
+        ModelSpec(name="genet_res50_theta_minus", ge="theta-minus", params=25_557_032,
+                  source="MindSpore ModelZoo research/cv/GENet_Res50 (extra=False); seed genet_res50.md"),
+        ModelSpec(name="genet_res50_theta", ge="theta", params=31_071_272,
+                  source="MindSpore ModelZoo research/cv/GENet_Res50 (extra=True, mlp=False); seed genet_res50.md"),
+        ModelSpec(name="genet_res50_theta_plus", ge="theta-plus", params=33_586_216,
+                  source="MindSpore ModelZoo research/cv/GENet_Res50 (extra=True, mlp=True); seed genet_res50.md"),
     )
 }
 

@@ -10,6 +10,7 @@ runs both and returns the differences.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -23,7 +24,11 @@ from .child import report_errors, run_json
 from .config import Case, Settings
 from .plugins import load_backend
 
-__all__ = ["ParityResult", "compare", "parity_case"]
+__all__ = ["ParityResult", "compare", "parity_case", "UPDATE_REL_TOL"]
+
+#: One step's updates must agree to this fraction of the largest update. A wrong recipe (Nesterov,
+#: weight-decay groups, label smoothing, schedule) gives O(1e-1); float32 rounding gives ~1e-7.
+UPDATE_REL_TOL = 1e-4
 
 
 def parity_case(model: str, backend: str, **settings: Any) -> Case:
@@ -33,6 +38,24 @@ def parity_case(model: str, backend: str, **settings: Any) -> Case:
     base.update(settings)
     return Case(name=f"parity-{model}-{backend}", model=model, backend=backend, device="cpu",
                 settings=Settings(**base))
+
+
+def _calibrate(hook: Any, case: Case, model: Any, device: Any, arrays: tuple[np.ndarray, ...], steps: int) -> None:
+    """Give BatchNorm realistic running statistics: training-mode passes with lr 0 (weights unchanged).
+
+    A freshly initialised network has running mean 0 / variance 1, so in eval mode activations can grow
+    by orders of magnitude over 16 blocks (BAM, with no zero-initialised last BN, reaches ~6e3) and float32
+    rounding alone then exceeds an absolute tolerance. Calibrated, activations stay O(1), as in a trained
+    network, and an absolute tolerance measures what it should.
+    """
+    frozen = dataclasses.replace(case, settings=dataclasses.replace(
+        case.settings, lr=0.0, momentum=0.0, nesterov=False, weight_decay=0.0, schedule="constant",
+        lr_warmup_epochs=0.0))
+    step = hook.harness_train_step(case=frozen, model=model, device=device, total_steps=steps, steps_per_epoch=steps)
+    batch = hook.harness_to_device(arrays=arrays, device=device)
+    for _ in range(steps):
+        step(batch)
+    hook.harness_synchronize(device=device)
 
 
 def _side(spec: dict[str, Any]) -> None:
@@ -46,6 +69,8 @@ def _side(spec: dict[str, Any]) -> None:
     if spec.get("weights"):
         with np.load(spec["weights"]) as z:
             hook.harness_set_weights(case=case, model=model, weights=dict(z))
+    elif spec.get("calibrate"):
+        _calibrate(hook, case, model, device, (images, labels), spec["calibrate"])
     before = hook.harness_get_weights(case=case, model=model)
     logits = hook.harness_predict(case=case, model=model, device=device, images=images)
     step = hook.harness_train_step(case=case, model=model, device=device, total_steps=1, steps_per_epoch=1)
@@ -64,6 +89,8 @@ class ParityResult:
     running_stats_max_abs: float  # BatchNorm running mean/var after one step
     weights_max_abs: float  # every trainable tensor after one step
     worst_running_stat: str
+    worst_weight: str
+    update_rel_max: float  # max |update_a - update_b| / max |update_a| over all trainable tensors
 
 
 def _run_side(spec: dict[str, Any], work: Path, timeout: float) -> dict[str, np.ndarray]:
@@ -78,10 +105,11 @@ def _run_side(spec: dict[str, Any], work: Path, timeout: float) -> dict[str, np.
 
 
 def compare(model: str, reference: str, other: str, timeout: float = 600, other_settings: dict[str, Any] | None = None,
-            **settings: Any) -> ParityResult:
+            calibrate: int = 40, **settings: Any) -> ParityResult:
     """Run ``model`` on two backends from the same weights and batch; return the differences.
 
     ``settings`` apply to both sides, ``other_settings`` to the second only (e.g. its ``mode``).
+    The reference first calibrates BatchNorm statistics over ``calibrate`` frozen passes.
     """
     with tempfile.TemporaryDirectory(prefix="harness-parity-") as tmp:
         work = Path(tmp)
@@ -91,8 +119,8 @@ def compare(model: str, reference: str, other: str, timeout: float = 600, other_
         np.savez(work / "inputs.npz",
                  images=rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32),
                  labels=rng.integers(0, s.num_classes, s.batch_size).astype(np.int64))
-        a = _run_side({"case": case.to_dict(), "inputs": str(work / "inputs.npz"), "out": str(work / "a.npz")},
-                      work, timeout)
+        a = _run_side({"case": case.to_dict(), "inputs": str(work / "inputs.npz"), "out": str(work / "a.npz"),
+                       "calibrate": calibrate}, work, timeout)
         weights = {k[len("before/"):]: v for k, v in a.items() if k.startswith("before/")}
         np.savez(work / "weights.npz", **weights)
         b = _run_side({"case": parity_case(model, other, **{**settings, **(other_settings or {})}).to_dict(), "inputs": str(work / "inputs.npz"),
@@ -100,14 +128,23 @@ def compare(model: str, reference: str, other: str, timeout: float = 600, other_
     stats = [k for k in a if k.startswith("after/") and k.endswith((".running_mean", ".running_var"))]
     diffs = {k: float(np.max(np.abs(a[k] - b[k]))) for k in stats}
     worst = max(diffs, key=diffs.get) if diffs else ""
-    trainable = [k for k in a if k.startswith("after/") and k not in diffs and not k.endswith("num_batches_tracked")]
+    trainable = {k: float(np.max(np.abs(a[k] - b[k]))) for k in a
+                 if k.startswith("after/") and k not in diffs and not k.endswith("num_batches_tracked")}
+    worst_weight = max(trainable, key=trainable.get) if trainable else ""
+    # The update each side made in one step, the largest disagreement relative to the largest update.
+    updates = {k: a[k] - a["before/" + k.removeprefix("after/")] for k in trainable}
+    scale = max((float(np.max(np.abs(u))) for u in updates.values()), default=0.0)
+    gap = max((float(np.max(np.abs(updates[k] - (b[k] - b["before/" + k.removeprefix("after/")]))))
+               for k in updates), default=0.0)
     return ParityResult(
         logits_max_abs=float(np.max(np.abs(a["logits"] - b["logits"]))),
         loss_abs=abs(float(a["loss"]) - float(b["loss"])),
         losses=(float(a["loss"]), float(b["loss"])),
         running_stats_max_abs=diffs[worst] if diffs else 0.0,
-        weights_max_abs=max((float(np.max(np.abs(a[k] - b[k]))) for k in trainable), default=0.0),
+        weights_max_abs=trainable[worst_weight] if trainable else 0.0,
         worst_running_stat=worst.removeprefix("after/"),
+        worst_weight=worst_weight.removeprefix("after/"),
+        update_rel_max=gap / scale if scale else 0.0,
     )
 
 

@@ -9,42 +9,130 @@ stride 2), so both frameworks compute the same function. BatchNorm momentum
 """
 from __future__ import annotations
 
+from typing import Any
+
 from mindspore import nn
-from mindspore.common.initializer import HeNormal
+from mindspore.common.initializer import HeNormal, HeUniform, Normal
 
-from harness.models import ModelSpec
+from harness.models import ModelSpec, ge_kernel
 
-__all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS"]
+__all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite"]
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # MindSpore convention: moving = momentum * moving + (1 - momentum) * batch
 
 
-def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=stride, pad_mode="pad", padding=k // 2, has_bias=False,
-                     weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
+def _init(kind: str) -> Any:
+    return HeUniform(nonlinearity="relu") if kind == "he_uniform" else HeNormal(mode="fan_out", nonlinearity="relu")
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1, init: str = "fan_out", *, bias: bool = False,
+          dilation: int = 1, group: int = 1, pad: int | None = None) -> nn.Conv2d:
+    pad = dilation * (k // 2) if pad is None else pad
+    return nn.Conv2d(cin, cout, k, stride=stride, pad_mode="pad", padding=pad, dilation=dilation, group=group,
+                     has_bias=bias, weight_init=_init(init), bias_init="zeros")
 
 
 def _bn(c: int, zero: bool = False) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM, gamma_init="zeros" if zero else "ones")
 
 
+class GatherExcite(nn.Cell):
+    """GENet: ``x * sigmoid(excite(gather(x)))`` (see the PyTorch backend for the variants)."""
+
+    def __init__(self, channels: int, variant: str, kernel: int, first_stage: bool, reduction: int,
+                 init: str) -> None:
+        super().__init__()
+        self.has_gather = variant in ("theta", "theta-plus")
+        self.has_excite = variant == "theta-plus"
+        if self.has_gather:
+            cells = []
+            if first_stage:
+                cells += [_conv(channels, channels, 3, 2, init), _bn(channels)]
+            cells += [_conv(channels, channels, kernel, 1, init, group=channels, pad=0), _bn(channels)]
+            self.gather = nn.SequentialCell(cells)
+        if self.has_excite:
+            hidden = max(1, channels // reduction)
+            self.excite = nn.SequentialCell([_conv(channels, hidden, 1, 1, init), nn.ReLU(),
+                                             _conv(hidden, channels, 1, 1, init)])
+        self.sigmoid = nn.Sigmoid()
+
+    def construct(self, x):
+        if self.has_gather:
+            g = self.gather(x)
+        else:
+            g = x.mean(axis=(2, 3), keep_dims=True)
+        if self.has_excite:
+            g = self.excite(g)
+        return x * self.sigmoid(g)
+
+
+class _ChannelGate(nn.Cell):
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Dense(channels, hidden, weight_init=Normal(0.01), bias_init="zeros")
+        self.bn = nn.BatchNorm1d(hidden, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.fc2 = nn.Dense(hidden, channels, weight_init=Normal(0.01), bias_init="zeros")
+        self.relu = nn.ReLU()
+
+    def construct(self, x):
+        v = self.fc2(self.relu(self.bn(self.fc1(x.mean(axis=(2, 3))))))
+        return v.reshape((v.shape[0], v.shape[1], 1, 1))
+
+
+class _SpatialGate(nn.Cell):
+    def __init__(self, channels: int, hidden: int, dilation: int) -> None:
+        super().__init__()
+        self.conv0 = _conv(channels, hidden, 1, 1, "he_uniform", bias=True)
+        self.bn0 = _bn(hidden)
+        self.conv1 = _conv(hidden, hidden, 3, 1, "he_uniform", bias=True, dilation=dilation)
+        self.bn1 = _bn(hidden)
+        self.conv2 = _conv(hidden, hidden, 3, 1, "he_uniform", bias=True, dilation=dilation)
+        self.bn2 = _bn(hidden)
+        self.conv3 = _conv(hidden, 1, 1, 1, "he_uniform", bias=True)
+        self.relu = nn.ReLU()
+
+    def construct(self, x):
+        s = self.relu(self.bn0(self.conv0(x)))
+        s = self.relu(self.bn1(self.conv1(s)))
+        s = self.relu(self.bn2(self.conv2(s)))
+        return self.conv3(s)
+
+
+class BAM(nn.Cell):
+    """Bottleneck Attention Module: ``x * (1 + sigmoid(channel(x) * spatial(x)))``."""
+
+    def __init__(self, channels: int, reduction: int, dilation: int) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.channel = _ChannelGate(channels, hidden)
+        self.spatial = _SpatialGate(channels, hidden, dilation)
+        self.sigmoid = nn.Sigmoid()
+
+    def construct(self, x):
+        return x * (1 + self.sigmoid(self.channel(x) * self.spatial(x)))
+
+
 class Bottleneck(nn.Cell):
     """1x1 -> 3x3 (stride here, v1b) -> 1x1, BN after each, ReLU, identity or projected shortcut."""
 
-    def __init__(self, inplanes: int, planes: int, stride: int, expansion: int, zero_last: bool) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int, expansion: int, zero_last: bool, init: str,
+                 ge: GatherExcite | None = None) -> None:
         super().__init__()
         out = planes * expansion
-        self.conv1 = _conv(inplanes, planes, 1)
+        self.conv1 = _conv(inplanes, planes, 1, 1, init)
         self.bn1 = _bn(planes)
-        self.conv2 = _conv(planes, planes, 3, stride)
+        self.conv2 = _conv(planes, planes, 3, stride, init)
         self.bn2 = _bn(planes)
-        self.conv3 = _conv(planes, out, 1)
+        self.conv3 = _conv(planes, out, 1, 1, init)
         self.bn3 = _bn(out, zero=zero_last)
         self.relu = nn.ReLU()
+        self.has_ge = ge is not None
+        if self.has_ge:
+            self.ge = ge
         self.has_downsample = stride != 1 or inplanes != out
         if self.has_downsample:
-            self.downsample = nn.SequentialCell([_conv(inplanes, out, 1, stride), _bn(out)])
+            self.downsample = nn.SequentialCell([_conv(inplanes, out, 1, stride, init), _bn(out)])
 
     def construct(self, x):
         shortcut = x
@@ -53,6 +141,8 @@ class Bottleneck(nn.Cell):
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
+        if self.has_ge:
+            y = self.ge(y)
         return self.relu(y + shortcut)
 
 
@@ -61,7 +151,7 @@ class ResNet(nn.Cell):
         super().__init__()
         if len(spec.layers) != 4:
             raise ValueError("the resnet family has four stages")
-        self.conv1 = _conv(3, spec.stem_width, 7, 2)
+        self.conv1 = _conv(3, spec.stem_width, 7, 2, spec.init)
         self.bn1 = _bn(spec.stem_width)
         self.relu = nn.ReLU()
         # Zero padding then a 'valid' pool equals PyTorch's MaxPool2d(3, 2, padding=1) here: the input follows
@@ -72,20 +162,32 @@ class ResNet(nn.Cell):
         inplanes = spec.stem_width
         for i, (blocks, planes) in enumerate(zip(spec.layers, spec.widths)):
             cells = []
+            out = planes * spec.expansion
             for j in range(blocks):
+                ge = (GatherExcite(out, spec.ge, ge_kernel(spec, i + 1), i == 0, spec.reduction, spec.init)
+                      if spec.ge else None)
                 cells.append(Bottleneck(inplanes, planes, 2 if (j == 0 and i > 0) else 1, spec.expansion,
-                                        spec.zero_init_last_bn))
-                inplanes = planes * spec.expansion
+                                        spec.zero_init_last_bn, spec.init, ge))
+                inplanes = out
             setattr(self, f"layer{i + 1}", nn.SequentialCell(cells))
+        # BAM between stages (after layer1..3 for resnet50_bam); stage outputs are taken before it.
+        self.has_bam = tuple(i + 1 in spec.bam_stages for i in range(4))
+        for i in spec.bam_stages:
+            setattr(self, f"bam{i}", BAM(spec.widths[i - 1] * spec.expansion, spec.reduction, spec.bam_dilation))
         self.num_features = inplanes
-        self.fc = nn.Dense(inplanes, spec.num_classes)
+        dense_init = Normal(0.01) if spec.init == "he_uniform" else None
+        self.fc = (nn.Dense(inplanes, spec.num_classes, weight_init=dense_init, bias_init="zeros") if dense_init
+                   else nn.Dense(inplanes, spec.num_classes))
 
     def stages(self, x):
         x = self.maxpool(self.pad(self.relu(self.bn1(self.conv1(x)))))
         c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
+        x = self.bam1(c2) if self.has_bam[0] else c2
+        c3 = self.layer2(x)
+        x = self.bam2(c3) if self.has_bam[1] else c3
+        c4 = self.layer3(x)
+        x = self.bam3(c4) if self.has_bam[2] else c4
+        c5 = self.layer4(x)
         return c2, c3, c4, c5
 
     def construct(self, x):

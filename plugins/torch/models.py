@@ -10,15 +10,70 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.models import ModelSpec
+from harness.models import ModelSpec, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet"]
 
 
-class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (stride here, v1b) -> 1x1, BN after each, ReLU, identity or projected shortcut."""
+class GatherExcite(nn.Module):
+    """GENet: ``x * sigmoid(excite(gather(x)))``.
 
-    def __init__(self, inplanes: int, planes: int, stride: int, expansion: int) -> None:
+    theta-minus gathers with a global mean (no parameters); theta with a depthwise conv whose
+    kernel covers the whole map, then BN (stage 1 first halves the map with a full 3x3/2 conv + BN);
+    theta-plus adds a 1x1 -> ReLU -> 1x1 excite MLP (no bias, no BN).
+    """
+
+    def __init__(self, channels: int, variant: str, kernel: int, first_stage: bool, reduction: int) -> None:
+        super().__init__()
+        self.gather: nn.Module | None = None
+        self.excite: nn.Module | None = None
+        if variant in ("theta", "theta-plus"):
+            layers: list[nn.Module] = []
+            if first_stage:
+                layers += [nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels)]
+            layers += [nn.Conv2d(channels, channels, kernel, groups=channels, bias=False), nn.BatchNorm2d(channels)]
+            self.gather = nn.Sequential(*layers)
+        if variant == "theta-plus":
+            hidden = max(1, channels // reduction)
+            self.excite = nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.ReLU(inplace=True),
+                                        nn.Conv2d(hidden, channels, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = x.mean((2, 3), keepdim=True) if self.gather is None else self.gather(x)
+        if self.excite is not None:
+            g = self.excite(g)
+        return x * torch.sigmoid(g)
+
+
+class BAM(nn.Module):
+    """Bottleneck Attention Module: ``x * (1 + sigmoid(channel(x) * spatial(x)))``."""
+
+    def __init__(self, channels: int, reduction: int, dilation: int) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.channel = nn.ModuleDict({"fc1": nn.Linear(channels, hidden), "bn": nn.BatchNorm1d(hidden),
+                                      "fc2": nn.Linear(hidden, channels)})
+        spatial: dict[str, nn.Module] = {"conv0": nn.Conv2d(channels, hidden, 1), "bn0": nn.BatchNorm2d(hidden)}
+        for i in (1, 2):
+            spatial[f"conv{i}"] = nn.Conv2d(hidden, hidden, 3, padding=dilation, dilation=dilation)
+            spatial[f"bn{i}"] = nn.BatchNorm2d(hidden)
+        spatial["conv3"] = nn.Conv2d(hidden, 1, 1)
+        self.spatial = nn.ModuleDict(spatial)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, sp = self.channel, self.spatial
+        ch = c["fc2"](torch.relu(c["bn"](c["fc1"](x.mean((2, 3))))))[:, :, None, None]
+        s = torch.relu(sp["bn0"](sp["conv0"](x)))
+        s = torch.relu(sp["bn1"](sp["conv1"](s)))
+        s = torch.relu(sp["bn2"](sp["conv2"](s)))
+        return x * (1 + torch.sigmoid(ch * sp["conv3"](s)))
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (stride here, v1b) -> 1x1, BN after each, [GE], ReLU, identity or projected shortcut."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int, expansion: int,
+                 ge: GatherExcite | None = None) -> None:
         super().__init__()
         out = planes * expansion
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
@@ -28,6 +83,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
+        self.ge = ge
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != out:
             self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False),
@@ -38,6 +94,8 @@ class Bottleneck(nn.Module):
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
+        if self.ge is not None:
+            y = self.ge(y)
         return self.relu(y + shortcut)
 
 
@@ -51,10 +109,15 @@ class ResNet(nn.Module):
         inplanes = spec.stem_width
         for i, (blocks, planes) in enumerate(zip(spec.layers, spec.widths)):
             layer = []
+            out = planes * spec.expansion
             for j in range(blocks):
-                layer.append(Bottleneck(inplanes, planes, 2 if (j == 0 and i > 0) else 1, spec.expansion))
-                inplanes = planes * spec.expansion
+                ge = (GatherExcite(out, spec.ge, ge_kernel(spec, i + 1), i == 0, spec.reduction)
+                      if spec.ge else None)
+                layer.append(Bottleneck(inplanes, planes, 2 if (j == 0 and i > 0) else 1, spec.expansion, ge))
+                inplanes = out
             self.add_module(f"layer{i + 1}", nn.Sequential(*layer))
+            if i + 1 in spec.bam_stages:
+                self.add_module(f"bam{i + 1}", BAM(out, spec.reduction, spec.bam_dilation))
         self.num_features = inplanes
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, spec.num_classes)
@@ -63,9 +126,17 @@ class ResNet(nn.Module):
     def _init(self, spec: ModelSpec) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
+                if spec.init == "he_uniform":
+                    nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+                else:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
                 nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear) and spec.init == "he_uniform":
+                nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
         if spec.zero_init_last_bn:
             for m in self.modules():
@@ -79,6 +150,9 @@ class ResNet(nn.Module):
         for i in range(1, 5):
             x = getattr(self, f"layer{i}")(x)
             outs.append(x)
+            bam = getattr(self, f"bam{i}", None)
+            if bam is not None:  # BAM sits between stages: the stage's output is taken before it
+                x = bam(x)
         return outs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
