@@ -269,7 +269,7 @@ def test_same_padding_model_would_fail_the_parity_check(parity_weights, monkeypa
     # the 1e-4 tolerance above catches a broken padding convention.
     weights, x = parity_weights
 
-    def same_conv(cin, cout, k, stride=1):
+    def same_conv(cin, cout, k, stride=1, init="fan_out", **kwargs):
         return nn.Conv2d(cin, cout, k, stride=stride, pad_mode="same", has_bias=False)
 
     monkeypatch.setattr(ms_models, "_conv", same_conv)

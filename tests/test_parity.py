@@ -31,11 +31,12 @@ def test_every_model_is_on_both_backends(model):
     assert model in supported("torch") and model in supported("mindspore")
 
 
-#: Known disagreements of the one-step update, kept visible: strict xfail, so a fix is noticed.
+#: Known disagreements of the one-step update, kept visible (xfail, not strict: the gap varies from run
+#: to run, which points at rounding amplified somewhere rather than a different formula).
 UPDATE_KNOWN = {
-    "resnet50_bam": "the one-step update differs by ~6e-4 of its size (7% in layer3.5.conv3, just before bam3) "
-                    "while logits, loss and BN statistics agree; BAM's gates alone match (grad of BatchNorm1d and "
-                    "of the dilated convs within 5e-7): not yet explained",
+    "resnet50_bam": "the one-step update differed by up to 6e-4 of its size (7% in layer3.5.conv3, just before "
+                    "bam3) while logits, loss and BN statistics agree; it passed in another run; BAM's gates alone "
+                    "match (grads of BatchNorm1d and of the dilated convs within 5e-7): not yet explained",
 }
 
 
@@ -54,7 +55,7 @@ def test_eval_logits_loss_and_bn_statistics_agree(model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=UPDATE_KNOWN[m]))
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.xfail(strict=False, reason=UPDATE_KNOWN[m]))
                                    if m in UPDATE_KNOWN else m for m in sorted(MODELS)])
 def test_one_step_update_agrees(model):
     r = parity(model)  # the same update: nesterov, weight-decay groups, label smoothing, schedule
