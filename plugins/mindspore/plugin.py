@@ -18,7 +18,7 @@ from harness.config import Case
 from harness.env import cpu_model
 from harness.errors import HarnessError
 from harness.models import MODELS, get_model
-from harness.weights import OPTIONAL_SUFFIXES, check_weights, from_mindspore_names, to_mindspore_names
+from harness.weights import check_weights, from_mindspore_names, to_mindspore_names
 
 from . import __version__
 from .data import make_stream
