@@ -6,7 +6,7 @@ family; no backend holds a per-model copy of the network. Facts come from
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from .errors import HarnessError, near
 
@@ -29,7 +29,6 @@ class ModelSpec:
     stem_width: int = 64
     widths: tuple[int, ...] = (64, 128, 256, 512)
     expansion: int = 4
-    pool: str = "avg"
     zero_init_last_bn: bool = True
     # Attention, by where it sits. BAM: a module after each listed stage (1-based).
     bam_stages: tuple[int, ...] = ()
@@ -47,7 +46,6 @@ class ModelSpec:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     source: str = ""
-    options: dict = field(default_factory=dict)
 
 
 def _out(size: int, k: int, stride: int, pad: int) -> int:
