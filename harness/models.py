@@ -6,11 +6,15 @@ family; no backend holds a per-model copy of the network. Facts come from
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from .errors import HarnessError, near
 
-__all__ = ["ModelSpec", "MODELS", "get_model", "scaled", "stage_sizes", "ge_kernel"]
+T = TypeVar("T")
+
+__all__ = ["ModelSpec", "MODELS", "get_model", "scaled", "stage_sizes", "ge_kernel", "build_with"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +122,10 @@ def get_model(name: str, *, width: float = 1.0, num_classes: int | None = None,
     if image_size is not None:
         spec = replace(spec, image_size=image_size)
     return spec
+
+
+def build_with(builders: dict[str, Callable[[ModelSpec], T]], spec: ModelSpec, backend: str) -> T:
+    """Build ``spec`` with a backend's builder for its block family."""
+    if spec.family not in builders:
+        raise HarnessError(f"{backend} backend has no builder for block family '{spec.family}' ({spec.name})")
+    return builders[spec.family](spec)

@@ -89,3 +89,15 @@ def expected_state_dict(num_classes: int = 1000, width: float = 1.0, counters: b
     out["fc.weight"] = (num_classes, inplanes)
     out["fc.bias"] = (num_classes,)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module: its models are tiny, and on a shared 2-core machine
+    OpenMP threads that wait for a busy core make every op hundreds of times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -49,13 +49,7 @@ EXPANSION = 4
 TORCH_CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch intra-op thread: the models are tiny and the machine is a shared 2-core one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -40,14 +40,7 @@ WIDTHS = (64, 128, 256, 512)
 EXPANSION = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, and on a shared 2-core machine OpenMP threads that
-    wait for a busy core make every op hundreds of times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def settings(**kw) -> Settings:

@@ -14,7 +14,7 @@ from typing import Any
 from mindspore import nn
 from mindspore.common.initializer import HeNormal, HeUniform, Normal
 
-from harness.models import ModelSpec, ge_kernel
+from harness.models import ModelSpec, build_with, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite"]
 
@@ -199,8 +199,4 @@ BUILDERS = {"resnet": ResNet}
 
 
 def build_model(spec: ModelSpec) -> nn.Cell:
-    try:
-        builder = BUILDERS[spec.family]
-    except KeyError:
-        raise NotImplementedError(f"mindspore backend has no builder for block family '{spec.family}'") from None
-    return builder(spec)
+    return build_with(BUILDERS, spec, "mindspore")

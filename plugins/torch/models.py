@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.models import ModelSpec, ge_kernel
+from harness.models import ModelSpec, build_with, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet"]
 
@@ -164,8 +164,4 @@ BUILDERS = {"resnet": ResNet}
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    try:
-        builder = BUILDERS[spec.family]
-    except KeyError:
-        raise NotImplementedError(f"torch backend has no builder for block family '{spec.family}'") from None
-    return builder(spec)
+    return build_with(BUILDERS, spec, "torch")
