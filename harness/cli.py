@@ -60,14 +60,29 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from .models import MODELS
+    from .recipes import RECIPES, published_recipe
 
     probes = _probe_all()
     rows = []
     for name, spec in MODELS.items():
         usable = [b for b, p in probes.items() if name in p.get("models", ())]
-        rows.append([name, f"{spec.params:,}" if spec.params else "", ", ".join(usable) or "none"])
+        recipes = sorted({published_recipe(name, b) or "" for b in [*probes, "*"]} - {""})
+        rows.append([name, f"{spec.params:,}" if spec.params else "", ", ".join(usable) or "none", ", ".join(recipes)])
     print("## Models\n")
-    print(tabulate(rows, headers=["model", "params (224 px, 1000 classes)", "backends"], tablefmt="github"))
+    print(tabulate(rows, headers=["model", "params (224 px, 1000 classes)", "backends", "published recipes"],
+                   tablefmt="github"))
+    if args.recipes:
+        print("\n## Recipes (`recipe: NAME` in a suite; `recipe: published` picks the model's own)\n")
+        rows = []
+        for r in RECIPES.values():
+            per = "; ".join(f"{n} dev: batch {v['batch_size']}/dev, lr {v['lr']:g}"
+                            for n, v in sorted({n: r.values(n) for n in (1, 8)}.items()))
+            derived = f" (derived: {', '.join(map(str, r.derived))} dev)" if r.derived else ""
+            s = r.settings
+            rows.append([r.name, r.model, s.get("optimizer"), f"{s.get('schedule')}, {s.get('epochs')} epochs",
+                         per + derived, ", ".join(r.backends) or "any", r.source])
+        print(tabulate(rows, headers=["recipe", "model", "optimizer", "schedule", "batch and lr", "backends",
+                                      "source"], tablefmt="github"))
     print("\n## Backends and devices on this machine\n")
     rows = []
     for name, p in probes.items():
@@ -151,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("list", help="models, backends and the devices usable on this machine")
+    p.add_argument("--recipes", action="store_true", help="also list the published training recipes")
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("plugins", help="installed backends: package, version, devices, models")
     p.set_defaults(func=_cmd_plugins)

@@ -23,8 +23,9 @@ __all__ = ["Settings", "Case", "SETTING_NAMES", "DEVICES", "coerce_settings", "c
 DEVICES = ("cpu", "gpu", "ascend")
 
 
-def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, minimum: float | None = None):
-    return field(default=default, metadata={"help": help, "choices": choices, "min": minimum})
+def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, minimum: float | None = None,
+         maximum: float | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices, "min": minimum, "max": maximum})
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,43 @@ class Settings:
                                minimum=1)
     workers: int = _opt(2, "data-loading worker processes for folder data", minimum=0)
     augment: bool = _opt(True, "train-time augmentation (random-resized-crop, flip, colour jitter)")
-    optimizer: str = _opt("sgd", "sgd (momentum, optionally nesterov)", ("sgd",))
+    color_jitter: float = _opt(0.4, "brightness, contrast and saturation jitter of the train transform", minimum=0)
+    hue_jitter: float = _opt(0.0, "hue jitter of the train transform (fraction of the hue circle)",
+                             minimum=0, maximum=0.5)
+    lighting: float = _opt(0.0, "AlexNet PCA lighting noise std of the train transform (0: off)", minimum=0)
+    eval_resize_ratio: float = _opt(0.875, "eval: resize the short side to image_size / ratio, then centre-crop",
+                                    minimum=0.01, maximum=1.0)
+    recipe: str | None = _opt(None, "a published training recipe by name (harness list --recipes) or 'published' "
+                              "for the model's own; settings given in the suite override its values")
+    devices: int = _opt(1, "data-parallel devices; a recipe picks its per-device batch and learning rate for this "
+                        "count", minimum=1)
+    optimizer: str = _opt("sgd", "sgd (momentum, optionally nesterov) or thor (MindSpore's second-order "
+                          "optimizer, Ascend and GPU only)", ("sgd", "thor"))
     lr: float = _opt(0.1, "peak learning rate", minimum=0)
     momentum: float = _opt(0.9, "SGD momentum", minimum=0)
     nesterov: bool = _opt(False, "Nesterov momentum")
-    weight_decay: float = _opt(1e-4, "L2 weight decay, never applied to biases and 1-D parameters", minimum=0)
+    weight_decay: float = _opt(1e-4, "L2 weight decay", minimum=0)
+    weight_decay_on: str = _opt("weights", "weights: conv/dense weights only (never biases or BN); all: every "
+                                "network parameter", ("weights", "all"))
     label_smoothing: float = _opt(0.0, "label smoothing epsilon", minimum=0)
-    schedule: str = _opt("constant", "learning-rate schedule", ("constant", "cosine", "step", "linear"))
+    label_smoothing_off: str = _opt("torch", "smoothed target: torch: 1-eps+eps/K and eps/K (PyTorch); k-1: 1-eps and "
+                                    "eps/(K-1); k: 1-eps and eps/K (MindSpore ModelZoo variants)",
+                                    ("torch", "k-1", "k"))
+    schedule: str = _opt("constant", "learning-rate schedule (see harness.schedules)",
+                         ("constant", "cosine", "step", "linear", "linear_cosine", "poly"))
+    schedule_per_epoch: bool = _opt(False, "hold the learning rate constant within an epoch (epoch-wise schedules)")
+    schedule_period_epochs: float | None = _opt(None, "cosine: half-period T_max in epochs; poly: the epoch where the "
+                                                "rate reaches 0 (default: the run's length)", minimum=0)
+    schedule_cycles: float = _opt(0.47, "linear_cosine: cosine cycles over the run", minimum=0)
+    lr_power: float = _opt(1.0, "poly: exponent of (1 - epoch / period)", minimum=0)
     lr_warmup_epochs: float = _opt(0.0, "linear learning-rate warm-up length in epochs", minimum=0)
     lr_warmup_init: float = _opt(0.0, "learning rate at the start of the warm-up", minimum=0)
-    min_lr: float = _opt(0.0, "floor of the cosine and linear schedules", minimum=0)
+    min_lr: float = _opt(0.0, "floor of the cosine, linear and linear_cosine schedules", minimum=0)
     milestones: list[float] = _opt((), "epochs at which the step schedule multiplies lr by gamma")
     gamma: float = _opt(0.1, "step schedule factor", minimum=0)
+    damping_init: float = _opt(0.03, "thor: initial damping", minimum=0)
+    damping_decay: float = _opt(0.87, "thor: damping = damping_init * damping_decay ** (epoch / 10)", minimum=0)
+    thor_frequency: int = _opt(100, "thor: steps between updates of the second-order matrices", minimum=2)
     seed: int = _opt(0, "seed for weights, data order and synthetic data")
     eval: bool = _opt(True, "evaluate after training (top-1/top-5 on the eval split)")
     eval_batches: int | None = _opt(None, "limit evaluation to this many batches", minimum=1)
@@ -153,6 +179,8 @@ def coerce_settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
                                f"{near(typed, meta['choices'])}")
         if meta["min"] is not None and isinstance(typed, (int, float)) and typed < meta["min"]:
             raise HarnessError(f"{where}.{key}: {typed!r} is below the minimum {meta['min']}")
+        if meta["max"] is not None and isinstance(typed, (int, float)) and typed > meta["max"]:
+            raise HarnessError(f"{where}.{key}: {typed!r} is above the maximum {meta['max']}")
         if key == "loss_scale" and isinstance(typed, str) and typed != "dynamic":
             raise HarnessError(f"{where}.{key}: expected a number or 'dynamic', got {typed!r}")
         out[key] = typed

@@ -27,7 +27,8 @@ from .errors import HarnessError, near
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "scan_folder", "Preprocess", "synthetic_batches", "SyntheticStream"]
+__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "scan_folder", "Preprocess", "preprocess_for", "repeated_order",
+           "repeat_synthetic", "synthetic_batches", "SyntheticStream"]
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -38,6 +39,11 @@ STD = (0.229, 0.224, 0.225)
 _RRC_SCALE = (0.08, 1.0)
 _RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
 _JITTER = 0.4  # brightness, contrast and saturation factor in [1 - 0.4, 1 + 0.4]
+# AlexNet's PCA of ImageNet RGB (0..1 scale), for lighting noise.
+LIGHTING_EIGVAL = np.array([0.2175, 0.0188, 0.0045], dtype=np.float64)
+LIGHTING_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
+                        [-0.5808, -0.0045, -0.8140],
+                        [-0.5836, -0.6948, 0.4203]], dtype=np.float64)
 
 
 def _listdir(root: str, path: str) -> list[os.DirEntry]:
@@ -124,7 +130,8 @@ class Preprocess:
 
     def __init__(self, image_size: int, train: bool, augment: bool = True,
                  mean: Sequence[float] = MEAN, std: Sequence[float] = STD,
-                 resize_ratio: float = 0.875) -> None:
+                 resize_ratio: float = 0.875, jitter: float = _JITTER, hue: float = 0.0,
+                 lighting: float = 0.0) -> None:
         if image_size < 1:
             raise ValueError(f"image_size must be positive, got {image_size}")
         if not 0 < resize_ratio <= 1:
@@ -132,13 +139,16 @@ class Preprocess:
         self.image_size = int(image_size)
         self.train = bool(train)
         self.augment = bool(augment)
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"hue jitter must be in [0, 0.5], got {hue}")
         self.resize_ratio = float(resize_ratio)
+        self.jitter, self.hue, self.lighting = float(jitter), float(hue), float(lighting)
         self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
         self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
 
     def __repr__(self) -> str:
         return (f"Preprocess(image_size={self.image_size}, train={self.train}, augment={self.augment}, "
-                f"resize_ratio={self.resize_ratio})")
+                f"resize_ratio={self.resize_ratio}, jitter={self.jitter}, hue={self.hue}, lighting={self.lighting})")
 
     def transform(self, img: Image.Image, rng: np.random.Generator | None) -> Image.Image:
         """The geometric and colour transform alone: an RGB image of ``size x size``.
@@ -155,8 +165,14 @@ class Preprocess:
             img = img.crop((left, top, left + w, top + h)).resize((s, s), Image.Resampling.BILINEAR)
             if rng.random() < 0.5:
                 img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-                img = enhance(img).enhance(rng.uniform(1 - _JITTER, 1 + _JITTER))
+            if self.jitter > 0:
+                for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+                    img = enhance(img).enhance(rng.uniform(max(0.0, 1 - self.jitter), 1 + self.jitter))
+            if self.hue > 0:  # torchvision's adjust_hue: shift H in HSV, wrapping around
+                h, sat, v = img.convert("HSV").split()
+                shift = int(round(rng.uniform(-self.hue, self.hue) * 255))
+                h = Image.fromarray((np.asarray(h, dtype=np.int16) + shift).astype(np.uint8), "L")
+                img = Image.merge("HSV", (h, sat, v)).convert("RGB")
             return img
         if self.train:
             return img.resize((s, s), Image.Resampling.BILINEAR)
@@ -173,6 +189,9 @@ class Preprocess:
         pixels = np.asarray(self.transform(img, rng), dtype=np.uint8)
         x = np.array(pixels.transpose(2, 0, 1), dtype=np.float32, order="C")
         x /= np.float32(255)
+        if self.train and self.augment and self.lighting > 0:  # AlexNet PCA lighting noise, on the 0..1 scale
+            alpha = rng.normal(0.0, self.lighting, 3)
+            x += (LIGHTING_EIGVEC @ (alpha * LIGHTING_EIGVAL)).astype(np.float32).reshape(3, 1, 1)
         x -= self.mean
         x /= self.std
         return x
@@ -186,6 +205,25 @@ class Preprocess:
             detail = " ".join(str(exc).split()) or type(exc).__name__
             raise HarnessError(f"{path}: cannot decode image: {detail}") from None
         return self(img, rng)
+
+
+def preprocess_for(settings: Settings, train: bool, mean: Sequence[float] = MEAN,
+                   std: Sequence[float] = STD) -> Preprocess:
+    """The :class:`Preprocess` a case's settings describe."""
+    s = settings
+    return Preprocess(s.image_size, train=train, augment=s.augment, mean=mean, std=std,
+                      resize_ratio=s.eval_resize_ratio, jitter=s.color_jitter, hue=s.hue_jitter, lighting=s.lighting)
+
+
+def repeated_order(n: int, repeats: int, rng: np.random.Generator) -> np.ndarray:
+    """One epoch of a repeated-augmentation sampler: a shuffled order of ``n`` indices, each yielded
+    ``repeats`` times in a row, cut to ``n`` draws (so an epoch costs what a plain epoch costs)."""
+    return np.repeat(rng.permutation(n), repeats)[:n]
+
+
+def repeat_synthetic(n: int, repeats: int) -> np.ndarray:
+    """Positions of a synthetic batch of ``n`` built from ``n // repeats`` distinct samples, each repeated."""
+    return np.repeat(np.arange(n // repeats), repeats)
 
 
 #: Images per epoch of ImageNet-1k, the epoch length of synthetic data trained by epochs.

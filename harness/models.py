@@ -14,7 +14,7 @@ from .errors import HarnessError, near
 
 T = TypeVar("T")
 
-__all__ = ["ModelSpec", "MODELS", "get_model", "scaled", "stage_sizes", "ge_kernel", "build_with"]
+__all__ = ["ModelSpec", "MultigrainLoss", "MULTIGRAIN_LOSS", "MODELS", "get_model", "scaled", "check_batch", "stage_sizes", "ge_kernel", "build_with"]
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,42 @@ class ModelSpec:
     # "fan_out": convs kaiming-normal fan_out (timm/Gluon); "he_uniform": convs HeUniform, dense
     # Normal(0, 0.01), biases 0 (MindSpore ModelZoo BAM).
     init: str = "fan_out"
+    # Pooling head: "avg" (global average) or "gem" (generalised mean with the fixed exponent gem_p).
+    pool: str = "avg"
+    gem_p: float = 3.0
+    # Training loss: "ce" (cross-entropy), or "multigrain": lambda * CE + (1 - lambda) * margin loss on the
+    # normalised GeM embedding (see :class:`MultigrainLoss`). ``repeats`` is the repeated-augmentation factor:
+    # the train sampler yields every image that many times in a row, so a batch must be a multiple of it.
+    loss: str = "ce"
+    repeats: int = 1
     num_classes: int = 1000
     image_size: int = 224
     params: int | None = None  # published trainable parameter count at image_size, 1000 classes
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     source: str = ""
+
+
+@dataclass(frozen=True)
+class MultigrainLoss:
+    """The Multigrain mixed loss (facebookresearch/multigrain), as numbers.
+
+    ``loss = lam * CE + (1 - lam) * margin``. Margin: ``relu(d(a,p) - beta + margin) +
+    relu(beta - d(a,n) + margin)`` summed and divided by the number of non-zero terms; beta is a
+    learnable scalar (no weight decay). Negatives: distance-weighted sampling with the distances
+    clamped below at ``cutoff`` and weights zeroed from ``nonzero_loss_cutoff`` on.
+    """
+
+    lam: float = 0.5
+    margin: float = 0.2
+    beta_init: float = 1.2
+    cutoff: float = 0.5
+    nonzero_loss_cutoff: float = 1.4
+    eps: float = 1e-8  # inside the square root of the anchor distances
+    embedding_eps: float = 1e-6  # normalized_embedding = embedding / (||embedding|| + embedding_eps)
+
+
+MULTIGRAIN_LOSS = MultigrainLoss()
 
 
 def _out(size: int, k: int, stride: int, pad: int) -> int:
@@ -103,6 +133,9 @@ MODELS: dict[str, ModelSpec] = {
                   source="MindSpore ModelZoo research/cv/GENet_Res50 (extra=True, mlp=False); seed genet_res50.md"),
         ModelSpec(name="genet_res50_theta_plus", ge="theta-plus", params=33_586_216,
                   source="MindSpore ModelZoo research/cv/GENet_Res50 (extra=True, mlp=True); seed genet_res50.md"),
+        ModelSpec(name="multigrain_resnet50", pool="gem", gem_p=3.0, loss="multigrain", repeats=3,
+                  params=25_557_032,
+                  source="facebookresearch/multigrain (GeM p=3, lambda 0.5); MindSpore ModelZoo; seed multigrain.md"),
     )
 }
 
@@ -122,6 +155,14 @@ def get_model(name: str, *, width: float = 1.0, num_classes: int | None = None,
     if image_size is not None:
         spec = replace(spec, image_size=image_size)
     return spec
+
+
+def check_batch(batch_size: int, repeats: int, model: str, where: str = "") -> None:
+    """Refuse a batch that repeated augmentation cannot fill with whole instances."""
+    if repeats > 1 and (batch_size % repeats or batch_size < 2 * repeats):
+        raise HarnessError(f"{where + ': ' if where else ''}batch_size {batch_size}: {model} uses repeated augmentation (m = {repeats}), so the "
+                           f"batch size must be a multiple of {repeats} holding at least 2 images "
+                           f"(e.g. {max(2, -(-batch_size // repeats)) * repeats})")
 
 
 def build_with(builders: dict[str, Callable[[ModelSpec], T]], spec: ModelSpec, backend: str) -> T:

@@ -22,6 +22,7 @@ import numpy as np
 
 from .child import report_errors, run_json
 from .config import Case, Settings
+from .models import get_model
 from .plugins import load_backend
 
 __all__ = ["ParityResult", "compare", "parity_case", "UPDATE_REL_TOL"]
@@ -33,7 +34,8 @@ UPDATE_REL_TOL = 1e-4
 
 def parity_case(model: str, backend: str, **settings: Any) -> Case:
     """A small fp32 case exercising the whole recipe path (nesterov, smoothing, decay)."""
-    base = dict(width=0.25, image_size=64, num_classes=10, batch_size=4, lr=0.1, momentum=0.9, nesterov=True,
+    repeats = get_model(model).repeats  # Multigrain: two whole instances of 3 copies
+    base = dict(width=0.25, image_size=64, num_classes=10, batch_size=4 if repeats == 1 else 2 * repeats, lr=0.1, momentum=0.9, nesterov=True,
                 weight_decay=1e-4, label_smoothing=0.1, seed=0, data="synthetic")
     base.update(settings)
     return Case(name=f"parity-{model}-{backend}", model=model, backend=backend, device="cpu",
@@ -65,16 +67,17 @@ def _side(spec: dict[str, Any]) -> None:
     device = hook.harness_setup(case=case)
     model = hook.harness_build_model(case=case, device=device)
     with np.load(spec["inputs"]) as z:
-        images, labels = z["images"], z["labels"]
+        arrays = (z["images"], z["labels"], *((z["noise"],) if "noise" in z else ()))
+    images = arrays[0]
     if spec.get("weights"):
         with np.load(spec["weights"]) as z:
             hook.harness_set_weights(case=case, model=model, weights=dict(z))
     elif spec.get("calibrate"):
-        _calibrate(hook, case, model, device, (images, labels), spec["calibrate"])
+        _calibrate(hook, case, model, device, arrays, spec["calibrate"])
     before = hook.harness_get_weights(case=case, model=model)
     logits = hook.harness_predict(case=case, model=model, device=device, images=images)
     step = hook.harness_train_step(case=case, model=model, device=device, total_steps=1, steps_per_epoch=1)
-    loss = hook.harness_to_host(value=step(hook.harness_to_device(arrays=(images, labels), device=device)))
+    loss = hook.harness_to_host(value=step(hook.harness_to_device(arrays=arrays, device=device)))
     hook.harness_synchronize(device=device)
     after = hook.harness_get_weights(case=case, model=model)
     np.savez(spec["out"], logits=logits, loss=np.float64(loss),
@@ -116,9 +119,12 @@ def compare(model: str, reference: str, other: str, timeout: float = 600, other_
         case = parity_case(model, reference, **settings)
         s = case.settings
         rng = np.random.default_rng(1234)
+        # A step that samples (Multigrain's negatives) takes its noise from the batch, the same on both sides.
+        noise = {"noise": rng.random((s.batch_size, s.batch_size)).astype(np.float32)} \
+            if get_model(model).loss == "multigrain" else {}
         np.savez(work / "inputs.npz",
                  images=rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32),
-                 labels=rng.integers(0, s.num_classes, s.batch_size).astype(np.int64))
+                 labels=rng.integers(0, s.num_classes, s.batch_size).astype(np.int64), **noise)
         a = _run_side({"case": case.to_dict(), "inputs": str(work / "inputs.npz"), "out": str(work / "a.npz"),
                        "calibrate": calibrate}, work, timeout)
         weights = {k[len("before/"):]: v for k, v in a.items() if k.startswith("before/")}

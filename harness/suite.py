@@ -32,7 +32,8 @@ import yaml
 
 from .config import DEVICES, SETTING_NAMES, Case, Settings, coerce_settings
 from .errors import HarnessError, near
-from .models import MODELS
+from .models import MODELS, check_batch
+from .recipes import resolve_recipe
 from .plugins import backend_entry_points
 
 __all__ = ["Suite", "load_suite", "parse_set"]
@@ -191,7 +192,13 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
         settings.update(cli)
         label = "-".join([model, backend, device] + [f"{k}={v}" for k, v in zip(keys, combo)])
         settings = {k: _expand_env(v, f"{where}: case {label}: {k}") for k, v in settings.items()}
+        if settings.get("recipe"):
+            recipe = resolve_recipe(settings["recipe"], model, backend, settings.get("devices", 1),
+                                    f"{where}: case {label}")
+            settings = {**recipe, **{k: v for k, v in settings.items() if k != "recipe"}, "recipe": recipe["recipe"]}
         _check_data(settings, f"{where}: case {label}")
+        check_batch(settings.get("batch_size", Settings.batch_size), MODELS[model].repeats, model,
+                    f"{where}: case {label}")
         cases.append(Case(name=label, model=model, backend=backend, device=device, settings=Settings(**settings)))
     if not cases:
         raise HarnessError(f"{where}: the suite has no cases (models, backends or devices empty, or all excluded)")

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mindspore import nn
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, HeUniform, Normal
 
-from harness.models import ModelSpec, build_with, ge_kernel
+from harness.models import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
-__all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite"]
+__all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite", "GeM"]
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # MindSpore convention: moving = momentum * moving + (1 - momentum) * batch
@@ -65,6 +66,19 @@ class GatherExcite(nn.Cell):
         if self.has_excite:
             g = self.excite(g)
         return x * self.sigmoid(g)
+
+
+class GeM(nn.Cell):
+    """Generalised-mean pooling ``mean(clamp(x, 1e-6) ** p) ** (1 / p)`` over H, W; ``p`` is a
+    non-trainable parameter (saved with the weights, as PyTorch's buffer). ``p = 1`` is average pooling."""
+
+    def __init__(self, p: float, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = Parameter(Tensor(float(p), ms.float32), name="p", requires_grad=False)
+        self.eps = eps
+
+    def construct(self, x):
+        return ops.pow(ops.pow(ops.clamp(x, min=self.eps), self.p).mean(axis=(2, 3)), 1.0 / self.p)
 
 
 class _ChannelGate(nn.Cell):
@@ -175,6 +189,10 @@ class ResNet(nn.Cell):
         for i in spec.bam_stages:
             setattr(self, f"bam{i}", BAM(spec.widths[i - 1] * spec.expansion, spec.reduction, spec.bam_dilation))
         self.num_features = inplanes
+        self.has_gem = spec.pool == "gem"
+        if self.has_gem:
+            self.global_pool = GeM(spec.gem_p)
+        self.norm_eps = MULTIGRAIN_LOSS.embedding_eps
         dense_init = Normal(0.01) if spec.init == "he_uniform" else None
         self.fc = (nn.Dense(inplanes, spec.num_classes, weight_init=dense_init, bias_init="zeros") if dense_init
                    else nn.Dense(inplanes, spec.num_classes))
@@ -190,9 +208,21 @@ class ResNet(nn.Cell):
         c5 = self.layer4(x)
         return c2, c3, c4, c5
 
-    def construct(self, x):
+    def embedding(self, x):
+        """The pooled features ``(N, C)`` the classifier reads (GeM output for Multigrain)."""
         x = self.stages(x)[3]
-        return self.fc(x.mean(axis=(2, 3)))
+        if self.has_gem:
+            return self.global_pool(x)
+        return x.mean(axis=(2, 3))
+
+    def outputs(self, x):
+        """``(embedding, logits, normalized_embedding)``; the last is ``e / (||e||_2 + 1e-6)``."""
+        e = self.embedding(x)
+        norm = ops.sqrt((e * e).sum(axis=1, keepdims=True))
+        return e, self.fc(e), e / (norm + self.norm_eps)
+
+    def construct(self, x):
+        return self.fc(self.embedding(x))
 
 
 BUILDERS = {"resnet": ResNet}

@@ -24,7 +24,7 @@ from . import __version__
 from .data import make_stream
 from .export import export_model
 from .models import BUILDERS, build_model
-from .train import AMP_DTYPES, amp_level, make_eval_step, make_train_step
+from .train import AMP_DTYPES, amp_level, check_optimizer, make_eval_step, make_train_step
 
 _TARGET = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 _MODES = {"default": ms.GRAPH_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
@@ -91,6 +91,7 @@ def harness_build_model(case: Case, device: Any) -> nn.Cell:
     s = case.settings
     spec = get_model(case.model, width=s.width, num_classes=s.num_classes, image_size=s.image_size)
     level = amp_level(case, device["target"])  # refuses what the device cannot run, before any work
+    check_optimizer(case, device["target"])
     ms.set_seed(s.seed)
     net = build_model(spec)
     if level != "O0":  # once, here, so training and evaluation run in the same precision
@@ -145,8 +146,9 @@ def harness_export(case: Case, model: nn.Cell, device: Any, fmt: str, path: str)
 
 @hookimpl
 def harness_to_device(arrays: tuple[Any, ...], device: Any) -> tuple[ms.Tensor, ...]:
-    images, labels = arrays
-    return ms.Tensor(np.ascontiguousarray(images, dtype=np.float32)), ms.Tensor(np.asarray(labels, dtype=np.int32))
+    images, labels, *rest = arrays  # rest: float arrays a step may take (Multigrain's sampling noise)
+    return (ms.Tensor(np.ascontiguousarray(images, dtype=np.float32)), ms.Tensor(np.asarray(labels, dtype=np.int32)),
+            *(ms.Tensor(np.ascontiguousarray(r, dtype=np.float32)) for r in rest))
 
 
 @hookimpl

@@ -1,9 +1,11 @@
 """Train and eval step factories for the MindSpore backend.
 
-Momentum (optionally Nesterov) with weight decay only on >1-D parameters,
-cross-entropy with label smoothing (PyTorch's convention: eps/K off-value),
-the shared per-step schedule (:func:`harness.schedules.lr_table`) as a dynamic
-learning rate, AMP levels O0-O3 and a fixed or dynamic loss scale.
+Momentum (optionally Nesterov) with weight decay on >1-D parameters (or on all),
+or THOR (``mindspore.nn.thor``, Ascend/GPU); cross-entropy with label smoothing
+in the case's off-value convention (:func:`harness.losses.smoothing_targets`) or
+the Multigrain mixed loss; the shared per-step schedule
+(:func:`harness.schedules.lr_table`) as a dynamic learning rate; AMP levels
+O0-O3 and a fixed or dynamic loss scale.
 """
 from __future__ import annotations
 
@@ -11,25 +13,37 @@ from collections.abc import Callable
 from typing import Any
 
 import mindspore as ms
-from mindspore import nn, ops
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
 
 from harness.config import Case
 from harness.errors import HarnessError, Unsupported
-from harness.schedules import lr_table
+from harness.losses import smoothing_targets
+from harness.models import MULTIGRAIN_LOSS, MultigrainLoss, get_model
+from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indices
+from harness.schedules import damping_table, lr_table
 
 __all__ = ["make_train_step", "make_eval_step", "make_optimizer", "param_groups", "amp_level", "NesterovMomentum",
-           "AMP_DTYPES"]
+           "AMP_DTYPES", "MultigrainWithLoss", "SmoothedCrossEntropy", "check_optimizer"]
 
 AMP_DTYPES = {"fp16": ms.float16, "bf16": ms.bfloat16}
 
 
-def param_groups(net: nn.Cell, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on conv/dense weights only: never on biases or BatchNorm gamma/beta."""
+def param_groups(net: nn.Cell, weight_decay: float, on: str = "weights") -> list[dict[str, Any]]:
+    """Weight decay on conv/dense weights only (``on="weights"``: never biases or BatchNorm gamma/beta) or
+    on every parameter of the network (``on="all"``); Multigrain's ``beta`` is never decayed."""
     params = net.trainable_params()
-    decay = [p for p in params if len(p.shape) > 1]
-    no_decay = [p for p in params if len(p.shape) <= 1]
+    decay = [p for p in params if (on == "all" or len(p.shape) > 1) and p.name != MultigrainWithLoss.BETA]
+    chosen = {id(p) for p in decay}
+    no_decay = [p for p in params if id(p) not in chosen]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]] + [{"order_params": params}]
+
+
+def check_optimizer(case: Case, device_target: str) -> None:
+    """Refuse what the device cannot run, before any work."""
+    if case.settings.optimizer == "thor" and device_target == "CPU":
+        raise Unsupported("cpu: THOR (mindspore.nn.thor) runs on Ascend and GPU only")
 
 
 def amp_level(case: Case, device_target: str) -> str:
@@ -90,13 +104,48 @@ class NesterovMomentum(nn.Optimizer):
 
 
 def make_optimizer(case: Case, net: nn.Cell, total_steps: int, steps_per_epoch: int) -> nn.Optimizer:
-    """``nn.Momentum``, or :class:`NesterovMomentum` where the device kernel would drop Nesterov."""
+    """``nn.Momentum``, :class:`NesterovMomentum` where the device kernel would drop Nesterov, or THOR.
+
+    ``net`` is the cell whose trainable parameters are optimised (the network with its loss, so that
+    Multigrain's beta is trained); THOR converts and preconditions the layers of the network itself.
+    """
     s = case.settings
-    groups = param_groups(net, s.weight_decay)
     lrs = lr_table(s, total_steps, steps_per_epoch)
+    if s.optimizer == "thor":
+        check_optimizer(case, _device_target())
+        network = net.net if isinstance(net, (_WithLoss, MultigrainWithLoss)) else net
+        scale = float(s.loss_scale) if isinstance(s.loss_scale, (int, float)) else 1.0
+        return nn.thor(network, Tensor(np.asarray(lrs, np.float32)),
+                       Tensor(np.asarray(damping_table(s, total_steps, steps_per_epoch), np.float32)),
+                       s.momentum, weight_decay=s.weight_decay, loss_scale=scale, batch_size=s.batch_size,
+                       decay_filter=lambda p: s.weight_decay_on == "all" or len(p.shape) > 1,
+                       frequency=s.thor_frequency)
+    if s.optimizer != "sgd":
+        raise HarnessError(f"optimizer '{s.optimizer}' is not available in the MindSpore backend (sgd, thor)")
+    groups = param_groups(net, s.weight_decay, s.weight_decay_on)
     if s.nesterov and _device_target() == "CPU":
         return NesterovMomentum(groups, learning_rate=lrs, momentum=s.momentum)
     return nn.Momentum(groups, learning_rate=lrs, momentum=s.momentum, use_nesterov=s.nesterov)
+
+
+class SmoothedCrossEntropy(nn.Cell):
+    """Cross-entropy against ``on`` for the label and ``off`` elsewhere (see harness.losses)."""
+
+    def __init__(self, on: float, off: float) -> None:
+        super().__init__()
+        self.on, self.off = on, off
+
+    def construct(self, logits, labels):
+        logp = ops.log_softmax(logits.astype(ms.float32), 1)
+        picked = ops.gather_elements(logp, 1, labels.reshape((-1, 1)).astype(ms.int32)).reshape((-1,))
+        return -(self.off * logp.sum(axis=1) + (self.on - self.off) * picked).mean()
+
+
+def _cross_entropy(case: Case) -> nn.Cell:
+    s = case.settings
+    if s.label_smoothing == 0 or s.label_smoothing_off == "torch":
+        return nn.CrossEntropyLoss(label_smoothing=s.label_smoothing)
+    return SmoothedCrossEntropy(*smoothing_targets(s.label_smoothing, s.num_classes, s.label_smoothing_off))
 
 
 class _WithLoss(nn.Cell):
@@ -106,6 +155,59 @@ class _WithLoss(nn.Cell):
 
     def construct(self, x, y):
         return self.loss(self.net(x), y)
+
+
+class MultigrainWithLoss(nn.Cell):
+    """``lam * CE + (1 - lam) * margin`` on the network's outputs (see :mod:`harness.multigrain`).
+
+    ``construct(x, y, noise)``: ``noise`` is the ``(B, B)`` uniform noise of the Gumbel-top-k
+    distance-weighted sampling of negatives; ``beta`` is the learnable margin boundary.
+    """
+
+    BETA = "multigrain_beta"
+
+    def __init__(self, net: nn.Cell, ce: nn.Cell, batch_size: int, repeats: int,
+                 spec: MultigrainLoss = MULTIGRAIN_LOSS) -> None:
+        super().__init__(auto_prefix=False)
+        self.net, self.ce, self.k = net, ce, repeats - 1
+        self.lam, self.margin, self.eps = spec.lam, spec.margin, spec.eps
+        self.cutoff, self.nonzero = spec.cutoff, spec.nonzero_loss_cutoff
+        self.beta = Parameter(Tensor(spec.beta_init, ms.float32), name=self.BETA)
+        anchors, positives = pair_indices(batch_size, repeats)
+        ids = np.arange(batch_size) // repeats
+        self.anchors = Tensor(anchors.astype(np.int32))
+        self.positives = Tensor(positives.astype(np.int32))
+        self.other = Tensor(ids[:, None] != ids[None, :])
+        self.eye = Tensor(np.eye(batch_size, dtype=np.float32))
+        self.zero_weight = Tensor(np.full((batch_size, batch_size), ZERO_WEIGHT_SCORE, np.float32))
+        self.same_instance = Tensor(np.full((batch_size, batch_size), SAME_INSTANCE_SCORE, np.float32))
+
+    def negatives(self, e, noise):
+        e = ops.stop_gradient(e)
+        sq = (e * e).sum(axis=1, keepdims=True)
+        d2 = ops.clamp(sq + sq.T - 2.0 * ops.matmul(e, e.T), min=0.0)
+        dist = ops.clamp(ops.sqrt(d2 + self.eye), min=self.cutoff)
+        inside = dist < self.nonzero
+        safe = ops.select(inside, dist, ops.ones_like(dist))
+        d = e.shape[1]
+        log_w = (2.0 - d) * ops.log(safe) - ((d - 3.0) / 2.0) * ops.log(1.0 - 0.25 * safe * safe)
+        scores = ops.select(ops.logical_and(self.other, inside), log_w,
+                            ops.select(self.other, self.zero_weight, self.same_instance))
+        gumbel = -ops.log(-ops.log(ops.clamp(noise.astype(ms.float32), 1e-7, 1.0 - 1e-7)))
+        _, idx = ops.topk(scores + gumbel, self.k)
+        return ops.stop_gradient(idx.reshape((-1,)))
+
+    def construct(self, x, y, noise):
+        _, logits, norm = self.net.outputs(x)
+        e = norm.astype(ms.float32)
+        a = ops.gather(e, self.anchors, 0)
+        d_ap = ops.sqrt(((ops.gather(e, self.positives, 0) - a) ** 2).sum(axis=1) + self.eps)
+        d_an = ops.sqrt(((ops.gather(e, self.negatives(e, noise), 0) - a) ** 2).sum(axis=1) + self.eps)
+        pos = ops.relu(d_ap - self.beta + self.margin)
+        neg = ops.relu(self.beta - d_an + self.margin)
+        count = ((pos > 0).astype(ms.float32).sum() + (neg > 0).astype(ms.float32).sum())
+        margin = (pos + neg).sum() / ops.maximum(count, 1.0)
+        return self.lam * self.ce(logits.astype(ms.float32), y) + (1.0 - self.lam) * margin
 
 
 class _TopK(nn.Cell):
@@ -129,12 +231,12 @@ def _device_target() -> str:
 def make_train_step(case: Case, net: nn.Cell, device: Any, total_steps: int,
                     steps_per_epoch: int) -> Callable[[Any], Any]:
     s = case.settings
-    if s.optimizer != "sgd":
-        raise HarnessError(f"optimizer '{s.optimizer}' is not available in the MindSpore backend (sgd)")
     net.set_train(True)  # mixed precision, if any, was applied when the model was built
-    opt = make_optimizer(case, net, total_steps, steps_per_epoch)
-    loss = nn.CrossEntropyLoss(label_smoothing=s.label_smoothing)
-    with_loss = _WithLoss(net, loss)
+    spec = get_model(case.model)
+    multigrain = spec.loss == "multigrain"
+    ce = _cross_entropy(case)
+    with_loss = MultigrainWithLoss(net, ce, s.batch_size, spec.repeats) if multigrain else _WithLoss(net, ce)
+    opt = make_optimizer(case, with_loss, total_steps, steps_per_epoch)
     scale = s.loss_scale if s.loss_scale is not None else ("dynamic" if s.precision == "fp16" else None)
     if scale is None:
         train_net = nn.TrainOneStepCell(with_loss, opt)
@@ -144,12 +246,38 @@ def make_train_step(case: Case, net: nn.Cell, device: Any, total_steps: int,
         train_net = nn.TrainOneStepWithLossScaleCell(with_loss, opt, scale_sense=manager)
     train_net.set_train(True)
     scaled = scale is not None
+    thor_phase = _thor_phases(train_net, s.thor_frequency) if s.optimizer == "thor" else None
 
-    def step(batch: tuple[ms.Tensor, ms.Tensor]) -> ms.Tensor:
+    def step(batch: tuple[ms.Tensor, ...]) -> ms.Tensor:
+        if thor_phase is not None:
+            thor_phase()
+        if multigrain and len(batch) == 2:  # sampling noise from the framework RNG unless the batch brings it
+            n = batch[0].shape[0]
+            batch = (*batch, ops.rand(n, n, dtype=ms.float32))
         out = train_net(*batch)
         return out[0] if scaled else out  # with a loss scale: (loss, overflow, scale)
 
+    step.with_loss = with_loss
     return step
+
+
+def _thor_phases(train_net: nn.Cell, frequency: int) -> Callable[[], None]:
+    """THOR's two graphs, switched as ``mindspore.train.train_thor.ModelThor`` does without dataset sinking:
+    every ``frequency`` steps one step recomputes the second-order matrices (``thor=True``, phase
+    ``train0``); the steps between reuse them (``thor=False``, phase ``train1``). The flags are read when a
+    phase's graph compiles, so they are set only on the first step of each phase."""
+    count = [0]
+    compiled: set[str] = set()
+
+    def switch() -> None:
+        phase = "train0" if count[0] % frequency == 0 else "train1"
+        count[0] += 1
+        if phase not in compiled:
+            train_net.add_flags_recursive(thor=phase == "train0")
+            compiled.add(phase)
+        train_net.phase = phase
+
+    return switch
 
 
 def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tuple]:
@@ -157,8 +285,8 @@ def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tup
     topk = _TopK(net, min(5, case.settings.num_classes))
     topk.set_train(False)
 
-    def step(batch: tuple[ms.Tensor, ms.Tensor]) -> tuple[ms.Tensor, ms.Tensor, int]:
-        x, y = batch
+    def step(batch: tuple[ms.Tensor, ...]) -> tuple[ms.Tensor, ms.Tensor, int]:
+        x, y = batch[0], batch[1]
         top1, top5 = topk(x, y)
         return top1, top5, x.shape[0]
 

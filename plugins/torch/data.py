@@ -7,14 +7,30 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from harness.config import Case
-from harness.data import Preprocess, SyntheticStream, scan_folder, synthetic_batches
+from harness.data import (Preprocess, SyntheticStream, preprocess_for, repeat_synthetic, repeated_order, scan_folder,
+                          synthetic_batches)
 from harness.errors import HarnessError
-from harness.models import get_model
+from harness.models import check_batch, get_model
 
-__all__ = ["make_stream"]
+__all__ = ["make_stream", "RepeatedAugmentationSampler"]
+
+
+class RepeatedAugmentationSampler(Sampler[int]):
+    """Each index ``repeats`` times in a row (each copy augmented independently by the dataset),
+    a new shuffle every epoch; an epoch is ``n`` draws (:func:`harness.data.repeated_order`)."""
+
+    def __init__(self, n: int, repeats: int, seed: int) -> None:
+        self.n, self.repeats = n, repeats
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(repeated_order(self.n, self.repeats, self.rng).tolist())
 
 
 class FolderDataset(Dataset):
@@ -55,22 +71,29 @@ class DeviceLoader:
 
 def make_stream(case: Case, split: str, device: torch.device) -> Any:
     s = case.settings
+    spec = get_model(case.model)
+    train = split == "train"
+    repeats = spec.repeats if train else 1
+    check_batch(s.batch_size, repeats, case.model)
     if s.data == "synthetic":
-        g = torch.Generator(device="cpu").manual_seed(s.seed + (0 if split == "train" else 1))
+        g = torch.Generator(device="cpu").manual_seed(s.seed + (0 if train else 1))
         x = torch.randn(s.batch_size, 3, s.image_size, s.image_size, generator=g)
         y = torch.randint(0, s.num_classes, (s.batch_size,), generator=g)
+        if repeats > 1:  # whole instances, as the repeated-augmentation sampler gives
+            pick = torch.from_numpy(repeat_synthetic(s.batch_size, repeats))
+            x, y = x[pick], y[pick]
         x, y = x.to(device), y.to(device)
         if s.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return SyntheticStream((x, y), synthetic_batches(s, split))
-    spec = get_model(case.model)
-    train = split == "train"
-    pre = Preprocess(s.image_size, train=train, augment=s.augment, mean=spec.mean, std=spec.std)
+    pre = preprocess_for(s, train, spec.mean, spec.std)
     ds = FolderDataset(s.data_root, "train" if train else "val", pre, s.seed)
     if len(ds.classes) > s.num_classes:
         raise HarnessError(f"data_root '{s.data_root}' has {len(ds.classes)} classes but num_classes is {s.num_classes}")
+    sampler = RepeatedAugmentationSampler(len(ds), repeats, s.seed) if repeats > 1 else None
     loader = DataLoader(
-        ds, batch_size=s.batch_size, shuffle=train, drop_last=train, num_workers=s.workers,
+        ds, batch_size=s.batch_size, shuffle=train and sampler is None, sampler=sampler, drop_last=train,
+        num_workers=s.workers,
         pin_memory=device.type == "cuda", persistent_workers=s.workers > 0,
         generator=torch.Generator().manual_seed(s.seed),
     )

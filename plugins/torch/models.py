@@ -10,9 +10,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.models import ModelSpec, build_with, ge_kernel
+from harness.models import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
-__all__ = ["build_model", "Bottleneck", "ResNet"]
+__all__ = ["build_model", "Bottleneck", "ResNet", "GeM", "BUILDERS"]
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling ``mean(clamp(x, 1e-6) ** p) ** (1 / p)`` over H, W with a fixed ``p``
+    (a buffer, saved with the weights but not trained). ``p = 1`` is average pooling."""
+
+    def __init__(self, p: float, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.register_buffer("p", torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=self.eps).pow(self.p).mean((2, 3)).pow(1.0 / self.p)
 
 
 class GatherExcite(nn.Module):
@@ -119,7 +132,7 @@ class ResNet(nn.Module):
             if i + 1 in spec.bam_stages:
                 self.add_module(f"bam{i + 1}", BAM(out, spec.reduction, spec.bam_dilation))
         self.num_features = inplanes
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.global_pool = GeM(spec.gem_p) if spec.pool == "gem" else nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, spec.num_classes)
         self._init(spec)
 
@@ -155,9 +168,17 @@ class ResNet(nn.Module):
                 x = bam(x)
         return outs
 
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features ``(N, C)`` the classifier reads (GeM output for Multigrain)."""
+        return torch.flatten(self.global_pool(self.stages(x)[-1]), 1)
+
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(embedding, logits, normalized_embedding)``; the last is ``e / (||e||_2 + 1e-6)``."""
+        e = self.embedding(x)
+        return e, self.fc(e), e / (e.norm(dim=1, keepdim=True) + MULTIGRAIN_LOSS.embedding_eps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(x)[-1]
-        return self.fc(torch.flatten(self.global_pool(x), 1))
+        return self.fc(self.embedding(x))
 
 
 BUILDERS = {"resnet": ResNet}
