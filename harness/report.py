@@ -124,7 +124,8 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
         multi_run = group["run_id"].nunique() > 1
         columns: dict[str, list[str]] = {}
         for _, row in group.sort_values(["backend", "device", "case"]).iterrows():
-            cells = []
+            opt, recipe = row.get("cfg.optimizer"), row.get("cfg.recipe")
+            cells = [(f"{opt}" if isinstance(opt, str) else "") + (f" ({recipe})" if isinstance(recipe, str) else "")]
             for _label, col, fmt in METRIC_ROWS:
                 v = row.get(col)
                 if col in ACCURACY and row.get("cfg.data") == "synthetic":
@@ -134,7 +135,7 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
             if label in columns:  # never let two cases share (and overwrite) a column
                 label += f"<br>{row['case']}"
             columns[label] = cells
-        table = pd.DataFrame(columns, index=[label for label, _, _ in METRIC_ROWS])
+        table = pd.DataFrame(columns, index=["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS)])
         table = table[(table != "").any(axis=1)]
         out += [f"## {model}", "", table.to_markdown(tablefmt="github", disable_numparse=True), ""]
     compared = _backend_ratios(ok)

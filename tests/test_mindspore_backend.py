@@ -960,3 +960,9 @@ def test_threads_setting_sets_the_cpu_kernel_pool() -> None:
         pytest.skip("thread counts already configured in this process")
     setup(case(mode="pynative", threads=1))
     assert conf.is_op_threads_num_configured()
+
+
+def test_thor_is_refused_on_cpu_with_the_reason() -> None:
+    c = case(optimizer="thor")
+    with pytest.raises(Unsupported, match=r"^cpu: THOR \(mindspore.nn.thor\) runs on Ascend and GPU only$"):
+        ms_model(c)  # refused when the model is built, before any work: the case is recorded as skipped

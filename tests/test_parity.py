@@ -67,3 +67,12 @@ def test_pynative_mode_agrees_too():
     r = compare("gluon_resnet50_v1b", "torch", "mindspore", other_settings={"mode": "pynative"})
     assert max(r.logits_max_abs, r.loss_abs, r.running_stats_max_abs) <= TOL, r
     assert r.update_rel_max <= UPDATE_REL_TOL, r
+
+
+@pytest.mark.slow
+def test_modelzoo_smoothing_and_decay_on_every_parameter_agree():
+    # label smoothing 1 - eps / eps/(K-1) (MindSpore ModelZoo) and weight decay on BN and biases too
+    r = compare("gluon_resnet50_v1b", "torch", "mindspore", label_smoothing_off="k-1", weight_decay_on="all",
+                weight_decay=0.05)
+    assert max(r.logits_max_abs, r.loss_abs, r.running_stats_max_abs) <= TOL, r
+    assert r.update_rel_max <= UPDATE_REL_TOL, r

@@ -111,3 +111,12 @@ def test_backend_ratio_table():
     assert "| cpu" in row and "data=tiny" in row and "150.0 / 100.0 = 1.50x" in row
     assert sum("mindspore / torch" in line for line in md.splitlines()) == 1  # no gpu pair: no mindspore gpu run
     assert "## Backends side by side" not in render_markdown(recs[:1] + recs[2:])
+
+
+def test_report_says_which_optimizer_and_recipe_each_column_ran():
+    ms = _record(case="a", backend="mindspore")
+    ms["config"]["settings"].update(optimizer="thor", recipe="multigrain_thor")
+    tc = _record(case="b", backend="torch")
+    tc["config"]["settings"].update(optimizer="sgd", recipe="multigrain_sgd")
+    row = next(line for line in render_markdown([ms, tc]).splitlines() if line.startswith("| optimizer (recipe)"))
+    assert "thor (multigrain_thor)" in row and "sgd (multigrain_sgd)" in row

@@ -211,4 +211,4 @@ def test_lr_table_of_cosine_starts_at_lr_and_ends_near_min_lr() -> None:
 
 def test_schedule_choices_are_validated() -> None:
     with pytest.raises(HarnessError, match="schedule"):
-        coerce_settings({"schedule": "poly"}, "test")
+        coerce_settings({"schedule": "polynomial"}, "test")

@@ -788,3 +788,19 @@ def test_to_host_tuple_with_int() -> None:
 def test_to_host_scalar() -> None:
     out = plugin.harness_to_host(value=torch.tensor(0.25))
     assert out == 0.25 and type(out) is float
+
+
+def test_thor_is_refused_by_the_torch_backend() -> None:
+    c = small_case(optimizer="thor")
+    with pytest.raises(HarnessError, match="THOR exists only in MindSpore"):
+        plugin.harness_train_step(case=c, model=small_model(c), device=CPU, total_steps=2, steps_per_epoch=2)
+
+
+def test_smoothing_off_value_conventions_give_the_written_out_loss() -> None:
+    # logits all zero over K=10 classes: log p = -log 10 everywhere; loss = -(on + (K-1) * off) * (-log 10)
+    from harness_torch.train import make_criterion
+
+    logits, labels = torch.zeros(4, 10), torch.arange(4)
+    for style, (on, off) in {"k-1": (0.9, 0.1 / 9), "k": (0.9, 0.01), "torch": (0.91, 0.01)}.items():
+        crit = make_criterion(small_case(label_smoothing=0.1, label_smoothing_off=style), CPU)
+        assert float(crit(logits, labels)) == pytest.approx((on + 9 * off) * math.log(10), rel=1e-6), style

@@ -23,3 +23,19 @@ def _cpu_has_avx512() -> bool:
 if "mindspore" not in __import__("sys").modules and _cpu_has_avx512():
     os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log: errors only
+
+
+def absorb_numpy_abi_first_failure() -> None:
+    """Run the one PYNATIVE op that fails once under NumPy 2, so that no real op does.
+
+    MindSpore 2.10 is built against NumPy 1.x. Under NumPy 2 the first PYNATIVE reduction over a tuple of
+    axes tries to import NumPy 1's C API, fails, and raises ``SystemError`` ("returned a result with an
+    exception set"); the same op then works for the rest of the process. Call after the device is set.
+    """
+    import mindspore as ms
+    import numpy as np
+
+    try:
+        ms.ops.mean(ms.Tensor(np.zeros((1, 1, 1), np.float32)), (1, 2))
+    except SystemError:
+        pass

@@ -75,10 +75,10 @@ class GeM(nn.Cell):
     def __init__(self, p: float, eps: float = 1e-6) -> None:
         super().__init__()
         self.p = Parameter(Tensor(float(p), ms.float32), name="p", requires_grad=False)
-        self.eps = eps
+        self.eps = Tensor(eps, ms.float32)
 
     def construct(self, x):
-        return ops.pow(ops.pow(ops.clamp(x, min=self.eps), self.p).mean(axis=(2, 3)), 1.0 / self.p)
+        return ops.pow(ops.pow(ops.maximum(x, self.eps), self.p).mean(axis=(2, 3)), ops.reciprocal(self.p))
 
 
 class _ChannelGate(nn.Cell):

@@ -20,7 +20,7 @@ from harness.errors import HarnessError
 from harness.models import MODELS, get_model
 from harness.weights import check_weights, from_mindspore_names, to_mindspore_names
 
-from . import __version__
+from . import __version__, absorb_numpy_abi_first_failure
 from .data import make_stream
 from .export import export_model
 from .models import BUILDERS, build_model
@@ -80,6 +80,7 @@ def harness_setup(case: Case) -> dict[str, Any]:
     else:
         ms.set_device(target, device_id)
     ms.set_context(mode=_MODES[s.mode])
+    absorb_numpy_abi_first_failure()
     if s.threads:
         ms.device_context.cpu.op_tuning.threads_num(s.threads)  # the CPU kernels' pool
     ms.set_seed(s.seed)

@@ -185,6 +185,7 @@ def make_train_step(case: Case, model: nn.Module, device: torch.device, total_st
             opt.step()
         return loss.detach()
 
+    step.criterion, step.optimizer = criterion, opt
     return step
 
 
