@@ -20,9 +20,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .report import render_markdown
     from .results import RESULTS_FILE, read_records
     from .runner import run_suite
-    from .suite import load_suite, parse_set
+    from .suite import load_suite, parse_set, select_cases
 
     suite = load_suite(args.suite, parse_set(args.set or []))
+    if args.only:
+        suite = select_cases(suite, args.only)
     run_dir = run_suite(suite, args.results, run_id=args.run_id, quiet=args.quiet)
     records = read_records(run_dir / RESULTS_FILE)
     if not args.no_report:
@@ -156,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting in every case")
     p.add_argument("--results", default="results", help="results root (default: results)")
     p.add_argument("--run-id", help="name of the run folder (default: a timestamp)")
+    p.add_argument("--only", action="append", metavar="PATTERN",
+                   help="run only cases whose name matches this glob (e.g. '*multigrain*'); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     p.set_defaults(func=_cmd_run)

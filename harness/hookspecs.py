@@ -109,7 +109,8 @@ def harness_train_step(case: Case, model: Any, device: Any, total_steps: int,
                        steps_per_epoch: int) -> Callable[[Any], Any]:
     """Return ``step(batch) -> loss`` that runs one optimisation step.
 
-    The optimizer, loss (with label smoothing), learning-rate schedule
+    The optimizer, loss (cross-entropy with label smoothing, or the model's own
+    loss such as Multigrain's, see :mod:`harness.multigrain`), learning-rate schedule
     (:func:`harness.schedules.lr_at` over ``total_steps``), mixed precision and
     loss scaling are the backend's; calling ``step`` runs forward, backward and
     the update. ``loss`` is returned *without* reading it to the host (no
@@ -167,9 +168,11 @@ def harness_export(case: Case, model: Any, device: Any, fmt: str, path: str) -> 
 
 @hookspec(firstresult=True)
 def harness_to_device(arrays: tuple[Any, ...], device: Any) -> Any:
-    """Turn host NumPy arrays (``(images, labels)``: float32 NCHW, int64) into a
-    batch that this backend's step functions take, on ``device``. Used for
-    cross-framework parity checks and tests. First non-None result wins.
+    """Turn host NumPy arrays (``(images, labels)``: float32 NCHW, int64, optionally
+    followed by float32 arrays a step takes, such as Multigrain's ``(B, B)``
+    sampling noise) into a batch that this backend's step functions take, on
+    ``device``. Used for cross-framework parity checks and tests. First non-None
+    result wins.
     """
 
 

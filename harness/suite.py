@@ -21,6 +21,8 @@ environment; ``--set key=value`` on the command line applies last.
 """
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import itertools
 import os
 import re
@@ -36,7 +38,7 @@ from .models import MODELS, check_batch
 from .recipes import resolve_recipe
 from .plugins import backend_entry_points
 
-__all__ = ["Suite", "load_suite", "parse_set"]
+__all__ = ["Suite", "load_suite", "parse_set", "select_cases"]
 
 TOP_KEYS = ("name", "description", "models", "backends", "devices", "settings", "matrix", "overrides", "exclude")
 AXES = ("model", "backend", "device")
@@ -219,3 +221,13 @@ def _check_data(settings: dict[str, Any], where: str) -> None:
     for split in wanted:
         if not os.path.isdir(os.path.join(root, split)):
             raise HarnessError(f"{where}: data_root '{root}': no '{split}' folder (expected {root}/{split}/<class>/*.JPEG)")
+
+
+def select_cases(suite: Suite, patterns: list[str]) -> Suite:
+    """The suite's cases whose name matches any glob in ``patterns`` (``--only``)."""
+    cases = tuple(c for c in suite.cases if any(fnmatch.fnmatchcase(c.name, p) for p in patterns))
+    if not cases:
+        names = [c.name for c in suite.cases]
+        raise HarnessError(f"{suite.path}: --only {' '.join(patterns)}: no case matches{near(patterns[0], names)} "
+                           f"(cases: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''})")
+    return dataclasses.replace(suite, cases=cases)

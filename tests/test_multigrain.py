@@ -223,3 +223,42 @@ def test_mindspore_gem_and_loss_equal_the_reference():
     emb, logits, _ = (t.asnumpy() for t in net.outputs(ms.Tensor(xs)))
     got = float(step.with_loss(ms.Tensor(xs), ms.Tensor(ys), ms.Tensor(noise)).asnumpy())
     assert got == pytest.approx(multigrain_loss(logits, ys, emb, noise, 1.2, 3), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from harness.tinydata import make_tiny_dataset
+
+    return make_tiny_dataset(str(tmp_path_factory.mktemp("mg") / "tiny"), classes=4, train_per_class=6,
+                             val_per_class=2, size=40)
+
+
+def _groups_of_three(labels: np.ndarray) -> bool:
+    g = labels.reshape(-1, 3)
+    return bool((g == g[:, :1]).all())
+
+
+def test_torch_folder_stream_yields_consecutive_copies_augmented_independently(tiny):
+    c = small_case(data="folder", data_root=tiny, workers=0)
+    stream = make_stream(c, "train", torch.device("cpu"))
+    x, y = next(iter(stream))
+    assert _groups_of_three(y.numpy())
+    assert not torch.equal(x[0], x[1])  # same image, two random crops
+
+
+@needs_mindspore
+def test_mindspore_folder_stream_yields_consecutive_copies(tiny):
+    import harness_mindspore  # noqa: F401 - environment fixes before mindspore
+    import mindspore as ms
+
+    from harness_mindspore.data import make_stream as ms_stream
+
+    ms.set_device("CPU")
+    c = Case(name="mg", model=MODEL, backend="mindspore", device="cpu",
+             settings=Settings(width=0.25, image_size=32, num_classes=10, batch_size=6, data="folder",
+                               data_root=tiny, workers=1))
+    stream = ms_stream(c, "train", None)
+    assert len(stream) == 24 // 6
+    epochs = [[y.asnumpy() for _, y in stream] for _ in range(2)]
+    for epoch in epochs:
+        assert len(epoch) == 4 and all(_groups_of_three(y) for y in epoch)

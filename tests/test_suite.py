@@ -6,6 +6,8 @@ import pytest
 from harness.errors import HarnessError
 from harness.suite import load_suite, parse_set
 
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
 BASE = """
 name: t
 models: [gluon_resnet50_v1b]
@@ -132,3 +134,15 @@ def test_shipped_suites_load():
     from pathlib import Path
     for path in sorted((Path(__file__).parent.parent / "suites").glob("*.yaml")):
         assert load_suite(path).cases
+
+
+def test_only_selects_cases_by_glob_and_refuses_a_pattern_matching_nothing():
+    from harness.suite import select_cases
+
+    suite = load_suite(REPO / "suites" / "ci_small.yaml")
+    picked = select_cases(suite, ["multigrain*", "*bam-torch*"])
+    assert {c.name for c in picked.cases} == {"multigrain_resnet50-torch-cpu", "multigrain_resnet50-mindspore-cpu",
+                                              "resnet50_bam-torch-cpu"}
+    with pytest.raises(HarnessError, match=r"ci_small.yaml: --only nothing: no case matches") as info:
+        select_cases(suite, ["nothing"])
+    assert "\n" not in str(info.value)
