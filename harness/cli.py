@@ -6,6 +6,7 @@ Exit status: 0 success; 1 the run finished but a case failed; 2 bad input
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -36,11 +37,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import render_markdown
+    from .report import records_frame, render_markdown
     from .results import find_result_files, read_records
 
     records = [r for f in find_result_files(args.paths) for r in read_records(f)]
-    text = render_markdown(records)
+    if args.references:
+        from .references import reference_records
+
+        records += reference_records()
+    if args.format == "csv":
+        text = records_frame(records).to_csv(index=False)
+    elif args.format == "json":
+        text = records_frame(records).to_json(orient="records", indent=1) + "\n"
+    else:
+        charts = None
+        if args.charts:
+            base = Path(args.output).parent if args.output else Path.cwd()
+            charts = (args.charts, os.path.relpath(Path(args.charts).resolve(), base.resolve()))
+        text = render_markdown(records, charts=charts)
     if args.output:
         try:
             Path(args.output).write_text(text)
@@ -115,6 +129,20 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_references(args: argparse.Namespace) -> int:
+    import json
+
+    from .references import reference_records
+
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reference_records())
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _cmd_tiny(args: argparse.Namespace) -> int:
     from .tinydata import make_tiny_dataset
 
@@ -167,7 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="markdown tables from result files or run folders")
     p.add_argument("paths", nargs="+", help="results.jsonl files or folders holding them")
     p.add_argument("-o", "--output", help="write the report here instead of stdout")
+    p.add_argument("--references", action="store_true",
+                   help="put the seeds' published numbers (reference records) beside the measured ones")
+    p.add_argument("--format", choices=("md", "csv", "json"), default="md",
+                   help="markdown report (default), or the flat table of every record as CSV or JSON")
+    p.add_argument("--charts", metavar="DIR", help="also draw PNG throughput charts into DIR, linked from the report")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("references", help="write the seeds' published numbers as reference records (JSON Lines)")
+    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p.set_defaults(func=_cmd_references)
 
     p = sub.add_parser("list", help="models, backends and the devices usable on this machine")
     p.add_argument("--recipes", action="store_true", help="also list the published training recipes")

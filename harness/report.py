@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["records_frame", "render_markdown"]
+__all__ = ["records_frame", "render_markdown", "comparison_matrix", "scaling_efficiency", "write_charts",
+           "PUBLISHED_ROWS"]
 
 # (row label, column in the frame, format)
 METRIC_ROWS = (
@@ -59,6 +60,12 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "train_loss_last": _get(m, "train", "loss_last"),
             "eval_images_per_s": _get(m, "eval", "images_per_s"),
             "eval_top1": _get(m, "eval", "top1"), "eval_top5": _get(m, "eval", "top5"),
+            "train_total_h": (_get(m, "train", "total_time_s") or float("nan")) / 3600,
+            "infer_latency_ms": _get(m, "inference", "latency_ms", "p50") or _get(m, "inference", "latency_ms", "mean"),
+            "infer_images_per_s": _get(m, "inference", "images_per_s"),
+            "devices": (cfg.get("settings") or {}).get("devices") or 1,
+            "framework": env.get("framework"),
+            "source": _get(r, "source", "file"),
             "host_peak_mib": (mem.get("host_peak_bytes") or float("nan")) / 2**20,
             "device_peak_mib": (mem.get("device_peak_bytes") or float("nan")) / 2**20,
         }
@@ -114,11 +121,161 @@ def _backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(rows).fillna("") if rows else None
 
 
-def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report") -> str:
+#: Rows of the seed-layout tables (the seeds' "parameter rows x hardware columns").
+PUBLISHED_ROWS = (
+    ("top-1 (%)", "eval_top1", "{:.2f}"),
+    ("top-5 (%)", "eval_top5", "{:.2f}"),
+    ("train ms/step", "train_ms_mean", "{:.1f}"),
+    ("train images/s", "train_images_per_s", "{:.1f}"),
+    ("total training time (h)", "train_total_h", "{:.1f}"),
+    ("inference latency (ms)", "infer_latency_ms", "{:.3f}"),
+    ("inference images/s", "infer_images_per_s", "{:.1f}"),
+)
+_DEVICE_ORDER = {"ascend": 0, "gpu": 1, "cpu": 2}
+
+
+def _hardware(row: pd.Series) -> tuple[Any, ...]:
+    """The column a record belongs to in a seed-layout table: backend, device, device count, scenario kind."""
+    kind = "inference" if row.get("cfg.scenario") == "inference" else "train"
+    return (_DEVICE_ORDER.get(row["device"], 9), row["device"], int(row.get("devices") or 1), row["backend"], kind)
+
+
+def _fmt(fmt: str, v: Any) -> str:
+    return fmt.format(v) if v is not None and pd.notna(v) else ""
+
+
+def _published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
+    """Per model with published figures: measured beside published, with the difference."""
+    out: list[str] = []
+    for model, pub in refs.groupby("model", sort=True):
+        meas = measured[measured["model"] == model]
+        columns: dict[str, list[str]] = {}
+        keys = sorted({_hardware(r) for _, r in pub.iterrows()} | {_hardware(r) for _, r in meas.iterrows()})
+        for key in keys:
+            _, device, devices, backend, kind = key
+            p_rows = [r for _, r in pub.iterrows() if _hardware(r) == key]
+            m_rows = [r for _, r in meas.iterrows() if _hardware(r) == key]
+            variants = [str(r.get("framework_version") or "") for r in p_rows] or [""]
+            for i, p in enumerate(p_rows or [None]):
+                cells = []
+                for _label, col, fmt in PUBLISHED_ROWS:
+                    pv = p.get(col) if p is not None else None
+                    mv = next((r.get(col) for r in m_rows if r.get(col) is not None and pd.notna(r.get(col))
+                               and not (col in ACCURACY and r.get("cfg.data") == "synthetic")), None)
+                    if pv is None or pd.isna(pv):
+                        cells.append(_fmt(fmt, mv))
+                    elif mv is None:
+                        cells.append(f"— · pub {_fmt(fmt, pv)}")
+                    else:
+                        cells.append(f"{_fmt(fmt, mv)} · pub {_fmt(fmt, pv)} · Δ {100 * (mv - pv) / pv:+.1f}%")
+                suffix = " inference" if kind == "inference" else ""
+                if p is not None:
+                    label = f"{p.get('device_model') or device} ×{devices}{suffix}<br>{p.get('framework')} {variants[i]}"
+                    if m_rows:
+                        label += f"<br>measured: {backend} on {m_rows[0].get('device_model') or device}"
+                else:
+                    label = f"{device} ×{devices}{suffix}<br>{backend} (measured only)"
+                columns[label] = cells
+        table = pd.DataFrame(columns, index=[label for label, _, _ in PUBLISHED_ROWS])
+        table = table[(table != "").any(axis=1)]
+        files = ", ".join(sorted({f for f in pub["source"].dropna()}))
+        out += [f"### {model}", "", f"Published: {files} (reference records, not measured here).", "",
+                table.to_markdown(tablefmt="github", disable_numparse=True), ""]
+    return out
+
+
+def comparison_matrix(measured: pd.DataFrame) -> pd.DataFrame:
+    """Model x backend x device: images/s, ms/step, top-1, backend ratio (MindSpore / PyTorch) and device
+    ratio (images/s over the same model and backend on the first device present, ascend, gpu, cpu order)."""
+    if measured.empty:
+        return pd.DataFrame()
+    m = measured.assign(variant=measured.apply(_variant, axis=1))
+    rows = []
+    for (model, variant), g in m.groupby(["model", "variant"], sort=True):
+        ips = {(r["backend"], r["device"]): r.get("train_images_per_s") for _, r in g.iterrows()}
+        for _, r in g.sort_values(["backend", "device"]).iterrows():
+            ref_dev = min((d for b, d in ips if b == r["backend"]), key=lambda d: _DEVICE_ORDER.get(d, 9))
+            other = ips.get(("torch", r["device"]))
+            mine = r.get("train_images_per_s")
+            rows.append({
+                "model": model, "variant": variant or "-", "backend": r["backend"], "device": r["device"],
+                "images/s": _fmt("{:.1f}", mine), "ms/step p50": _fmt("{:.1f}", r.get("train_ms_p50")),
+                "top-1 (%)": "" if r.get("cfg.data") == "synthetic" else _fmt("{:.2f}", r.get("eval_top1")),
+                "backend ratio (÷ torch)": (f"{mine / other:.2f}x" if r["backend"] != "torch" and other and mine
+                                             and pd.notna(mine) else ""),
+                "device ratio": (f"{mine / ips[(r['backend'], ref_dev)]:.2f}x vs {ref_dev}"
+                                  if ref_dev != r["device"] and mine and ips[(r["backend"], ref_dev)] else ""),
+            })
+    return pd.DataFrame(rows)
+
+
+def scaling_efficiency(df: pd.DataFrame) -> pd.DataFrame:
+    """Where a 1-device and an N-device run of the same case exist: N-device throughput over N times the
+    1-device throughput (images/s), or the 1-device over the N-device ms/step (same per-device batch)."""
+    if df.empty:
+        return pd.DataFrame()
+    rows = []
+    key = ["kind", "model", "backend", "device", "framework_version"]
+    d = df.assign(framework_version=df["framework_version"].fillna(""))
+    for (kind, model, backend, device, version), g in d.groupby(key, sort=True):
+        g = g[g.get("cfg.scenario", pd.Series(index=g.index, dtype=object)) != "inference"]
+        one = g[g["devices"] == 1]
+        for _, r in g[g["devices"] > 1].iterrows():
+            n = int(r["devices"])
+            for _, base in one.iterrows():
+                if pd.notna(r.get("train_images_per_s")) and pd.notna(base.get("train_images_per_s")):
+                    eff, how = r["train_images_per_s"] / (n * base["train_images_per_s"]), "images/s"
+                elif pd.notna(r.get("train_ms_mean")) and pd.notna(base.get("train_ms_mean")):
+                    eff, how = base["train_ms_mean"] / r["train_ms_mean"], "ms/step"
+                else:
+                    continue
+                rows.append({"model": model, "backend": backend, "device": device, "version": version or "-",
+                             "devices": n, "efficiency": f"{100 * eff:.1f}%", "from": how,
+                             "source": "published" if kind == "reference" else "measured"})
+                break
+    return pd.DataFrame(rows)
+
+
+def write_charts(measured: pd.DataFrame, folder: str | Any) -> list[str]:
+    """PNG bar charts of train throughput by backend and device, one per model; returns the file names."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(folder)
+    names = []
+    data = measured.dropna(subset=["train_images_per_s"]) if not measured.empty else measured
+    for model, g in (data.groupby("model", sort=True) if not data.empty else []):
+        g = g.assign(variant=g.apply(_variant, axis=1))
+        labels = [f"{r['backend']}/{r['device']}" + (f"\n{r['variant']}" if r["variant"] else "")
+                  for _, r in g.iterrows()]
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(labels)), 3.2))
+        colors = ["#d9534f" if b == "mindspore" else "#337ab7" for b in g["backend"]]
+        ax.bar(range(len(labels)), g["train_images_per_s"], color=colors)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylabel("train images/s (measured)")
+        ax.set_title(model, fontsize=9)
+        fig.tight_layout()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        name = f"throughput-{model}.png"
+        fig.savefig(out_dir / name, dpi=100)
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report",
+                    charts: tuple[str, str] | None = None) -> str:
+    """The report. ``charts``: (folder to write PNGs into, its path relative to the markdown file)."""
     df = records_frame(records)
     out = [f"# {title}", ""]
     if df.empty:
         return "\n".join(out + ["No records."]) + "\n"
+    refs = df[(df["kind"] == "reference") & (df["status"] == "ok")]
+    df = df[df["kind"] != "reference"]
     ok = df[df["status"] == "ok"]
     for model, group in ok.groupby("model", sort=True):
         multi_run = group["run_id"].nunique() > 1
@@ -144,6 +301,27 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                 "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
                 "for images/s, slower for ms/step).", "",
                 compared.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
+    matrix = comparison_matrix(ok)
+    if not matrix.empty:
+        out += ["## Comparison matrix", "",
+                "Measured train throughput, step time and top-1 for every model x backend x device; the backend ratio "
+                "divides by PyTorch on the same device, the device ratio by the same backend on the first device "
+                "present (ascend, gpu, cpu order).", "",
+                matrix.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
+    if not refs.empty:
+        out += ["## Measured beside published", "",
+                "Each cell: measured · pub(lished) · Δ (measured - published, % of published). A cell with only "
+                "'— · pub' has no measured counterpart in these runs (same backend, device kind and device count).",
+                ""]
+        out += _published_tables(ok, refs)
+    scaling = scaling_efficiency(pd.concat([ok, refs]) if not refs.empty else ok)
+    if not scaling.empty:
+        out += ["## Scaling efficiency", "",
+                scaling.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
+    if charts is not None and not ok.empty:
+        names = write_charts(ok, charts[0])
+        if names:
+            out += ["## Charts", ""] + [f"![{n}]({charts[1].rstrip('/')}/{n})" for n in names] + [""]
     bad = df[df["status"] != "ok"]
     if not bad.empty:
         out += ["## Failed and skipped cases", "",
