@@ -61,7 +61,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise HarnessError(f"{args.output}: cannot write: {exc.strerror}") from None
     else:
-        print(text)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
@@ -127,6 +127,24 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     print(tabulate(rows, headers=["backend", "package", "module", "framework", "devices found", "models"],
                    tablefmt="github"))
     return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import REGRESSIONS, compare_runs, render_comparison
+    from .results import find_result_files, read_records
+
+    runs = []
+    for path in (args.baseline, args.current):
+        records = [r for f in find_result_files([path]) for r in read_records(f) if r.get("kind", "measured") == "measured"]
+        if not records:
+            raise HarnessError(f"{path}: no measured records")
+        runs.append(records)
+    results = compare_runs(*runs, alpha=args.alpha, min_effect=args.min_effect, top1_tolerance=args.top1_tolerance)
+    text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance)
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text)
+    return 1 if any(r.verdict in REGRESSIONS for r in results) else 0
 
 
 def _cmd_references(args: argparse.Namespace) -> int:
@@ -201,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="markdown report (default), or the flat table of every record as CSV or JSON")
     p.add_argument("--charts", metavar="DIR", help="also draw PNG throughput charts into DIR, linked from the report")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("compare", help="regression check of CURRENT against BASELINE (exit 0 none, 1 regression, "
+                                       "2 usage or input error)")
+    p.add_argument("baseline", help="baseline run folder or results.jsonl")
+    p.add_argument("current", help="current run folder or results.jsonl")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the Mann-Whitney U test")
+    p.add_argument("--min-effect", type=float, default=0.10,
+                   help="smallest relative growth of the median step time that counts (default 0.10 = 10%%)")
+    p.add_argument("--top1-tolerance", type=float, default=1.0, help="top-1 points that may be lost (default 1.0)")
+    p.add_argument("-o", "--output", help="also write the markdown summary here")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("references", help="write the seeds' published numbers as reference records (JSON Lines)")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")

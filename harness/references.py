@@ -92,16 +92,17 @@ PUBLISHED: tuple[Published, ...] = (
     *(Published(model, "mindspore", "1.1.1", "ascend", "Ascend 910", 8, "train",
                 {"top1": top1, "loss": 1.6, "total_time_s": _h(hours)},
                 "genet_res50.md", _TRAIN_GENET, f"准确率, 总时长, 损失 / {title}",
-                f"准确率 {top1}%; 总时长 {hours}h; 损失 1.6", batch_size=256, epochs=epochs, optimizer="Momentum")
-      for model, title, top1, hours, epochs in (
-          ("genet_res50_theta_minus", "GENet_Res50 θ-version (mlp&extra = False)", 77.8, 8, 220),
-          ("genet_res50_theta", "GENet_Res50 θversion (mlp=False & extra=True)", 78.0, 19, 150),
-          ("genet_res50_theta_plus", "GENet_Res50 θ+version (mlp=True & extra=True)", 78.47, 19, 150))),
+                f"| 准确率 |{shown}|; | 总时长 | {hours}h |; | 损失 | 1.6 |", batch_size=256, epochs=epochs,
+                optimizer="Momentum")
+      for model, title, top1, shown, hours, epochs in (
+          ("genet_res50_theta_minus", "GENet_Res50 θ-version (mlp&extra = False)", 77.8, "77.8%", 8, 220),
+          ("genet_res50_theta", "GENet_Res50 θversion (mlp=False & extra=True)", 78.0, "78%", 19, 150),
+          ("genet_res50_theta_plus", "GENet_Res50 θ+version (mlp=True & extra=True)", 78.47, "78.47%", 19, 150))),
     *(Published(model, "mindspore", "1.1.1", "ascend", "Ascend 910", 1, "eval", {"top1": top1},
                 "genet_res50.md", _EVAL_GENET, "准确率 / GENet", text, batch_size=256)
       for model, top1, text in (
           ("genet_res50_theta_minus", 77.8, "θ-：ACC1[77.8%]"),
-          ("genet_res50_theta", 78.0, "θ-：ACC1[78%] (θ, labelled θ- in the card)"),
+          ("genet_res50_theta", 78.0, "θ-：ACC1[78%] (θ's figure, labelled θ- a second time in the card)"),
           ("genet_res50_theta_plus", 78.47, "θ+：ACC1[78.47%]"))),
     # --- gluon_resnet50_v1b.md (Ascend ModelZoo-PyTorch, torch_npu) -----------------------------------
     *(Published("gluon_resnet50_v1b", "torch", version, "ascend", "Ascend 910", devices, "train", metrics,

@@ -96,6 +96,8 @@ def harness_train_step(case, model, device, total_steps, steps_per_epoch):
             time.sleep(0.3 if n == 1 else 0.02)
         if plan == "pause":  # a long step so a test can kill the process from outside
             time.sleep(0.2)
+        if os.environ.get("HARNESS_FAKE_STEP_SLEEP"):  # a steady step time (regression-gating tests)
+            time.sleep(float(os.environ["HARNESS_FAKE_STEP_SLEEP"]))
         return float("nan") if plan == "nan" and n == 4 else 1.0 / n
 
     return step

@@ -1,0 +1,107 @@
+"""harness compare: the Mann-Whitney U test by hand, and each exit status on real runs of the fake backend."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from harness.cli import main
+from harness.compare import compare_runs, mann_whitney_greater
+from harness.results import read_records
+from harness.runner import run_suite
+from harness.suite import load_suite
+
+SUITE = """
+models: [gluon_resnet50_v1b]
+backends: [fake]
+devices: [cpu]
+settings: {batch_size: 4, steps: 20, warmup: 1, data: tiny, data_root: .}
+matrix: {seed: [0, 1]}
+"""
+
+
+def test_u_and_p_by_hand_without_ties():
+    # every current value beats every baseline value: U = 3 * 2 = 6; mean 3, variance 3*2*6/12 = 3
+    u, p = mann_whitney_greater([3, 4, 5], [1, 2])
+    assert u == 6
+    z = (6 - 3 - 0.5) / math.sqrt(3)
+    assert p == pytest.approx(0.5 * math.erfc(z / math.sqrt(2)), rel=1e-12)  # 0.0745
+
+
+def test_u_and_p_by_hand_with_ties():
+    # pairs (1,1)=0.5, (1,2)=0, (2,1)=1, (2,2)=0.5 -> U = 2 = the mean; ties shrink the variance:
+    # 2*2/12 * (5 - (2*(8-2)) / (4*3)) = 1/3 * 4 = 4/3
+    u, p = mann_whitney_greater([1, 2], [1, 2])
+    assert u == 2
+    assert p == pytest.approx(0.5 * math.erfc((-0.5 / math.sqrt(4 / 3)) / math.sqrt(2)), rel=1e-12)
+    assert p > 0.5
+
+
+def test_a_large_clean_shift_is_significant_and_a_null_one_is_not():
+    base = [0.100 + 0.001 * (i % 7) for i in range(30)]
+    assert mann_whitney_greater([v * 1.3 for v in base], base)[1] < 1e-8
+    assert mann_whitney_greater(base, base)[1] > 0.4
+
+
+def _run(tmp_path, monkeypatch, name, sleep):
+    monkeypatch.setenv("HARNESS_FAKE_STEP_SLEEP", str(sleep))
+    p = tmp_path / "fake.yaml"
+    p.write_text(SUITE.replace("data_root: .", f"data_root: {tmp_path}"))
+    (tmp_path / "train" / "a").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "val" / "a").mkdir(parents=True, exist_ok=True)
+    return run_suite(load_suite(p), tmp_path / "results", run_id=name, quiet=True)
+
+
+@pytest.fixture
+def runs(tmp_path, fake_backend, monkeypatch):
+    return {name: _run(tmp_path, monkeypatch, name, sleep)
+            for name, sleep in (("base", 0.02), ("same", 0.02), ("slow", 0.026))}
+
+
+def test_exit_0_for_two_runs_of_the_same_code_and_1_for_a_30_percent_slowdown(runs, capsys):
+    assert main(["compare", str(runs["base"]), str(runs["same"])]) == 0
+    out = capsys.readouterr().out
+    assert "no regression" in out and "within noise" in out
+    assert main(["compare", str(runs["base"]), str(runs["slow"])]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION (2 of 2 case(s))" in out and "slower by 2" in out  # ~29%: 26 ms against 20 ms plus overhead
+
+
+def test_exit_1_for_an_accuracy_drop_and_for_a_failed_or_missing_case(runs, tmp_path, capsys):
+    records = read_records(runs["same"] / "results.jsonl")
+    assert all(r["metrics"]["eval"]["top1"] is not None for r in records)
+    dropped = tmp_path / "dropped.jsonl"
+    records[0]["metrics"]["eval"]["top1"] -= 5.0
+    dropped.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["compare", str(runs["base"]), str(dropped)]) == 1
+    assert "top-1 fell 5.00 points" in capsys.readouterr().out
+    one = tmp_path / "one.jsonl"
+    records[0]["metrics"]["eval"]["top1"] += 5.0
+    records[1].update(status="failed", reason="train: diverged at step 4: loss is nan")
+    one.write_text(json.dumps(records[1]) + "\n")
+    assert main(["compare", str(runs["base"]), str(one)]) == 1
+    out = capsys.readouterr().out
+    assert "| missing" in out and "| failed" in out
+
+
+def test_exit_2_for_usage_and_input_errors(runs, tmp_path, capsys):
+    assert main(["compare", str(runs["base"]), str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["compare", str(runs["base"]), str(empty)]) == 2
+    assert "no measured records" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["compare", str(runs["base"])])
+    assert info.value.code == 2
+
+
+def test_small_slowdowns_below_the_effect_size_are_not_regressions():
+    def rec(scale):
+        return {"case": "c", "kind": "measured", "status": "ok", "config": {"settings": {"data": "synthetic"}},
+                "metrics": {}, "samples": {"train_step_s": [scale * (0.1 + 0.0001 * i) for i in range(40)]}}
+    (r,) = compare_runs([rec(1.0)], [rec(1.05)])  # significant, but 5% < 10%
+    assert r.verdict == "ok" and r.p_value < 0.01
+    (r,) = compare_runs([rec(1.0)], [rec(1.05)], min_effect=0.04)
+    assert r.verdict == "regression"
