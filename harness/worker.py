@@ -197,6 +197,10 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
     try:
         hook = load_backend(case.backend).hook
         device = hook.harness_setup(case=case)
+        if case.settings.devices > 1 and os.environ.get("HARNESS_LAUNCHED") != "1":
+            raise HarnessError(f"devices: {case.settings.devices}: data-parallel runs go through the frameworks' "
+                               "launchers (torchrun, msrun), which this version of harness does not drive yet; "
+                               "run with devices: 1")
         for part in hook.harness_environment(case=case, device=device)[::-1]:
             result["env"].update(part or {})
         phase = "build"

@@ -154,3 +154,9 @@ def test_unwritable_results_folder(tmp_path, fake_backend):
     blocker.write_text("")
     with pytest.raises(HarnessError, match="results folder is not writable"):
         run_suite(load_suite(tmp_path / "s.yaml"), blocker, quiet=True)
+
+
+def test_more_than_one_device_fails_with_the_reason_until_launchers_exist(tmp_path, fake_backend):
+    _, (rec,) = run(tmp_path, [0], devices=2)
+    assert rec["status"] == "failed"
+    assert rec["reason"].startswith("setup: devices: 2: data-parallel runs go through the frameworks' launchers")

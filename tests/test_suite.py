@@ -130,8 +130,11 @@ def test_case_names_are_safe_paths():
     assert "/" not in case_slug("a/b") and case_slug("..") == "case"
 
 
-def test_shipped_suites_load():
+def test_shipped_suites_load(tmp_path, monkeypatch):
     from pathlib import Path
+    for split in ("train", "val"):  # the ImageNet suites need a dataset root from the environment
+        (tmp_path / split).mkdir()
+    monkeypatch.setenv("IMAGENET_ROOT", str(tmp_path))
     for path in sorted((Path(__file__).parent.parent / "suites").glob("*.yaml")):
         assert load_suite(path).cases
 
@@ -146,3 +149,25 @@ def test_only_selects_cases_by_glob_and_refuses_a_pattern_matching_nothing():
     with pytest.raises(HarnessError, match=r"ci_small.yaml: --only nothing: no case matches") as info:
         select_cases(suite, ["nothing"])
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, devices", [("imagenet_8p", 8), ("imagenet_1p", 1)])
+def test_imagenet_suites_use_published_recipes_on_the_seeds_devices(name, devices, tmp_path, monkeypatch):
+    from harness.models import MODELS
+
+    monkeypatch.delenv("IMAGENET_ROOT", raising=False)
+    with pytest.raises(HarnessError, match="environment variable IMAGENET_ROOT is not set"):
+        load_suite(REPO / "suites" / f"{name}.yaml")
+    for split in ("train", "val"):
+        (tmp_path / split).mkdir()
+    monkeypatch.setenv("IMAGENET_ROOT", str(tmp_path))
+    cases = load_suite(REPO / "suites" / f"{name}.yaml").cases
+    assert {(c.model, c.backend, c.device) for c in cases} == {
+        (m, b, d) for m in MODELS for b in ("mindspore", "torch") for d in ("ascend", "gpu")}
+    for c in cases:
+        s = c.settings
+        assert s.recipe and s.devices == devices and s.data_root == str(tmp_path) and s.image_size == 224
+    mg = {c.backend: c.settings for c in cases if c.model == "multigrain_resnet50"}
+    assert mg["mindspore"].optimizer == "thor" and mg["torch"].optimizer == "sgd"
+    bam = next(c.settings for c in cases if c.model == "resnet50_bam")
+    assert bam.lr == (0.18 if devices == 8 else 0.02)
