@@ -96,6 +96,10 @@ class Settings:
     thor_frequency: int = _opt(100, "thor: steps between updates of the second-order matrices", minimum=2)
     seed: int = _opt(0, "seed for weights, data order and synthetic data")
     eval: bool = _opt(True, "evaluate after training (top-1/top-5 on the eval split)")
+    target_top1: float | None = _opt(None, "time to accuracy: evaluate every eval_every_epochs and stop when top-1 "
+                                     "(%) reaches this; the clock starts before data is touched and includes "
+                                     "evaluation (MLPerf style)", minimum=0)
+    eval_every_epochs: float = _opt(1.0, "time to accuracy: epochs between evaluations", minimum=0.001)
     eval_batches: int | None = _opt(None, "limit evaluation to this many batches", minimum=1)
     export: list[str] = _opt((), "formats to export after training, checked against the model's outputs")
     timeout: float = _opt(900.0, "seconds before the case is stopped and recorded as failed", minimum=1)

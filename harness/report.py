@@ -28,6 +28,7 @@ METRIC_ROWS = (
     ("eval images/s", "eval_images_per_s", "{:.1f}"),
     ("top-1 (%)", "eval_top1", "{:.2f}"),
     ("top-5 (%)", "eval_top5", "{:.2f}"),
+    ("time to target top-1 (s)", "tta_s", "{:.1f}"),
     ("peak host memory (MiB)", "host_peak_mib", "{:.0f}"),
     ("peak device memory (MiB)", "device_peak_mib", "{:.0f}"),
 )
@@ -60,6 +61,7 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "train_loss_last": _get(m, "train", "loss_last"),
             "eval_images_per_s": _get(m, "eval", "images_per_s"),
             "eval_top1": _get(m, "eval", "top1"), "eval_top5": _get(m, "eval", "top5"),
+            "tta_s": _get(m, "time_to_accuracy", "time_s"),
             "train_total_h": (_get(m, "train", "total_time_s") or float("nan")) / 3600,
             "infer_latency_ms": _get(m, "inference", "latency_ms", "p50") or _get(m, "inference", "latency_ms", "mean"),
             "infer_images_per_s": _get(m, "inference", "images_per_s"),

@@ -137,7 +137,8 @@ def _train(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, 
         raise HarnessError(f"diverged at step {bad + 1 if bad == 0 else s.warmup + bad}: loss is {values[bad]}")
 
 
-def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> None:
+def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> float:
+    """One timed evaluation pass; returns top-1 (%)."""
     s = case.settings
     data = hook.harness_data(case=case, split="eval", device=device)
     n_batches = len(data) if s.eval_batches is None else min(len(data), s.eval_batches)
@@ -187,6 +188,71 @@ def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progres
         "first_step_s": first_step_s,
     }
     result["samples"]["eval_step_s"] = samples
+    return result["metrics"]["eval"]["top1"]
+
+
+def _train_to_target(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any],
+                     init_s: float) -> None:
+    """Time to accuracy, MLPerf style: the clock starts before the train data is touched and runs through
+    every evaluation until top-1 reaches ``target_top1`` (or the run ends). Step samples are kept as usual."""
+    s = case.settings
+    clock = time.perf_counter
+    t_start = clock()
+    data = hook.harness_data(case=case, split="train", device=device)
+    steps_per_epoch = len(data)
+    if steps_per_epoch < 1:
+        raise HarnessError("train data has fewer images than one batch")
+    total = max(1, math.ceil(s.epochs * steps_per_epoch)) if s.epochs is not None else s.warmup + s.steps
+    every = max(1, round(s.eval_every_epochs * steps_per_epoch))
+    step = hook.harness_train_step(case=case, model=model, device=device, total_steps=total,
+                                   steps_per_epoch=steps_per_epoch)
+    sync = hook.harness_synchronize
+    batches = _forever(data)
+    samples: list[float] = []
+    losses: list[Any] = []
+    evaluations: list[dict[str, float]] = []
+    reached = None
+    sync(device=device)
+    for i in range(total):
+        t0 = clock()
+        losses.append(step(next(batches)))
+        sync(device=device)
+        samples.append(clock() - t0)
+        progress("train", i + 1, total)
+        if (i + 1) % every == 0 or i + 1 == total:
+            top1 = _evaluate(hook, case, model, device, progress, result)
+            evaluations.append({"step": i + 1, "epoch": (i + 1) / steps_per_epoch, "top1": top1,
+                                "elapsed_s": clock() - t_start})
+            if top1 >= s.target_top1:
+                reached = evaluations[-1]
+                break
+    values = hook.harness_to_host(value=losses)
+    timed = samples[s.warmup:] if len(samples) > s.warmup else samples
+    result["metrics"]["train"] = {
+        "images_per_s": throughput(s.batch_size, timed),
+        "ms_per_step": summarize(timed),
+        "first_step_s": samples[0],
+        "warmup_steps": min(s.warmup, len(samples) - len(timed)),
+        "timed_steps": len(timed),
+        "total_steps": len(samples),
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": len(samples) / steps_per_epoch,
+        "loss_first": values[0],
+        "loss_last": values[-1],
+    }
+    result["samples"]["train_step_s"] = timed
+    result["samples"]["train_loss"] = values
+    result["metrics"]["time_to_accuracy"] = {
+        "target_top1": s.target_top1,
+        "reached": reached is not None,
+        "time_s": reached["elapsed_s"] if reached else None,
+        "epochs": reached["epoch"] if reached else None,
+        "init_s": init_s,
+        "evaluations": evaluations,
+    }
+    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+    if bad is not None:
+        raise HarnessError(f"diverged at step {bad + 1}: loss is {values[bad]}")
 
 
 def run_case(case: Case, result_path: str) -> dict[str, Any]:
@@ -194,6 +260,7 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
     progress = _Progress()
     result: dict[str, Any] = {"status": "running", "reason": None, "metrics": {}, "samples": {}, "env": {}}
     phase = "setup"
+    t_init = time.perf_counter()
     try:
         hook = load_backend(case.backend).hook
         device = hook.harness_setup(case=case)
@@ -206,11 +273,15 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
         phase = "build"
         model = hook.harness_build_model(case=case, device=device)
         _write(result_path, result)
-        if case.settings.scenario == "train":
+        if case.settings.scenario == "train" and case.settings.target_top1 is not None:
+            phase = "train"
+            _train_to_target(hook, case, model, device, progress, result, time.perf_counter() - t_init)
+            _write(result_path, result)
+        elif case.settings.scenario == "train":
             phase = "train"
             _train(hook, case, model, device, progress, result)
             _write(result_path, result)
-        if case.settings.eval or case.settings.scenario == "eval":
+        if (case.settings.eval or case.settings.scenario == "eval") and case.settings.target_top1 is None:
             phase = "eval"
             _evaluate(hook, case, model, device, progress, result)
             _write(result_path, result)

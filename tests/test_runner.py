@@ -160,3 +160,23 @@ def test_more_than_one_device_fails_with_the_reason_until_launchers_exist(tmp_pa
     _, (rec,) = run(tmp_path, [0], devices=2)
     assert rec["status"] == "failed"
     assert rec["reason"].startswith("setup: devices: 2: data-parallel runs go through the frameworks' launchers")
+
+
+def test_time_to_accuracy_stops_at_the_target_and_records_the_clock(tmp_path, fake_backend, monkeypatch):
+    # the fake backend's top-1 grows 5 points per step; 7 steps per epoch: 35% after epoch 1, 70% after 2
+    _, (rec,) = run(tmp_path, [0], plan={"0": "learn"}, monkeypatch=monkeypatch, target_top1=60.0, epochs=5)
+    assert rec["status"] == "ok", rec["reason"]
+    tta = rec["metrics"]["time_to_accuracy"]
+    assert tta["reached"] and tta["epochs"] == 2.0 and tta["target_top1"] == 60.0
+    assert [e["top1"] for e in tta["evaluations"]] == pytest.approx([35.0, 70.0])
+    assert 0 < tta["evaluations"][0]["elapsed_s"] < tta["time_s"] and tta["init_s"] > 0
+    assert rec["metrics"]["train"]["total_steps"] == 14  # stopped early, not the 35 steps of 5 epochs
+    assert len(rec["samples"]["train_step_s"]) == 14 - 2  # warm-up steps are not timed samples
+
+
+def test_time_to_accuracy_not_reached_says_so(tmp_path, fake_backend, monkeypatch):
+    _, (rec,) = run(tmp_path, [0], plan={"0": "learn"}, monkeypatch=monkeypatch, target_top1=100.5, epochs=2,
+                    eval_every_epochs=0.5)
+    tta = rec["metrics"]["time_to_accuracy"]
+    assert rec["status"] == "ok" and not tta["reached"] and tta["time_s"] is None
+    assert [e["step"] for e in tta["evaluations"]] == [4, 8, 12, 14]  # every 0.5 epoch (4 steps) and at the end

@@ -249,6 +249,8 @@ def make_train_step(case: Case, net: nn.Cell, device: Any, total_steps: int,
     thor_phase = _thor_phases(train_net, s.thor_frequency) if s.optimizer == "thor" else None
 
     def step(batch: tuple[ms.Tensor, ...]) -> ms.Tensor:
+        if not net.training:  # an evaluation ran in between (time to accuracy)
+            train_net.set_train(True)
         if thor_phase is not None:
             thor_phase()
         if multigrain and len(batch) == 2:  # sampling noise from the framework RNG unless the batch brings it
@@ -287,6 +289,8 @@ def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tup
 
     def step(batch: tuple[ms.Tensor, ...]) -> tuple[ms.Tensor, ms.Tensor, int]:
         x, y = batch[0], batch[1]
+        if net.training:
+            topk.set_train(False)
         top1, top5 = topk(x, y)
         return top1, top5, x.shape[0]
 

@@ -161,6 +161,8 @@ def make_train_step(case: Case, model: nn.Module, device: torch.device, total_st
 
     def step(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y = batch[0], batch[1]
+        if not model.training:  # an evaluation ran in between (time to accuracy)
+            model.train()
         i = min(count[0], total_steps - 1)
         count[0] += 1
         for g in opt.param_groups:
@@ -196,6 +198,8 @@ def make_eval_step(case: Case, model: nn.Module, device: torch.device) -> Callab
 
     def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, int]:
         x, y = batch[0], batch[1]
+        if model.training:
+            model.eval()
         with torch.inference_mode(), autocast():
             logits = forward(x)
         k = min(5, logits.shape[1])

@@ -108,6 +108,8 @@ def harness_eval_step(case, model, device):
     def step(batch):
         _log("eval")
         x, y = batch
+        if device["plan"] == "learn":  # top-1 grows 5 points per training step, up to 100%
+            return (len(y) * min(1.0, device["steps"] / 20), len(y), len(y))
         return (len(y) // 2, len(y), len(y))
 
     return step
