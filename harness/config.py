@@ -67,6 +67,12 @@ class Settings:
                               "for the model's own; settings given in the suite override its values")
     devices: int = _opt(1, "data-parallel devices; a recipe picks its per-device batch and learning rate for this "
                         "count", minimum=1)
+    nodes: int = _opt(1, "machines taking part; each runs `harness run` with its own node_rank", minimum=1)
+    node_rank: int = _opt(0, "this machine's index among the nodes", minimum=0)
+    master_addr: str = _opt("127.0.0.1", "address of node 0, where the launcher's rendezvous runs")
+    master_port: int | None = _opt(None, "rendezvous port (default: a free port on a single node, 29500 across "
+                                   "nodes)", minimum=1)
+    rank_table_file: str | None = _opt(None, "Ascend HCCL rank table (RANK_TABLE_FILE) for MindSpore on Ascend")
     optimizer: str = _opt("sgd", "sgd (momentum, optionally nesterov) or thor (MindSpore's second-order "
                           "optimizer, Ascend and GPU only)", ("sgd", "thor"))
     lr: float = _opt(0.1, "peak learning rate", minimum=0)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .config import Settings
 
 __all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "scan_folder", "Preprocess", "preprocess_for", "repeated_order",
-           "repeat_synthetic", "synthetic_batches", "SyntheticStream"]
+           "repeat_synthetic", "shard_order", "synthetic_batches", "SyntheticStream"]
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -219,6 +219,16 @@ def repeated_order(n: int, repeats: int, rng: np.random.Generator) -> np.ndarray
     """One epoch of a repeated-augmentation sampler: a shuffled order of ``n`` indices, each yielded
     ``repeats`` times in a row, cut to ``n`` draws (so an epoch costs what a plain epoch costs)."""
     return np.repeat(rng.permutation(n), repeats)[:n]
+
+
+def shard_order(order: np.ndarray, repeats: int, rank: int, world: int) -> np.ndarray:
+    """Rank ``rank``'s share of an epoch order: whole groups of ``repeats`` copies, dealt round-robin, every rank
+    the same count (the remainder is dropped, as a distributed sampler with drop_last does)."""
+    if world == 1:
+        return order
+    groups = order[: len(order) // repeats * repeats].reshape(-1, repeats)
+    per_rank = len(groups) // world
+    return groups[rank::world][:per_rank].reshape(-1)
 
 
 def repeat_synthetic(n: int, repeats: int) -> np.ndarray:

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .child import child_env
+from .launchers import launch_command, merge_ranks
+from .probe import probe_backend
 from .config import Case, case_slug
 from .env import host_environment
 from .errors import HarnessError
@@ -96,21 +98,36 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+_LAUNCHER_CACHE: dict[str, str] = {}
+
+
+def _launcher(backend: str) -> str:
+    """The multi-device launcher a backend names in its info (probed once, in a child process)."""
+    if backend not in _LAUNCHER_CACHE:
+        info = probe_backend(backend)
+        if "error" in info:
+            raise HarnessError(f"backend '{backend}': {info['error']}")
+        _LAUNCHER_CACHE[backend] = info.get("launcher") or "single"
+    return _LAUNCHER_CACHE[backend]
+
+
 def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: float | None) -> dict[str, Any]:
     """Run one case's process; return the child's result, or a failure built from the exit."""
     case_dir = case_dir.resolve()
     case_file, result_file, log_file = case_dir / "case.json", case_dir / "result.json", case_dir / "case.log"
     case_file.write_text(json.dumps(case.to_dict(), indent=1))
     result_file.unlink(missing_ok=True)
+    distributed = case.settings.devices > 1 or case.settings.nodes > 1
+    for stale in case_dir.glob("result.rank*.json"):
+        stale.unlink()
+    argv, extra = launch_command(case, _launcher(case.backend) if distributed else "single", case_file, result_file,
+                                 case_dir)
     read_fd, write_fd = os.pipe()
-    env = child_env(HARNESS_PROGRESS_FD=str(write_fd), PYTHONUNBUFFERED="1")
+    env = child_env(HARNESS_PROGRESS_FD=str(write_fd), PYTHONUNBUFFERED="1", **extra)
     timeout = case.settings.timeout
     with open(log_file, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker", str(case_file), str(result_file)],
-            cwd=case_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            pass_fds=(write_fd,), start_new_session=True,
-        )
+        proc = subprocess.Popen(argv, cwd=case_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, pass_fds=(write_fd,), start_new_session=True)
     os.close(write_fd)
     start = time.monotonic()
     deadline = start + timeout
@@ -154,10 +171,15 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
             except (ProcessLookupError, PermissionError):
                 pass
     result: dict[str, Any] | None = None
-    try:
-        result = json.loads(result_file.read_text())
-    except (OSError, ValueError):
-        result = None
+    if distributed:
+        result = merge_ranks(case, result_file, case_dir)
+        if result is not None and result["status"] == "failed" and not timed_out:
+            return result
+    else:
+        try:
+            result = json.loads(result_file.read_text())
+        except (OSError, ValueError):
+            result = None
     rc = proc.returncode
     if timed_out:
         reason = f"timeout: case exceeded {timeout:g} s"
@@ -236,7 +258,9 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
             "log": str((case_dir / "case.log").relative_to(run_dir)),
         }
         if result["status"] == "failed":
-            record["log_tail"] = _log_tail(case_dir / "case.log")
+            record["log_tail"] = result.get("rank_log_tail") or _log_tail(case_dir / "case.log")
+            if "failed_rank" in result:
+                record["failed_rank"] = result["failed_rank"]
         append_record(out_file, record)
         display.line(f"{label}: {_summary(record)} ({duration:.1f} s)")
     return run_dir

@@ -15,6 +15,7 @@ keeps what was already measured.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,14 +26,18 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from .config import Case
 from .errors import HarnessError, Unsupported
+from .launchers import rank_of, rank_result_file, world_of
 from .plugins import load_backend
 from .timing import summarize, throughput
 
 __all__ = ["run_case", "main"]
 
 _PROGRESS_EVERY_S = 0.5
+_PER_DEVICE_STATE = (".running_mean", ".running_var", ".num_batches_tracked")
 
 
 class _Progress:
@@ -257,22 +262,27 @@ def _train_to_target(hook: Any, case: Case, model: Any, device: Any, progress: _
 
 def run_case(case: Case, result_path: str) -> dict[str, Any]:
     """Run ``case`` in this process; write and return the result dict."""
-    progress = _Progress()
+    world, rank = world_of(), rank_of()
+    if world > 1:
+        result_path = str(rank_result_file(result_path, rank))
+    progress = _Progress() if rank == 0 else (lambda *a, **k: None)
     result: dict[str, Any] = {"status": "running", "reason": None, "metrics": {}, "samples": {}, "env": {}}
     phase = "setup"
     t_init = time.perf_counter()
     try:
         hook = load_backend(case.backend).hook
         device = hook.harness_setup(case=case)
-        if case.settings.devices > 1 and os.environ.get("HARNESS_LAUNCHED") != "1":
-            raise HarnessError(f"devices: {case.settings.devices}: data-parallel runs go through the frameworks' "
-                               "launchers (torchrun, msrun), which this version of harness does not drive yet; "
-                               "run with devices: 1")
+        if case.settings.devices * case.settings.nodes != world:
+            raise HarnessError(f"devices: {case.settings.devices} x nodes: {case.settings.nodes}, but this process "
+                               f"is one of {world}: multi-device cases are started by `harness run` through the "
+                               "backend's launcher (torchrun, msrun)")
         for part in hook.harness_environment(case=case, device=device)[::-1]:
             result["env"].update(part or {})
         phase = "build"
         model = hook.harness_build_model(case=case, device=device)
         _write(result_path, result)
+        if case.settings.target_top1 is not None and world > 1:
+            raise HarnessError("target_top1: time to accuracy runs on one device (devices: 1) in this version")
         if case.settings.scenario == "train" and case.settings.target_top1 is not None:
             phase = "train"
             _train_to_target(hook, case, model, device, progress, result, time.perf_counter() - t_init)
@@ -281,12 +291,21 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
             phase = "train"
             _train(hook, case, model, device, progress, result)
             _write(result_path, result)
-        if (case.settings.eval or case.settings.scenario == "eval") and case.settings.target_top1 is None:
+        if world > 1:  # every rank must hold the same parameters after data-parallel training
+            weights = hook.harness_get_weights(case=case, model=model)
+            digest = hashlib.sha256()
+            # BatchNorm statistics are per device (each rank sees its own shard), so they are left out
+            for name in sorted(k for k in weights if not k.endswith(_PER_DEVICE_STATE)):
+                digest.update(name.encode())
+                digest.update(np.ascontiguousarray(weights[name]).tobytes())
+            result["metrics"]["weights_sha256"] = digest.hexdigest()  # trainable parameters only
+        # evaluation and exports are rank 0's (on the full eval set)
+        if rank == 0 and (case.settings.eval or case.settings.scenario == "eval") and case.settings.target_top1 is None:
             phase = "eval"
             _evaluate(hook, case, model, device, progress, result)
             _write(result_path, result)
         exports = []
-        for fmt in case.settings.export:
+        for fmt in (case.settings.export if rank == 0 else ()):
             phase = f"export {fmt}"
             progress("export", len(exports) + 1, len(case.settings.export), force=True)
             exports.append(hook.harness_export(case=case, model=model, device=device, fmt=fmt,

@@ -18,7 +18,7 @@ from mindspore.dataset.vision import Inter
 
 from harness.config import Case, Settings
 from harness.data import (IMAGE_EXTENSIONS, LIGHTING_EIGVAL, LIGHTING_EIGVEC, SyntheticStream, repeat_synthetic,
-                          repeated_order, scan_folder, synthetic_batches)
+                          repeated_order, scan_folder, shard_order, synthetic_batches)
 from harness.errors import HarnessError
 from harness.models import check_batch, get_model
 
@@ -29,16 +29,18 @@ class RepeatedAugmentationSampler(ds.Sampler):
     """Each index ``repeats`` times in a row (each copy augmented independently by the pipeline), a new
     shuffle every epoch; an epoch is ``n`` draws (:func:`harness.data.repeated_order`)."""
 
-    def __init__(self, n: int, repeats: int, seed: int) -> None:
-        super().__init__(num_samples=n)
-        self.n, self.repeats = n, repeats
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, n: int, repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.count = len(shard_order(np.zeros(n, np.int64), repeats, rank, world))
+        super().__init__(num_samples=self.count)
+        self.n, self.repeats, self.rank, self.world = n, repeats, rank, world
+        self.rng = np.random.default_rng(seed)  # the same seed on every rank: the same order, sharded
 
     def __iter__(self) -> Iterator[int]:
-        return iter(repeated_order(self.n, self.repeats, self.rng).tolist())
+        order = repeated_order(self.n, self.repeats, self.rng)
+        return iter(shard_order(order, self.repeats, self.rank, self.world).tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return self.count
 
 
 class _Lighting:
@@ -98,6 +100,14 @@ def _transforms(s: Settings, train: bool, mean: tuple[float, ...], std: tuple[fl
             vision.CenterCrop(size), *norm, *chw]
 
 
+def _world() -> tuple[int, int]:
+    if int(os.environ.get("RANK_SIZE", "1")) > 1:
+        from mindspore.communication import get_group_size, get_rank
+
+        return get_group_size(), get_rank()
+    return 1, 0
+
+
 def make_stream(case: Case, split: str, device: Any) -> Any:
     s = case.settings
     train = split == "train"
@@ -119,10 +129,17 @@ def make_stream(case: Case, split: str, device: Any) -> Any:
     ds.config.set_seed(s.seed)
     workers = max(1, s.workers)
     exts = sorted({e for ext in IMAGE_EXTENSIONS for e in (ext, ext.upper())})
-    sampler = RepeatedAugmentationSampler(len(samples), repeats, s.seed) if repeats > 1 else None
+    world, rank = _world()
+    shards = {}
+    if repeats > 1:
+        sampler = RepeatedAugmentationSampler(len(samples), repeats, s.seed, rank, world)
+    else:
+        sampler = None
+        if train and world > 1:  # each rank its shard
+            shards = {"num_shards": world, "shard_id": rank}
     data = ds.ImageFolderDataset(f"{s.data_root}/{folder}", shuffle=None if sampler else train, sampler=sampler,
                                  num_parallel_workers=workers, extensions=exts,
-                                 class_indexing={c: i for i, c in enumerate(classes)})
+                                 class_indexing={c: i for i, c in enumerate(classes)}, **shards)
     data = data.map(operations=_transforms(s, train, spec.mean, spec.std),
                     input_columns="image", num_parallel_workers=workers)
     data = data.map(operations=ds.transforms.TypeCast(ms.int32), input_columns="label")

@@ -56,7 +56,7 @@ def _target(device: Any) -> str:
 @hookimpl
 def harness_backend_info() -> dict[str, Any]:
     return {"name": "mindspore", "framework": "MindSpore", "framework_version": ms.__version__,
-            "version": __version__, "devices": list(_TARGET),
+            "version": __version__, "devices": list(_TARGET), "launcher": "msrun",
             "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS]}
 
 
@@ -81,6 +81,12 @@ def harness_setup(case: Case) -> dict[str, Any]:
         ms.set_device(target, device_id)
     ms.set_context(mode=_MODES[s.mode])
     absorb_numpy_abi_first_failure()
+    if int(os.environ.get("RANK_SIZE", "1")) > 1:  # started by msrun: one process per device
+        from mindspore.communication import get_group_size, init
+
+        init()  # HCCL on Ascend, NCCL on GPU, MindSpore's own collectives on CPU
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                     device_num=get_group_size())
     if s.threads:
         ms.device_context.cpu.op_tuning.threads_num(s.threads)  # the CPU kernels' pool
     ms.set_seed(s.seed)

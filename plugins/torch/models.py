@@ -7,12 +7,14 @@ Padding is symmetric (PyTorch's), the convention every backend reproduces.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from harness.models import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
-__all__ = ["build_model", "Bottleneck", "ResNet", "GeM", "BUILDERS"]
+__all__ = ["build_model", "Bottleneck", "ResNet", "GeM", "BUILDERS", "unwrap"]
 
 
 class GeM(nn.Module):
@@ -177,11 +179,20 @@ class ResNet(nn.Module):
         e = self.embedding(x)
         return e, self.fc(e), e / (e.norm(dim=1, keepdim=True) + MULTIGRAIN_LOSS.embedding_eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, all_outputs: bool = False) -> Any:
+        """Logits, or with ``all_outputs`` the three outputs of :meth:`outputs` (through ``forward`` so that a
+        DistributedDataParallel wrapper sees the call)."""
+        if all_outputs:
+            return self.outputs(x)
         return self.fc(self.embedding(x))
 
 
 BUILDERS = {"resnet": ResNet}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:

@@ -24,10 +24,11 @@ from . import __version__
 from .checkpoint import read_state_dict
 from .data import make_stream
 from .export import export_model
-from .models import BUILDERS, build_model
+from .models import BUILDERS, build_model, unwrap
 from .train import make_eval_step, make_train_step
 
 _TORCH_TYPE = {"cpu": "cpu", "gpu": "cuda", "ascend": "npu"}
+_PROCESS_GROUP = {"cpu": "gloo", "gpu": "nccl", "ascend": "hccl"}
 
 
 def _npu() -> Any:
@@ -65,7 +66,7 @@ def _device_status(device: str) -> dict[str, Any]:
 @hookimpl
 def harness_backend_info() -> dict[str, Any]:
     return {"name": "torch", "framework": "PyTorch", "framework_version": torch.__version__,
-            "version": __version__, "devices": list(_TORCH_TYPE),
+            "version": __version__, "devices": list(_TORCH_TYPE), "launcher": "torchrun",
             "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS]}
 
 
@@ -90,6 +91,9 @@ def harness_setup(case: Case) -> torch.device:
         torch.npu.reset_peak_memory_stats(device)
     if case.settings.threads:
         torch.set_num_threads(case.settings.threads)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend=_PROCESS_GROUP[case.device],
+                                             device_id=device if device.type != "cpu" else None)
     torch.manual_seed(case.settings.seed)
     return device
 
@@ -102,6 +106,10 @@ def harness_build_model(case: Case, device: torch.device) -> torch.nn.Module:
     model = build_model(spec).to(device)
     if s.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        # BatchNorm stays per device, as in the references; the same seed gives every rank the same weights
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type != "cpu" else None)
     return model.train()
 
 
@@ -150,7 +158,7 @@ def harness_device_memory(device: torch.device) -> int | None:
 
 @hookimpl
 def harness_export(case: Case, model: torch.nn.Module, device: torch.device, fmt: str, path: str) -> dict[str, Any]:
-    return export_model(case, model, device, fmt, path)
+    return export_model(case, unwrap(model), device, fmt, path)
 
 
 @hookimpl
@@ -173,6 +181,7 @@ def harness_to_device(arrays: tuple[Any, ...], device: torch.device) -> tuple[to
 
 @hookimpl
 def harness_predict(case: Case, model: torch.nn.Module, device: torch.device, images: np.ndarray) -> np.ndarray:
+    model = unwrap(model)
     was_training = model.training
     model.eval()
     try:
@@ -184,11 +193,12 @@ def harness_predict(case: Case, model: torch.nn.Module, device: torch.device, im
 
 @hookimpl
 def harness_get_weights(case: Case, model: torch.nn.Module) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().numpy().copy() for k, v in unwrap(model).state_dict().items()}
 
 
 @hookimpl
 def harness_set_weights(case: Case, model: torch.nn.Module, weights: dict[str, np.ndarray]) -> bool:
+    model = unwrap(model)
     state = model.state_dict()
     check_weights(weights, {k: tuple(v.shape) for k, v in state.items() if not k.endswith(OPTIONAL_SUFFIXES)},
                   f"weights for {case.model}")

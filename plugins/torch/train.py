@@ -15,6 +15,8 @@ from harness.models import MULTIGRAIN_LOSS, MultigrainLoss, get_model
 from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indices
 from harness.schedules import lr_at
 
+from .models import unwrap
+
 __all__ = ["make_train_step", "make_eval_step", "param_groups", "make_criterion", "MultigrainCriterion",
            "SmoothedCrossEntropy"]
 
@@ -125,7 +127,7 @@ def _autocast(case: Case, device: torch.device) -> Callable[[], Any]:
 def _forward(case: Case, model: nn.Module, outputs: bool = False) -> Callable[..., Any]:
     """The model's forward (``outputs``: all of Multigrain's outputs), compiled in mode ``compile``."""
     mode = case.settings.mode
-    fn = model.outputs if outputs else model
+    fn = (lambda x: model(x, all_outputs=True)) if outputs else model
     if mode in ("default", "eager"):
         return fn
     if mode == "compile":
@@ -192,6 +194,7 @@ def make_train_step(case: Case, model: nn.Module, device: torch.device, total_st
 
 
 def make_eval_step(case: Case, model: nn.Module, device: torch.device) -> Callable[[Any], tuple]:
+    model = unwrap(model)  # rank 0 evaluates alone: no collectives from a DDP wrapper
     model.eval()
     forward = _forward(case, model)
     autocast = _autocast(case, device)

@@ -1,0 +1,149 @@
+"""Launchers: how a case's processes are started, apart from backends and scenarios.
+
+* ``single``: one ``python -m harness.worker`` process (``devices: 1``, one node);
+* ``torchrun``: ``python -m torch.distributed.run`` with one worker per device (PyTorch DDP; process
+  group gloo on cpu, nccl on cuda, hccl on npu);
+* ``msrun``: ``python -m mindspore.parallel.cluster.run`` (``msrun``) with one worker per device
+  (mindspore.communication: HCCL on Ascend, NCCL on GPU, MindSpore's own on CPU).
+
+A backend names its launcher in ``harness_backend_info()["launcher"]``. Every worker writes
+``result.rank<R>.json``; :func:`merge_ranks` folds them into one record. The runner starts the
+launcher in its own session and kills the whole group on timeout, so no worker survives the case.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import Case
+from .errors import HarnessError
+from .timing import summarize
+
+__all__ = ["LAUNCHERS", "launch_command", "rank_result_file", "merge_ranks", "world_of", "rank_of"]
+
+LAUNCHERS = ("single", "torchrun", "msrun")
+WORKER = [sys.executable, "-m", "harness.worker"]
+
+
+def world_of(env: dict[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    return int(env.get("WORLD_SIZE") or env.get("RANK_SIZE") or 1)
+
+
+def rank_of(env: dict[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    return int(env.get("RANK") or env.get("RANK_ID") or 0)
+
+
+def rank_result_file(result_file: str | Path, rank: int) -> Path:
+    p = Path(result_file)
+    return p.with_name(f"{p.stem}.rank{rank}{p.suffix}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_command(case: Case, launcher: str, case_file: Path, result_file: Path,
+                   case_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The argv and extra environment that start ``case``'s processes on this node."""
+    s = case.settings
+    if s.devices == 1 and s.nodes == 1:
+        return [*WORKER, str(case_file), str(result_file)], {}
+    if s.node_rank >= s.nodes:
+        raise HarnessError(f"node_rank {s.node_rank} is not below nodes {s.nodes}")
+    port = s.master_port or (_free_port() if s.nodes == 1 else 29500)
+    logs = case_dir / "ranks"
+    env = {"HARNESS_LAUNCHED": "1"}
+    if launcher == "torchrun":
+        argv = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={s.devices}",
+                f"--nnodes={s.nodes}", f"--node-rank={s.node_rank}", f"--master-addr={s.master_addr}",
+                f"--master-port={port}", f"--log-dir={logs}", "--tee=3", "--max-restarts=0",
+                "-m", "harness.worker", str(case_file), str(result_file)]
+        env["OMP_NUM_THREADS"] = str(s.threads or max(1, (os.cpu_count() or 1) // s.devices))
+        return argv, env
+    if launcher == "msrun":
+        if s.rank_table_file:
+            env["RANK_TABLE_FILE"] = str(Path(s.rank_table_file).resolve())
+        argv = [sys.executable, "-m", "mindspore.parallel.cluster.run", f"--worker_num={s.devices * s.nodes}",
+                f"--local_worker_num={s.devices}", f"--master_addr={s.master_addr}", f"--master_port={port}",
+                f"--node_rank={s.node_rank}", f"--log_dir={logs}", "--join=True",
+                f"--cluster_time_out={int(min(s.timeout, 86400))}",
+                str(Path(__file__).with_name("_worker_main.py")), str(case_file), str(result_file)]
+        # msrun starts workers with the `python` found on PATH: make it this interpreter
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        return argv, env
+    raise HarnessError(f"backend '{case.backend}' has no multi-device launcher (launcher '{launcher}'); "
+                       f"available: torchrun, msrun")
+
+
+def _rank_log_tail(case_dir: Path, rank: int, lines: int = 15) -> str:
+    """The end of rank ``rank``'s own log, wherever its launcher put it."""
+    candidates = sorted((case_dir / "ranks").rglob(f"worker_{rank}.log")) + \
+        sorted(p for p in (case_dir / "ranks").rglob("*") if p.is_file() and p.parent.name == str(rank))
+    for path in candidates:
+        try:
+            text = path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            continue
+        if text:
+            return "\n".join(text[-lines:])
+    return ""
+
+
+def merge_ranks(case: Case, result_file: Path, case_dir: Path) -> dict[str, Any] | None:
+    """One result from every rank's file of this node; None when no rank wrote anything."""
+    s = case.settings
+    ranks = [s.node_rank * s.devices + i for i in range(s.devices)]
+    per: dict[int, dict[str, Any] | None] = {}
+    import json
+
+    for r in ranks:
+        try:
+            per[r] = json.loads(rank_result_file(result_file, r).read_text())
+        except (OSError, ValueError):
+            per[r] = None
+    if all(v is None for v in per.values()):
+        return None
+    first = next(v for v in per.values() if v is not None)
+    lead = per.get(ranks[0]) or first
+    merged: dict[str, Any] = {"status": "ok", "reason": None, "metrics": dict(lead.get("metrics", {})),
+                              "samples": {}, "env": dict(lead.get("env", {}))}
+    bad = [(r, v) for r, v in per.items() if v is None or v.get("status") != "ok"]
+    skipped = [v for _, v in bad if v is not None and v.get("status") == "skipped"]
+    if skipped and len(skipped) == len(per):
+        return {**merged, "status": "skipped", "reason": skipped[0].get("reason")}
+    if bad:
+        r, v = bad[0]
+        why = (v or {}).get("reason") or ("no result: the process died" if v is None or v.get("status") == "running"
+                                          else v.get("status"))
+        merged.update(status="failed", reason=f"rank {r}: {why}", failed_rank=r,
+                      rank_log_tail=_rank_log_tail(case_dir, r))
+    trains = {r: (v or {}).get("metrics", {}).get("train") for r, v in per.items()}
+    if all(trains.values()):
+        slowest = max(trains, key=lambda r: trains[r]["ms_per_step"]["mean"])
+        merged["metrics"]["train"] = {
+            **trains[slowest],
+            "images_per_s": math.fsum(t["images_per_s"] for t in trains.values()),
+            "ms_per_step": trains[slowest]["ms_per_step"],
+            "slowest_rank": slowest,
+            "global_batch": s.batch_size * s.devices * s.nodes,
+        }
+        merged["samples"]["train_step_s"] = per[slowest]["samples"].get("train_step_s", [])
+    merged["samples"]["train_step_s_by_rank"] = {str(r): (v or {}).get("samples", {}).get("train_step_s", [])
+                                                 for r, v in per.items()}
+    merged["metrics"]["ranks"] = [
+        {"rank": r, "status": (v or {}).get("status", "died"),
+         "images_per_s": (trains.get(r) or {}).get("images_per_s"),
+         "ms_per_step": ((trains.get(r) or {}).get("ms_per_step") or {}).get("mean"),
+         "params_sha256": ((v or {}).get("metrics") or {}).get("weights_sha256")} for r, v in per.items()]
+    merged["metrics"]["world_size"] = s.devices * s.nodes
+    if "train_step_s" in merged["samples"] and merged["samples"]["train_step_s"]:
+        merged["metrics"]["train"]["ms_per_step"] = summarize(merged["samples"]["train_step_s"])
+    return merged
