@@ -53,8 +53,12 @@ def harness_backend_info() -> dict[str, Any]:
 
     Returns a dict with keys ``name`` (the entry-point name), ``framework``
     (e.g. ``"PyTorch"``), ``framework_version``, ``version`` (the backend's own),
-    ``models`` (list of model names from :mod:`harness.models` it can build) and
-    ``devices`` (the neutral device names it knows, e.g. ``["cpu", "gpu", "ascend"]``).
+    ``models`` (list of model names from :mod:`harness.models` it can build),
+    ``devices`` (the neutral device names it knows, e.g. ``["cpu", "gpu", "ascend"]``) and
+    optionally ``launcher`` (``"torchrun"`` or ``"msrun"``, see :mod:`harness.launchers`): how a
+    multi-device case of this backend is started. Each worker then sees the launcher's environment
+    (``RANK``/``WORLD_SIZE`` or ``RANK_ID``/``RANK_SIZE``); ``harness_setup`` joins the process group
+    and ``harness_build_model`` wraps the model for data parallelism.
     First non-None result wins.
     """
 

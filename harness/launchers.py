@@ -115,7 +115,11 @@ def merge_ranks(case: Case, result_file: Path, case_dir: Path) -> dict[str, Any]
     lead = per.get(ranks[0]) or first
     merged: dict[str, Any] = {"status": "ok", "reason": None, "metrics": dict(lead.get("metrics", {})),
                               "samples": {}, "env": dict(lead.get("env", {}))}
-    bad = [(r, v) for r, v in per.items() if v is None or v.get("status") != "ok"]
+    # The rank at fault first: one that died without a result, then one that failed, then those the launcher
+    # terminated because of it.
+    bad = sorted(((r, v) for r, v in per.items() if v is None or v.get("status") != "ok"),
+                 key=lambda rv: (0 if rv[1] is None or rv[1].get("status") == "running"
+                                 else 2 if rv[1].get("terminated") else 1, rv[0]))
     skipped = [v for _, v in bad if v is not None and v.get("status") == "skipped"]
     if skipped and len(skipped) == len(per):
         return {**merged, "status": "skipped", "reason": skipped[0].get("reason")}

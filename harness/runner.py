@@ -120,8 +120,11 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
     distributed = case.settings.devices > 1 or case.settings.nodes > 1
     for stale in case_dir.glob("result.rank*.json"):
         stale.unlink()
-    argv, extra = launch_command(case, _launcher(case.backend) if distributed else "single", case_file, result_file,
-                                 case_dir)
+    try:
+        argv, extra = launch_command(case, _launcher(case.backend) if distributed else "single", case_file,
+                                     result_file, case_dir)
+    except HarnessError as exc:  # this case cannot start; the suite goes on
+        return {"status": "failed", "reason": f"launch: {exc}", "metrics": {}, "samples": {}, "env": {}}
     read_fd, write_fd = os.pipe()
     env = child_env(HARNESS_PROGRESS_FD=str(write_fd), PYTHONUNBUFFERED="1", **extra)
     timeout = case.settings.timeout

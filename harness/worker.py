@@ -20,6 +20,7 @@ import json
 import math
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -322,6 +323,9 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
         result.update(status="failed", reason=f"{phase}: {exc}")
     except MemoryError:
         result.update(status="failed", reason=f"{phase}: out of host memory")
+    except Terminated:
+        result.update(status="failed", reason=f"{phase}: terminated by SIGTERM (stopped from outside, e.g. by the "
+                                              "launcher after another rank failed)", terminated=True)
     except Exception as exc:  # noqa: BLE001 - any backend error fails the case, with its traceback in the log
         traceback.print_exc()
         msg = str(exc).strip().splitlines()
@@ -331,7 +335,16 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
     return result
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: the launcher (or the runner) is stopping this process."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     case_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
     with open(case_path, encoding="utf-8") as f:
         case = Case.from_dict(json.load(f))

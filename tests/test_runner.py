@@ -156,10 +156,11 @@ def test_unwritable_results_folder(tmp_path, fake_backend):
         run_suite(load_suite(tmp_path / "s.yaml"), blocker, quiet=True)
 
 
-def test_more_than_one_device_fails_with_the_reason_until_launchers_exist(tmp_path, fake_backend):
-    _, (rec,) = run(tmp_path, [0], devices=2)
-    assert rec["status"] == "failed"
-    assert rec["reason"].startswith("setup: devices: 2: data-parallel runs go through the frameworks' launchers")
+def test_a_backend_without_a_launcher_fails_multi_device_cases_and_the_suite_goes_on(tmp_path, fake_backend):
+    _, records = run(tmp_path, [0, 1], devices=2)
+    assert [r["status"] for r in records] == ["failed", "failed"]
+    assert records[0]["reason"] == ("launch: backend 'fake' has no multi-device launcher (launcher 'single'); "
+                                    "available: torchrun, msrun")
 
 
 def test_time_to_accuracy_stops_at_the_target_and_records_the_clock(tmp_path, fake_backend, monkeypatch):
