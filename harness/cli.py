@@ -20,20 +20,25 @@ __all__ = ["main"]
 def _cmd_run(args: argparse.Namespace) -> int:
     from .report import render_markdown
     from .results import RESULTS_FILE, read_records
-    from .runner import run_suite
+    from .runner import resume_target, run_suite
     from .suite import load_suite, parse_set, select_cases
 
     suite = load_suite(args.suite, parse_set(args.set or []))
     if args.only:
         suite = select_cases(suite, args.only)
-    run_dir = run_suite(suite, args.results, run_id=args.run_id, quiet=args.quiet)
+    if args.resume:
+        root, run_id = resume_target(args.resume, suite)
+        run_dir = run_suite(suite, root, run_id=run_id, quiet=args.quiet, resume=True)
+    else:
+        run_dir = run_suite(suite, args.results, run_id=args.run_id, quiet=args.quiet)
     records = read_records(run_dir / RESULTS_FILE)
     if not args.no_report:
         report = render_markdown(records, title=f"{suite.name} - {run_dir.name}")
         (run_dir / "report.md").write_text(report)
         print(report)
     print(f"results: {run_dir / RESULTS_FILE}", file=sys.stderr)
-    return 1 if any(r["status"] == "failed" for r in records) else 0
+    last = {r["case"]: r["status"] for r in records}  # a resumed run: the newest record of each case counts
+    return 1 if "failed" in last.values() else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -206,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="name of the run folder (default: a timestamp)")
     p.add_argument("--only", action="append", metavar="PATTERN",
                    help="run only cases whose name matches this glob (e.g. '*multigrain*'); repeatable")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an earlier run of this suite: cases done there (same settings, ok or skipped) "
+                        "are not run again; failed, unfinished and changed ones are")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     p.set_defaults(func=_cmd_run)

@@ -278,6 +278,7 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
         return "\n".join(out + ["No records."]) + "\n"
     refs = df[(df["kind"] == "reference") & (df["status"] == "ok")]
     df = df[df["kind"] != "reference"]
+    df = df.drop_duplicates(["run_id", "case"], keep="last")  # a resumed run re-records failed cases
     ok = df[df["status"] == "ok"]
     for model, group in ok.groupby("model", sort=True):
         multi_run = group["run_id"].nunique() > 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import selectors
@@ -200,9 +201,34 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
     return result
 
 
+def config_digest(config: dict[str, Any]) -> str:
+    """A case configuration's identity: a changed setting makes a different case."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def resume_target(run_dir: str | os.PathLike[str], suite: Suite) -> tuple[Path, str]:
+    """(results root, run id) of an earlier run of ``suite`` to resume, checked."""
+    path = Path(run_dir)
+    meta = path / "run.json"
+    if not meta.is_file():
+        raise HarnessError(f"--resume {run_dir}: not a run folder (no run.json)")
+    try:
+        info = json.loads(meta.read_text())
+    except ValueError:
+        raise HarnessError(f"--resume {run_dir}: run.json is not valid JSON") from None
+    if info.get("suite") != suite.name:
+        raise HarnessError(f"--resume {run_dir}: that run is of suite '{info.get('suite')}', not '{suite.name}'")
+    return path.parent.parent, path.name
+
+
 def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", run_id: str | None = None,
-              quiet: bool = False, stream: TextIO | None = None) -> Path:
-    """Run every case of ``suite``; return the run folder holding ``results.jsonl``."""
+              quiet: bool = False, stream: TextIO | None = None, resume: bool = False) -> Path:
+    """Run every case of ``suite``; return the run folder holding ``results.jsonl``.
+
+    With ``resume``, the run folder ``run_id`` already exists: a case whose last record there has the same
+    configuration and ended ok or skipped is not run again; failed, unfinished and changed cases are. Records
+    are only ever appended.
+    """
     stream = stream or sys.stderr
     root = Path(results_root)
     run_id = run_id or new_run_id()
@@ -224,18 +250,35 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
                  if c.settings.data == "tiny" and not c.settings.data_root else c for c in cases]
 
     host = host_environment()
-    (run_dir / "run.json").write_text(json.dumps(
-        {"suite": suite.name, "suite_path": suite.path, "run_id": run_id, "cases": [c.name for c in cases],
-         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(), "env": host}, indent=1))
     out_file = run_dir / RESULTS_FILE
+    done: dict[str, str] = {}
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    if resume and (run_dir / "run.json").is_file():
+        info = json.loads((run_dir / "run.json").read_text())
+        info.setdefault("resumed_at", []).append(now)
+        info["cases"] = list(dict.fromkeys([*info.get("cases", []), *(c.name for c in cases)]))
+        (run_dir / "run.json").write_text(json.dumps(info, indent=1))
+        if out_file.exists():
+            from .results import read_records
+
+            for r in read_records(out_file):
+                if r.get("kind", "measured") == "measured":
+                    done[r["case"]] = config_digest(r["config"]) if r["status"] in ("ok", "skipped") else ""
+    else:
+        (run_dir / "run.json").write_text(json.dumps(
+            {"suite": suite.name, "suite_path": suite.path, "run_id": run_id, "cases": [c.name for c in cases],
+             "started_at": now, "env": host}, indent=1))
     display = _Display(stream, quiet)
     durations: list[float] = []
     n = len(cases)
     display.line(f"harness: suite '{suite.name}': {n} case(s) -> {run_dir}")
     for i, case in enumerate(cases, 1):
         case_dir = run_dir / "cases" / case_slug(case.name)
-        case_dir.mkdir(parents=True, exist_ok=True)
         label = f"[{i}/{n}] {case.name}"
+        if done.get(case.name) and done[case.name] == config_digest(case.to_dict()):
+            display.line(f"{label}: done in the resumed run, not run again")
+            continue
+        case_dir.mkdir(parents=True, exist_ok=True)
         eta = (sum(durations) / len(durations)) * (n - i + 1) if durations else None
         started = dt.datetime.now(dt.timezone.utc)
         load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # a busy host makes timings noise

@@ -181,3 +181,65 @@ def test_time_to_accuracy_not_reached_says_so(tmp_path, fake_backend, monkeypatc
     tta = rec["metrics"]["time_to_accuracy"]
     assert rec["status"] == "ok" and not tta["reached"] and tta["time_s"] is None
     assert [e["step"] for e in tta["evaluations"]] == [4, 8, 12, 14]  # every 0.5 epoch (4 steps) and at the end
+
+
+def test_resume_skips_done_cases_and_reruns_failed_and_changed_ones(tmp_path, fake_backend, monkeypatch):
+    from harness.runner import run_suite as run_again
+
+    run_dir, first = run(tmp_path, [0, 1, 2], plan={"1": "nan"}, monkeypatch=monkeypatch)
+    assert [r["status"] for r in first] == ["ok", "failed", "ok"]
+    monkeypatch.setenv("HARNESS_FAKE_PLAN", "{}")  # the cause of the failure is fixed
+    text = (tmp_path / "fake.yaml").read_text().replace("matrix: {seed: [0, 1, 2]}", "matrix: {seed: [0, 1, 2]}\n"
+                                                        "overrides: [{match: {seed: 2}, settings: {steps: 6}}]")
+    (tmp_path / "fake.yaml").write_text(text)
+    run_again(load_suite(tmp_path / "fake.yaml"), tmp_path / "results", run_id="r1", quiet=True, resume=True)
+    records = read_records(run_dir / "results.jsonl")
+    names = [r["case"].rsplit("=", 1)[1] for r in records]
+    assert names == ["0", "1", "2", "1", "2"]  # seed 0 done; seed 1 failed before; seed 2's settings changed
+    assert [r["status"] for r in records[3:]] == ["ok", "ok"]
+    assert records[4]["config"]["settings"]["steps"] == 6
+    assert "resumed_at" in json.loads((run_dir / "run.json").read_text())
+
+
+def test_a_suite_killed_mid_case_resumes_and_loses_nothing(tmp_path, fake_backend, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"1": "pause"}))  # seed 1: 0.2 s per step
+    suite = tmp_path / "fake.yaml"
+    suite.write_text(SUITE.format(timeout=60, seeds=[0, 1, 2]).replace("steps: 5", "steps: 40"))
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(tmp_path / "results"),
+           "--run-id", "r1", "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run_dir = tmp_path / "results" / "fake" / "r1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run_dir / "cases" / "gluon_resnet50_v1b-fake-cpu-seed=1" /
+                                               "result.json").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside seed 1's timed steps
+    proc.terminate()
+    assert proc.wait(timeout=30) == 130  # interrupted; what was written is kept
+    kept = read_records(run_dir / "results.jsonl")
+    assert [r["case"][-1] for r in kept] == ["0"] and kept[0]["status"] == "ok"
+    out = subprocess.run([*cmd[:5], "--resume", str(run_dir), "--no-report"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "seed=0: done in the resumed run, not run again" in out.stderr
+    records = read_records(run_dir / "results.jsonl")
+    assert [(r["case"][-1], r["status"]) for r in records] == [("0", "ok"), ("1", "ok"), ("2", "ok")]
+    assert records[0] == kept[0]
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run_of_this_suite(tmp_path, fake_backend):
+    from harness.errors import HarnessError
+    from harness.runner import resume_target
+
+    run_dir, _ = run(tmp_path, [0])
+    suite = load_suite(tmp_path / "fake.yaml")
+    assert resume_target(run_dir, suite) == (tmp_path / "results", "r1")
+    with pytest.raises(HarnessError, match=r"--resume .*nowhere: not a run folder \(no run.json\)"):
+        resume_target(tmp_path / "nowhere", suite)
+    other = tmp_path / "other.yaml"
+    other.write_text((tmp_path / "fake.yaml").read_text() + "name: other\n")
+    with pytest.raises(HarnessError, match="that run is of suite 'fake', not 'other'"):
+        resume_target(run_dir, load_suite(other))
