@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -97,6 +98,22 @@ def _rank_log_tail(case_dir: Path, rank: int, lines: int = 15) -> str:
     return ""
 
 
+_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+)", re.S)
+_MSRUN_EXIT = re.compile(r"Worker process (\d+) exit with exception")
+
+
+def root_cause_rank(launcher_log: str, pids: dict[int, int] | None = None) -> int | None:
+    """The rank the launcher's log names as the first to fail: torchrun's "Root Cause" summary, or the
+    first worker msrun reports as exiting with an exception (by pid, mapped through ``pids``: pid -> rank)."""
+    m = _ROOT_CAUSE.search(launcher_log)
+    if m:
+        return int(m.group(1))
+    m = _MSRUN_EXIT.search(launcher_log)
+    if m and pids:
+        return pids.get(int(m.group(1)))
+    return None
+
+
 def merge_ranks(case: Case, result_file: Path, case_dir: Path) -> dict[str, Any] | None:
     """One result from every rank's file of this node; None when no rank wrote anything."""
     s = case.settings
@@ -111,14 +128,19 @@ def merge_ranks(case: Case, result_file: Path, case_dir: Path) -> dict[str, Any]
             per[r] = None
     if all(v is None for v in per.values()):
         return None
-    first = next(v for v in per.values() if v is not None)
-    lead = per.get(ranks[0]) or first
+    lead = per.get(ranks[0]) or next(v for v in per.values() if v is not None)
     merged: dict[str, Any] = {"status": "ok", "reason": None, "metrics": dict(lead.get("metrics", {})),
                               "samples": {}, "env": dict(lead.get("env", {}))}
     # The rank at fault first: one that died without a result, then one that failed, then those the launcher
     # terminated because of it.
+    try:
+        pids = {v["pid"]: r for r, v in per.items() if v is not None and "pid" in v}
+        first = root_cause_rank((case_dir / "case.log").read_text(errors="replace"), pids)
+    except OSError:
+        first = None
     bad = sorted(((r, v) for r, v in per.items() if v is None or v.get("status") != "ok"),
-                 key=lambda rv: (0 if rv[1] is None or rv[1].get("status") == "running"
+                 key=lambda rv: (rv[0] != first,
+                                 0 if rv[1] is None or rv[1].get("status") == "running"
                                  else 2 if rv[1].get("terminated") else 1, rv[0]))
     skipped = [v for _, v in bad if v is not None and v.get("status") == "skipped"]
     if skipped and len(skipped) == len(per):

@@ -267,7 +267,8 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
     if world > 1:
         result_path = str(rank_result_file(result_path, rank))
     progress = _Progress() if rank == 0 else (lambda *a, **k: None)
-    result: dict[str, Any] = {"status": "running", "reason": None, "metrics": {}, "samples": {}, "env": {}}
+    result: dict[str, Any] = {"status": "running", "reason": None, "metrics": {}, "samples": {}, "env": {},
+                              "pid": os.getpid()}
     phase = "setup"
     t_init = time.perf_counter()
     try:

@@ -163,3 +163,25 @@ def test_killing_one_worker_fails_the_case_and_leaves_no_process(backend, tmp_pa
     assert rec["failed_rank"] == 1
     time.sleep(1.0)
     assert _processes_mentioning(marker) == []
+
+
+def test_torchrun_root_cause_names_the_rank_that_failed_first(tmp_path):
+    from harness.launchers import root_cause_rank
+
+    log = ("Failures:\n[1]:\n  rank      : 0 (local_rank: 0)\n  exitcode  : 1\n"
+           "Root Cause (first observed failure):\n[0]:\n  time      : 2026\n  rank      : 1 (local_rank: 1)\n"
+           "  exitcode  : -9 (pid: 5679)  (SIGKILL)\n")
+    assert root_cause_rank(log) == 1 and root_cause_rank("no summary") is None
+    c = case(devices=2)
+    result = tmp_path / "result.json"
+    for r in (0, 1):  # both ranks died without a result: the launcher's summary decides
+        rank_result_file(result, r).write_text(json.dumps({**_rank_result(), "status": "running"}))
+    (tmp_path / "case.log").write_text(log)
+    assert merge_ranks(c, result, tmp_path)["reason"].startswith("rank 1: ")
+    # msrun names the worker by pid
+    msrun = "[ERROR] ME(1:2,MainProcess):... Worker process 4242 exit with exception. Error code: -9.\n"
+    assert root_cause_rank(msrun, {4241: 0, 4242: 1}) == 1 and root_cause_rank(msrun) is None
+    for r in (0, 1):
+        rank_result_file(result, r).write_text(json.dumps({**_rank_result(), "status": "running", "pid": 4241 + r}))
+    (tmp_path / "case.log").write_text(msrun)
+    assert merge_ranks(c, result, tmp_path)["reason"].startswith("rank 1: ")
