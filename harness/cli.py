@@ -61,13 +61,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
             charts = (args.charts, os.path.relpath(Path(args.charts).resolve(), base.resolve()))
         text = render_markdown(records, charts=charts)
     if args.output:
-        try:
-            Path(args.output).write_text(text)
-        except OSError as exc:
-            raise HarnessError(f"{args.output}: cannot write: {exc.strerror}") from None
+        _write_output(args.output, text)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
+
+
+def _write_output(path: str, text: str) -> None:
+    """Write an -o file (its folder made if missing); a failure is one line naming the path."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _probe_all() -> dict[str, dict]:
@@ -147,7 +153,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     results = compare_runs(*runs, alpha=args.alpha, min_effect=args.min_effect, top1_tolerance=args.top1_tolerance)
     text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance)
     if args.output:
-        Path(args.output).write_text(text)
+        _write_output(args.output, text)
     print(text)
     return 1 if any(r.verdict in REGRESSIONS for r in results) else 0
 
@@ -159,8 +165,7 @@ def _cmd_references(args: argparse.Namespace) -> int:
 
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reference_records())
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_output(args.output, text)
     else:
         sys.stdout.write(text)
     return 0

@@ -12,6 +12,7 @@ launcher in its own session and kills the whole group on timeout, so no worker s
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -119,8 +120,6 @@ def merge_ranks(case: Case, result_file: Path, case_dir: Path) -> dict[str, Any]
     s = case.settings
     ranks = [s.node_rank * s.devices + i for i in range(s.devices)]
     per: dict[int, dict[str, Any] | None] = {}
-    import json
-
     for r in ranks:
         try:
             per[r] = json.loads(rank_result_file(result_file, r).read_text())

@@ -56,17 +56,22 @@ class Recipe:
 
 
 _COMMON_224 = {"image_size": 224, "num_classes": 1000, "data": "folder", "eval": True}
+#: What the ImageNet recipes share: momentum SGD, L2 1e-4 on conv/dense weights only, smoothing 0.1,
+#: colour jitter 0.4, eval resize 256 -> crop 224; each recipe adds or overrides the rest.
+_IMAGENET_SGD = {**_COMMON_224, "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
+                 "weight_decay_on": "weights", "label_smoothing": 0.1, "color_jitter": 0.4,
+                 "eval_resize_ratio": 0.875}
+#: The MindSpore ModelZoo recipes (BAM, GENet) add fp16 with a fixed loss scale of 1024.
+_MODELZOO = {**_IMAGENET_SGD, "precision": "fp16", "loss_scale": 1024.0}
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe(
         name="gluon_resnet50_v1b",
         model="gluon_resnet50_v1b",
         source="Ascend ModelZoo-PyTorch gluon_resnet50_v1b; models.md",
-        settings={**_COMMON_224, "optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-                  "weight_decay_on": "weights", "label_smoothing": 0.1, "label_smoothing_off": "torch",
-                  "epochs": 90, "schedule": "cosine", "schedule_per_epoch": True, "lr_warmup_epochs": 3,
-                  "lr_warmup_init": 1e-4, "min_lr": 1e-5, "precision": "fp16", "amp_level": "O2",
-                  "loss_scale": 64.0, "color_jitter": 0.4, "eval_resize_ratio": 0.875},
+        settings={**_IMAGENET_SGD, "nesterov": True, "label_smoothing_off": "torch", "epochs": 90,
+                  "schedule": "cosine", "schedule_per_epoch": True, "lr_warmup_epochs": 3, "lr_warmup_init": 1e-4,
+                  "min_lr": 1e-5, "precision": "fp16", "amp_level": "O2", "loss_scale": 64.0},
         per_devices={1: {"batch_size": 256, "lr": 0.2}, 8: {"batch_size": 256, "lr": 1.6}},
         preprocessing="train: random-resized-crop 224 (0.08-1, 3/4-4/3), flip, colour jitter 0.4; "
                       "eval: resize 256 bicubic, centre crop 224",
@@ -75,11 +80,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         name="resnet50_bam",
         model="resnet50_bam",
         source="MindSpore ModelZoo research/cv/resnet50_bam; seed resnet50_bam.md",
-        settings={**_COMMON_224, "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-                  "weight_decay_on": "weights", "label_smoothing": 0.1, "label_smoothing_off": "k-1",
-                  "epochs": 160, "schedule": "cosine", "schedule_per_epoch": True, "schedule_period_epochs": 150,
-                  "min_lr": 0.0, "precision": "fp16", "amp_level": "O3", "loss_scale": 1024.0,
-                  "color_jitter": 0.4, "hue_jitter": 0.1, "eval_resize_ratio": 0.875},
+        settings={**_MODELZOO, "label_smoothing_off": "k-1", "epochs": 160, "schedule": "cosine",
+                  "schedule_per_epoch": True, "schedule_period_epochs": 150, "min_lr": 0.0, "amp_level": "O3",
+                  "hue_jitter": 0.1},
         per_devices={1: {"batch_size": 128, "lr": 0.02}, 8: {"batch_size": 128, "lr": 0.18}},
         preprocessing="train: random-crop-decode-resize 224 (0.08-1), flip, colour adjust 0.4/0.4/0.4 hue 0.1; "
                       "eval: resize 256, centre crop 224",
@@ -90,11 +93,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         name="genet_res50_theta_minus",
         model="genet_res50_theta_minus",
         source="MindSpore ModelZoo research/cv/GENet_Res50; seed genet_res50.md",
-        settings={**_COMMON_224, "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-                  "weight_decay_on": "weights", "label_smoothing": 0.1, "label_smoothing_off": "k",
-                  "epochs": 220, "schedule": "linear_cosine", "schedule_cycles": 0.47,
-                  "precision": "fp16", "amp_level": "O2", "loss_scale": 1024.0, "color_jitter": 0.4,
-                  "eval_resize_ratio": 0.875},
+        settings={**_MODELZOO, "label_smoothing_off": "k", "epochs": 220, "schedule": "linear_cosine",
+                  "schedule_cycles": 0.47, "amp_level": "O2"},
         per_devices={8: {"batch_size": 256, "lr": 0.8, "min_lr": 0.8e-5}},
         derived=(1,),
         preprocessing="train: random-crop-decode-resize 224, flip, colour adjust 0.4; eval: resize 256, crop 224",
@@ -104,11 +104,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         name=name,
         model=name,
         source="MindSpore ModelZoo research/cv/GENet_Res50; seed genet_res50.md",
-        settings={**_COMMON_224, "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-                  "weight_decay_on": "weights", "label_smoothing": 0.1, "label_smoothing_off": "k",
-                  "epochs": 150, "schedule": "linear", "min_lr": 0.0,
-                  "precision": "fp16", "amp_level": "O2", "loss_scale": 1024.0, "color_jitter": 0.4,
-                  "eval_resize_ratio": 0.875},
+        settings={**_MODELZOO, "label_smoothing_off": "k", "epochs": 150, "schedule": "linear", "min_lr": 0.0,
+                  "amp_level": "O2"},
         per_devices={8: {"batch_size": 256, "lr": 0.8}},
         derived=(1,),
         preprocessing="train: random-crop-decode-resize 224, flip, colour adjust 0.4; eval: resize 256, crop 224",
@@ -118,10 +115,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         name="multigrain_sgd",
         model="multigrain_resnet50",
         source="facebookresearch/multigrain (lambda 0.5, p 3); models.md",
-        settings={**_COMMON_224, "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-                  "weight_decay_on": "all", "label_smoothing": 0.0, "epochs": 120, "schedule": "step",
-                  "milestones": [30, 60, 90], "gamma": 0.1, "precision": "fp32", "amp_level": "O0",
-                  "color_jitter": 0.3, "lighting": 0.1, "eval_resize_ratio": 0.875},
+        settings={**_IMAGENET_SGD, "weight_decay_on": "all", "label_smoothing": 0.0, "epochs": 120,
+                  "schedule": "step", "milestones": [30, 60, 90], "gamma": 0.1, "precision": "fp32",
+                  "amp_level": "O0", "color_jitter": 0.3, "lighting": 0.1},
         per_devices={1: {"batch_size": 510, "lr": 0.2}, 8: {"batch_size": 63, "lr": 0.2}},
         derived=(8,),
         preprocessing="train: random-resized-crop 224, flip, colour jitter 0.3, PCA lighting 0.1, repeated "

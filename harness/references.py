@@ -163,7 +163,7 @@ def reference_records() -> list[dict[str, Any]]:
     records = []
     for p in PUBLISHED:
         name = f"{p.model}-{p.backend}-{p.device}-{p.devices}p-{p.scenario}" + (f"-{p.variant}" if p.variant else "")
-        settings = {"scenario": "inference" if p.scenario == "inference" else p.scenario, "devices": p.devices,
+        settings = {"scenario": p.scenario, "devices": p.devices,
                     **({"batch_size": p.batch_size} if p.batch_size else {}),
                     **({"epochs": p.epochs} if p.epochs else {}),
                     **({"precision": p.precision} if p.precision else {}),

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import HarnessError
+
 __all__ = ["records_frame", "render_markdown", "comparison_matrix", "scaling_efficiency", "write_charts",
            "PUBLISHED_ROWS"]
 
@@ -261,10 +263,14 @@ def write_charts(measured: pd.DataFrame, folder: str | Any) -> list[str]:
         ax.set_ylabel("train images/s (measured)")
         ax.set_title(model, fontsize=9)
         fig.tight_layout()
-        out_dir.mkdir(parents=True, exist_ok=True)
         name = f"throughput-{model}.png"
-        fig.savefig(out_dir / name, dpi=100)
-        plt.close(fig)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out_dir / name, dpi=100)
+        except OSError as exc:
+            raise HarnessError(f"--charts {out_dir}: cannot write {name}: {exc.strerror or exc}") from None
+        finally:
+            plt.close(fig)
         names.append(name)
     return names
 

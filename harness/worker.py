@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -84,20 +84,51 @@ def _host_peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def _train(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> None:
+def _open_train(hook: Any, case: Case, device: Any) -> tuple[Any, int, int]:
+    """The train stream, its steps per epoch and the run's total steps (``epochs``, else warm-up + ``steps``)."""
     s = case.settings
     data = hook.harness_data(case=case, split="train", device=device)
     steps_per_epoch = len(data)
     if steps_per_epoch < 1:
         raise HarnessError("train data has fewer images than one batch")
-    if s.epochs is not None:
-        total = max(1, math.ceil(s.epochs * steps_per_epoch))
-        timed = total - s.warmup
-        if timed < 1:
-            raise HarnessError(f"epochs={s.epochs} gives {total} steps, not more than warmup={s.warmup}")
-    else:
-        timed = s.steps
-        total = s.warmup + timed
+    if s.epochs is None:
+        return data, steps_per_epoch, s.warmup + s.steps
+    total = max(1, math.ceil(s.epochs * steps_per_epoch))
+    if total <= s.warmup:
+        raise HarnessError(f"epochs={s.epochs} gives {total} steps, not more than warmup={s.warmup}")
+    return data, steps_per_epoch, total
+
+
+def _record_train(result: dict[str, Any], batch_size: int, samples: list[float], first_step_s: float, warmup: int,
+                  total: int, steps_per_epoch: int, loss_first: float, losses: list[float]) -> None:
+    """The train metrics and samples: ``samples`` and ``losses`` are the timed steps'."""
+    result["metrics"]["train"] = {
+        "images_per_s": throughput(batch_size, samples),
+        "ms_per_step": summarize(samples),
+        "first_step_s": first_step_s,
+        "warmup_steps": warmup,
+        "timed_steps": len(samples),
+        "total_steps": total,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": total / steps_per_epoch,
+        "loss_first": loss_first,
+        "loss_last": losses[-1] if losses else loss_first,
+    }
+    result["samples"]["train_step_s"] = samples
+    result["samples"]["train_loss"] = losses
+
+
+def _check_finite(step_losses: Iterable[tuple[int, float]]) -> None:
+    """Fail the case as diverged at the first step (1-based) whose loss is NaN or infinite."""
+    bad = next(((i, v) for i, v in step_losses if not math.isfinite(v)), None)
+    if bad is not None:
+        raise HarnessError(f"diverged at step {bad[0]}: loss is {bad[1]}")
+
+
+def _train(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> None:
+    s = case.settings
+    data, steps_per_epoch, total = _open_train(hook, case, device)
+    timed = total - s.warmup
     step = hook.harness_train_step(case=case, model=model, device=device, total_steps=total,
                                    steps_per_epoch=steps_per_epoch)
     sync = hook.harness_synchronize
@@ -123,24 +154,9 @@ def _train(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, 
         samples.append(clock() - t0)
         progress("train", i + 1, timed)
 
-    values = hook.harness_to_host(value=[first_loss, *losses])
-    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
-    result["metrics"]["train"] = {
-        "images_per_s": throughput(s.batch_size, samples),
-        "ms_per_step": summarize(samples),
-        "first_step_s": first_step_s,
-        "warmup_steps": s.warmup,
-        "timed_steps": timed,
-        "total_steps": total,
-        "steps_per_epoch": steps_per_epoch,
-        "epochs": total / steps_per_epoch,
-        "loss_first": values[0],
-        "loss_last": values[-1],
-    }
-    result["samples"]["train_step_s"] = samples
-    result["samples"]["train_loss"] = values[1:]
-    if bad is not None:
-        raise HarnessError(f"diverged at step {bad + 1 if bad == 0 else s.warmup + bad}: loss is {values[bad]}")
+    first, *rest = hook.harness_to_host(value=[first_loss, *losses])
+    _record_train(result, s.batch_size, samples, first_step_s, s.warmup, total, steps_per_epoch, first, rest)
+    _check_finite([(1, first), *((s.warmup + 1 + i, v) for i, v in enumerate(rest))])
 
 
 def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> float:
@@ -204,11 +220,7 @@ def _train_to_target(hook: Any, case: Case, model: Any, device: Any, progress: _
     s = case.settings
     clock = time.perf_counter
     t_start = clock()
-    data = hook.harness_data(case=case, split="train", device=device)
-    steps_per_epoch = len(data)
-    if steps_per_epoch < 1:
-        raise HarnessError("train data has fewer images than one batch")
-    total = max(1, math.ceil(s.epochs * steps_per_epoch)) if s.epochs is not None else s.warmup + s.steps
+    data, steps_per_epoch, total = _open_train(hook, case, device)
     every = max(1, round(s.eval_every_epochs * steps_per_epoch))
     step = hook.harness_train_step(case=case, model=model, device=device, total_steps=total,
                                    steps_per_epoch=steps_per_epoch)
@@ -233,21 +245,7 @@ def _train_to_target(hook: Any, case: Case, model: Any, device: Any, progress: _
                 reached = evaluations[-1]
                 break
     values = hook.harness_to_host(value=losses)
-    timed = samples[s.warmup:] if len(samples) > s.warmup else samples
-    result["metrics"]["train"] = {
-        "images_per_s": throughput(s.batch_size, timed),
-        "ms_per_step": summarize(timed),
-        "first_step_s": samples[0],
-        "warmup_steps": min(s.warmup, len(samples) - len(timed)),
-        "timed_steps": len(timed),
-        "total_steps": len(samples),
-        "steps_per_epoch": steps_per_epoch,
-        "epochs": len(samples) / steps_per_epoch,
-        "loss_first": values[0],
-        "loss_last": values[-1],
-    }
-    result["samples"]["train_step_s"] = timed
-    result["samples"]["train_loss"] = values
+    warm = min(s.warmup, len(samples) - 1)  # the timed samples are those after the warm-up, when there are any
     result["metrics"]["time_to_accuracy"] = {
         "target_top1": s.target_top1,
         "reached": reached is not None,
@@ -256,9 +254,9 @@ def _train_to_target(hook: Any, case: Case, model: Any, device: Any, progress: _
         "init_s": init_s,
         "evaluations": evaluations,
     }
-    bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
-    if bad is not None:
-        raise HarnessError(f"diverged at step {bad + 1}: loss is {values[bad]}")
+    _record_train(result, s.batch_size, samples[warm:], samples[0], warm, len(samples), steps_per_epoch, values[0],
+                  values[warm:])
+    _check_finite(enumerate(values, 1))
 
 
 def run_case(case: Case, result_path: str) -> dict[str, Any]:

@@ -123,3 +123,18 @@ def test_report_cli_references_formats_and_charts(tmp_path, capsys):
     assert main(["report", str(run), "--references", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert sum(r["kind"] == "reference" for r in rows) == len(PUBLISHED)
+
+
+def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_text(json.dumps(_measured("resnet50_bam", "torch")) + "\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where a folder is needed
+    for argv in (["report", str(run), "-o", str(blocker / "r.md")],
+                 ["report", str(run), "--charts", str(blocker / "charts")],
+                 ["references", "-o", str(blocker / "seeds.jsonl")],
+                 ["compare", str(run), str(run), "-o", str(blocker / "c.md")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("harness: error: ") and str(blocker) in err and "\n" not in err, err
