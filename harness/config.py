@@ -32,8 +32,10 @@ def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, minimu
 class Settings:
     """Everything a case may set. Defaults suit a quick CPU run."""
 
-    scenario: str = _opt("train", "train: timed training then evaluation; eval: timed evaluation only",
-                         ("train", "eval"))
+    scenario: str = _opt("train", "train: timed training then evaluation; eval: timed evaluation only; inference: "
+                         "latency and throughput of the model in `runtime` (exported first when the runtime loads an "
+                         "export) and its accuracy beside the framework's own evaluation; export: the exports an "
+                         "inference case of another backend loads", ("train", "eval", "inference", "export"))
     batch_size: int = _opt(32, "images per step per device", minimum=1)
     steps: int | None = _opt(20, "timed training steps after warm-up (ignored when epochs is set)", minimum=1)
     epochs: float | None = _opt(None, "train for this many passes over the data instead of `steps`", minimum=0)
@@ -108,6 +110,19 @@ class Settings:
     eval_every_epochs: float = _opt(1.0, "time to accuracy: epochs between evaluations", minimum=0.001)
     eval_batches: int | None = _opt(None, "limit evaluation to this many batches", minimum=1)
     export: list[str] = _opt((), "formats to export after training, checked against the model's outputs")
+    weights: str | None = _opt(None, "a checkpoint (this backend's format, or harness's neutral .npz) loaded into the "
+                               "model before training, evaluation or inference")
+    runtime: str | None = _opt(None, "inference: the runtime the model runs in, one of the backend's (harness plugins; "
+                               "e.g. torch: eager, torchscript; mindspore: graph, mindir, lite; onnxruntime: "
+                               "onnxruntime); default: the backend's first")
+    inference_batch_sizes: list[int] = _opt((1,), "inference: batch sizes whose throughput is measured (batch 1 also "
+                                            "gives the latency percentiles)")
+    latency_min_runs: int = _opt(100, "inference: timed runs per batch size, at least", minimum=1)
+    latency_min_s: float = _opt(2.0, "inference: seconds of timed runs per batch size, at least", minimum=0)
+    model_file: str | None = _opt(None, "inference: an exported model to load instead of exporting one; '{batch}' in "
+                                  "the path is replaced by the batch size for static-shape exports")
+    export_from: str = _opt("torch", "inference in a backend that only loads exports (onnxruntime): the backend that "
+                            "builds the model and exports it first, in its own process")
     timeout: float = _opt(900.0, "seconds before the case is stopped and recorded as failed", minimum=1)
 
 

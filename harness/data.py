@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .config import Settings
 
 __all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "scan_folder", "Preprocess", "preprocess_for", "repeated_order",
-           "repeat_synthetic", "shard_order", "synthetic_batches", "SyntheticStream"]
+           "repeat_synthetic", "shard_order", "synthetic_batches", "SyntheticStream", "eval_arrays"]
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -267,3 +267,16 @@ class SyntheticStream:
     def __iter__(self):  # noqa: ANN204 - yields the backend's batch type
         for _ in range(self.n):
             yield self.batch
+
+
+def eval_arrays(settings: Settings, batch: int, mean: Sequence[float] = MEAN,
+                std: Sequence[float] = STD) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The eval split of ``settings.data_root`` as host batches ``(float32 NCHW images, int64 labels)``, in order,
+    preprocessed exactly as the backends' eval streams (the last batch may be short). For runtimes that take
+    host arrays, such as exported models."""
+    _, samples = scan_folder(settings.data_root, "val")
+    pre = preprocess_for(settings, False, mean, std)
+    for start in range(0, len(samples), batch):
+        chunk = samples[start:start + batch]
+        images = np.stack([pre.load(path, None) for path, _ in chunk]).astype(np.float32, copy=False)
+        yield images, np.array([label for _, label in chunk], dtype=np.int64)

@@ -28,7 +28,8 @@ import pluggy
 
 from .config import Case
 
-__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "REQUIRED_HOOKS", "DataStream"]
+__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "REQUIRED_HOOKS", "SCENARIO_HOOKS",
+           "SCENARIOS", "required_hooks", "DataStream", "InferenceSession"]
 
 PROJECT = "harness"
 ENTRY_POINT_GROUP = "harness.backends"
@@ -47,6 +48,26 @@ class DataStream(Iterable[Any], Sized, Protocol):
     """
 
 
+class InferenceSession(Protocol):
+    """What ``harness_inference_session`` returns: one model loaded in one runtime, for one batch size.
+
+    The core times ``run`` alone, bracketed by ``harness_synchronize``; ``inputs`` and ``logits`` are
+    called outside the timed region.
+    """
+
+    #: What ran, with its version and options, e.g. ``"onnxruntime 1.23.2 (CPUExecutionProvider)"``.
+    runtime: str
+
+    def inputs(self, images: Any) -> Any:
+        """Host float32 NCHW NumPy ``images`` (``batch`` of them) as the runtime's input, on the device."""
+
+    def run(self, inputs: Any) -> Any:
+        """One forward pass; may return before the device has finished (the core synchronizes)."""
+
+    def logits(self, outputs: Any) -> Any:
+        """``run``'s outputs as a float32 NumPy array ``(batch, classes)`` on the host."""
+
+
 @hookspec(firstresult=True)
 def harness_backend_info() -> dict[str, Any]:
     """Describe the backend without touching any device.
@@ -59,7 +80,13 @@ def harness_backend_info() -> dict[str, Any]:
     multi-device case of this backend is started. Each worker then sees the launcher's environment
     (``RANK``/``WORLD_SIZE`` or ``RANK_ID``/``RANK_SIZE``); ``harness_setup`` joins the process group
     and ``harness_build_model`` wraps the model for data parallelism.
-    First non-None result wins.
+
+    Optional keys: ``scenarios`` (the subset of :data:`SCENARIOS` it runs; default
+    ``["train", "eval"]``; the hooks each needs are :data:`SCENARIO_HOOKS`) and ``runtimes``
+    (inference runtimes, in order of preference, each mapped to the export format it loads, or to
+    ``None`` when it runs the built model itself: ``{"eager": None, "torchscript": "torchscript"}``).
+    A backend that runs ``inference`` but not ``export`` only loads exports; ``harness run`` has them
+    made first by the case's ``export_from`` backend. First non-None result wins.
     """
 
 
@@ -160,13 +187,29 @@ def harness_device_memory(device: Any) -> int | None:
 
 
 @hookspec(firstresult=True)
-def harness_export(case: Case, model: Any, device: Any, fmt: str, path: str) -> dict[str, Any]:
+def harness_export(case: Case, model: Any, device: Any, fmt: str, path: str, batch: int | None) -> dict[str, Any]:
     """Export ``model`` as ``fmt`` to ``path`` (without extension) and check it.
 
-    Returns ``{"format", "path", "bytes", "check": {"runtime", "max_abs_diff"}}``:
-    the exported file is run in its runtime on one batch and compared with the
-    model's own outputs. Raises :class:`harness.HarnessError` naming the
-    supported formats for an unknown ``fmt``. First non-None result wins.
+    ``batch`` is the batch size of the example input (``None``: a few images); formats with static
+    shapes are exported for exactly that batch. Returns ``{"format", "path", "bytes", "check":
+    {"runtime", "max_abs_diff"}}``, ``path`` being the file's name beside ``path``: the exported
+    file is run in its runtime on one batch and compared with the model's own outputs. Raises
+    :class:`harness.HarnessError` naming the supported formats for an unknown ``fmt``. First
+    non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_inference_session(case: Case, device: Any, model: Any, runtime: str, path: str | None,
+                              batch: int) -> InferenceSession:
+    """Load a model into ``runtime`` (one of ``harness_backend_info()["runtimes"]``) for ``batch`` images.
+
+    ``path`` is the exported file when the runtime loads an export (its format is the one
+    ``runtimes`` maps it to), else ``None`` and ``model`` (the built model, weights loaded) runs
+    itself; ``model`` is ``None`` in a backend that only loads exports. Returns an
+    :class:`InferenceSession`. Raises :class:`harness.Unsupported` when the runtime cannot run on
+    this device or host (the case is skipped with the message), :class:`harness.HarnessError` for
+    a file it cannot load. First non-None result wins.
     """
 
 
@@ -240,10 +283,28 @@ def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     """
 
 
-#: Hooks a backend must implement to run cases.
-REQUIRED_HOOKS = (
-    "harness_backend_info", "harness_probe_device", "harness_setup", "harness_build_model",
-    "harness_data", "harness_train_step", "harness_eval_step", "harness_to_host",
-    "harness_synchronize", "harness_export", "harness_environment", "harness_to_device", "harness_predict",
-    "harness_get_weights", "harness_set_weights", "harness_read_checkpoint", "harness_write_checkpoint",
-)
+#: What a case can ask of a backend (``Settings.scenario``).
+SCENARIOS = ("train", "eval", "inference", "export")
+
+#: Hooks every backend implements.
+REQUIRED_HOOKS = ("harness_backend_info", "harness_probe_device", "harness_setup", "harness_synchronize",
+                  "harness_environment", "harness_to_host")
+
+_MODEL_HOOKS = ("harness_build_model", "harness_data", "harness_eval_step", "harness_to_device", "harness_predict",
+                "harness_get_weights", "harness_set_weights", "harness_read_checkpoint", "harness_write_checkpoint")
+
+#: The further hooks each scenario needs.
+SCENARIO_HOOKS: dict[str, tuple[str, ...]] = {
+    "train": (*_MODEL_HOOKS, "harness_train_step", "harness_export"),
+    "eval": _MODEL_HOOKS,
+    "export": (*_MODEL_HOOKS, "harness_export"),
+    "inference": ("harness_inference_session",),
+}
+
+
+def required_hooks(scenarios: Iterable[str]) -> tuple[str, ...]:
+    """The hooks a backend declaring ``scenarios`` must implement, in a stable order."""
+    names = list(REQUIRED_HOOKS)
+    for sc in scenarios:
+        names += [h for h in SCENARIO_HOOKS.get(sc, ()) if h not in names]
+    return tuple(names)

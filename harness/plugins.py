@@ -6,6 +6,7 @@ import importlib.metadata as md
 import pluggy
 
 from . import hookspecs
+from .contract import check_info
 from .errors import HarnessError, near
 
 __all__ = ["backend_entry_points", "load_backend", "check_contract", "describe_entry_point"]
@@ -28,15 +29,21 @@ def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
     return (dist.metadata["Name"], dist.version) if dist is not None else ("?", "?")
 
 
-def check_contract(pm: pluggy.PluginManager, name: str) -> None:
-    """Fail with one line when a backend misses a required hook or a hook has a wrong signature."""
+def check_contract(pm: pluggy.PluginManager, name: str) -> dict:
+    """Fail with one line when a backend misses a hook its scenarios need, a hook has a wrong signature
+    or its info is malformed; return the info."""
     try:
         pm.check_pending()  # a hookimpl whose name matches no spec (a typo)
     except pluggy.PluginValidationError as exc:
         raise HarnessError(f"backend '{name}': {_one_line(exc)}") from None
-    for hook in hookspecs.REQUIRED_HOOKS:
+    if not pm.hook.harness_backend_info.get_hookimpls():
+        raise HarnessError(f"backend '{name}' does not implement required hook harness_backend_info")
+    info = check_info(name, pm.hook.harness_backend_info())
+    for hook in hookspecs.required_hooks(info.get("scenarios", ["train", "eval"])):
         if not getattr(pm.hook, hook).get_hookimpls():
-            raise HarnessError(f"backend '{name}' does not implement required hook {hook}")
+            raise HarnessError(f"backend '{name}' does not implement required hook {hook} (needed by its "
+                               f"scenarios: {', '.join(info.get('scenarios', ['train', 'eval']))})")
+    return info
 
 
 def load_backend(name: str) -> pluggy.PluginManager:

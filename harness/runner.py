@@ -84,6 +84,44 @@ class _Display:
         self.stream.flush()
 
 
+def _processes_with(token: str) -> list[int]:
+    """Processes (other than this one) whose environment holds ``HARNESS_CASE_TOKEN=token``.
+
+    Every process of a case inherits the token: the child, the launcher's workers (torchrun and msrun start
+    them in sessions of their own, out of reach of the child's process group) and their data-loader workers.
+    Empty where ``/proc`` does not exist.
+    """
+    needle = f"HARNESS_CASE_TOKEN={token}".encode()
+    found = []
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        pid = int(entry)
+        if pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(pid)
+        except OSError:  # gone, or not ours
+            continue
+    return found
+
+
+def _reap(token: str) -> None:
+    """SIGKILL every process left over from a case (found by its token) and wait until they are gone."""
+    deadline = time.monotonic() + 10
+    while (pids := _processes_with(token)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.1)
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -127,7 +165,9 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
     except HarnessError as exc:  # this case cannot start; the suite goes on
         return {"status": "failed", "reason": f"launch: {exc}", "metrics": {}, "samples": {}, "env": {}}
     read_fd, write_fd = os.pipe()
-    env = child_env(HARNESS_PROGRESS_FD=str(write_fd), PYTHONUNBUFFERED="1", **extra)
+    token = f"{os.getpid()}-{time.monotonic_ns()}"
+    env = child_env(HARNESS_PROGRESS_FD=str(write_fd), HARNESS_PROGRESS_INO=str(os.fstat(write_fd).st_ino),
+                    PYTHONUNBUFFERED="1", HARNESS_CASE_TOKEN=token, **extra)
     timeout = case.settings.timeout
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(argv, cwd=case_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -174,6 +214,7 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        _reap(token)
     result: dict[str, Any] | None = None
     if distributed:
         result = merge_ranks(case, result_file, case_dir)

@@ -30,8 +30,12 @@ from typing import Any
 import numpy as np
 
 from .config import Case
-from .errors import HarnessError, Unsupported
+from .contract import check_counts, check_export, check_info, check_logits, check_session
+from .data import eval_arrays
+from .errors import HarnessError, Unsupported, near
+from .hookspecs import required_hooks
 from .launchers import rank_of, rank_result_file, world_of
+from .models import get_model
 from .plugins import load_backend
 from .timing import summarize, throughput
 
@@ -45,8 +49,15 @@ class _Progress:
     """Sends ``{"phase", "step", "total"}`` lines to the parent (at most every 0.5 s)."""
 
     def __init__(self) -> None:
-        fd = os.environ.get("HARNESS_PROGRESS_FD")
+        fd, ino = os.environ.get("HARNESS_PROGRESS_FD"), os.environ.get("HARNESS_PROGRESS_INO")
         self.fd = int(fd) if fd else None
+        # A launcher (torchrun, msrun) does not pass the pipe on to its workers, so the number may name another
+        # file of this process (a data-loader queue): write only to the very pipe the runner opened.
+        try:
+            if self.fd is not None and str(os.fstat(self.fd).st_ino) != ino:
+                self.fd = None
+        except OSError:
+            self.fd = None
         self.last = 0.0
 
     def __call__(self, phase: str, step: int, total: int, force: bool = False) -> None:
@@ -197,7 +208,8 @@ def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progres
         samples.append(clock() - t0)
         progress("eval", i + 1, n_batches)
 
-    counts = [hook.harness_to_host(value=o) for o in outs]
+    backend = case.backend
+    counts = [check_counts(backend, hook.harness_to_host(value=o)) for o in outs]
     top1 = math.fsum(c[0] for c in counts)
     top5 = math.fsum(c[1] for c in counts)
     n = math.fsum(c[2] for c in counts)
@@ -259,6 +271,139 @@ def _train_to_target(hook: Any, case: Case, model: Any, device: Any, progress: _
     _check_finite(enumerate(values, 1))
 
 
+def _load_weights(hook: Any, case: Case, model: Any) -> None:
+    """``settings.weights``: a checkpoint of this backend, or a neutral ``.npz``, loaded strictly."""
+    path = case.settings.weights
+    if not os.path.isfile(path):
+        raise HarnessError(f"weights '{path}': no such file")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                weights = {k: f[k] for k in f.files}
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"weights '{path}': not a readable .npz: {exc}") from None
+    else:
+        weights = hook.harness_read_checkpoint(path=path)
+    hook.harness_set_weights(case=case, model=model, weights=weights)
+
+
+def _inference_batches(s: Any) -> list[int]:
+    """Batch sizes an inference case runs: those measured, and the eval batch when accuracy is measured."""
+    return sorted(set(s.inference_batch_sizes) | ({s.batch_size} if s.data != "synthetic" else set()))
+
+
+def _export(hook: Any, name: str, case: Case, model: Any, device: Any, fmt: str, batch: int | None) -> dict[str, Any]:
+    stem = f"model_{fmt}" if batch is None else f"model_{fmt}_b{batch}"
+    out = check_export(name, fmt, hook.harness_export(case=case, model=model, device=device, fmt=fmt,
+                                                      path=os.path.join(os.getcwd(), stem), batch=batch))
+    return {**out, **({"batch": batch} if batch is not None else {})}
+
+
+def _time_runs(hook: Any, session: Any, device: Any, images: np.ndarray, s: Any) -> tuple[list[float], float]:
+    """Untimed warm-up, then timed ``run`` calls until both ``latency_min_runs`` and ``latency_min_s`` are met."""
+    sync = hook.harness_synchronize
+    inputs = session.inputs(images)
+    sync(device=device)
+    t0 = time.perf_counter()
+    session.run(inputs)
+    sync(device=device)
+    first = time.perf_counter() - t0
+    for _ in range(1, s.warmup):
+        session.run(inputs)
+    sync(device=device)
+    samples: list[float] = []
+    clock = time.perf_counter
+    total = 0.0
+    while len(samples) < s.latency_min_runs or total < s.latency_min_s:
+        t0 = clock()
+        session.run(inputs)
+        sync(device=device)
+        samples.append(clock() - t0)
+        total += samples[-1]
+    return samples, first
+
+
+def _inference(hook: Any, info: dict[str, Any], case: Case, model: Any, device: Any, progress: _Progress,
+               result: dict[str, Any]) -> None:
+    """Latency and throughput of the model in ``settings.runtime``, and the exported model's accuracy beside the
+    framework's own evaluation of the same weights."""
+    s, name = case.settings, info["name"]
+    runtimes = info.get("runtimes") or {}
+    runtime = s.runtime or next(iter(runtimes), None)
+    if runtime not in runtimes:
+        raise HarnessError(f"runtime '{runtime}': backend '{name}' has {', '.join(runtimes) or 'no runtimes'}"
+                           f"{near(str(runtime), runtimes)}")
+    fmt = runtimes[runtime]
+    if fmt is not None and model is None and not s.model_file:
+        raise HarnessError(f"runtime '{runtime}' loads a {fmt} export: set model_file, or run it through "
+                           "`harness run` (which exports with export_from)")
+    spec = get_model(case.model)
+    out: dict[str, Any] = {"runtime": runtime, "format": fmt, "throughput": []}
+    result["metrics"]["inference"] = out
+    exports: list[dict[str, Any]] = []
+    measure = sorted(set(s.inference_batch_sizes))
+    rng = np.random.default_rng(s.seed + 3)
+    for i, b in enumerate(_inference_batches(s)):
+        path = None
+        if fmt is not None and model is not None:
+            progress("export", i + 1, len(_inference_batches(s)), force=True)
+            exports.append(_export(hook, name, case, model, device, fmt, b))
+            path = os.path.join(os.getcwd(), exports[-1]["path"])
+        elif fmt is not None:
+            path = s.model_file.replace("{batch}", str(b))
+            if not os.path.isfile(path):
+                raise HarnessError(f"model_file '{path}': no such file")
+        session = check_session(name, runtime, hook.harness_inference_session(
+            case=case, device=device, model=model, runtime=runtime, path=path, batch=b))
+        out["runtime_detail"] = session.runtime
+        if b in measure:
+            images = rng.standard_normal((b, 3, s.image_size, s.image_size), dtype=np.float32)
+            check_logits(name, f"{runtime} session logits", session.logits(session.run(session.inputs(images))),
+                         b, s.num_classes)
+            samples, first = _time_runs(hook, session, device, images, s)
+            progress("inference", measure.index(b) + 1, len(measure), force=True)
+            out["throughput"].append({"batch_size": b, "images_per_s": throughput(b, samples),
+                                      "ms_per_batch": summarize(samples), "first_run_s": first})
+            result["samples"][f"inference_b{b}_s"] = samples
+            if b == 1:
+                out["latency_ms"] = summarize(samples)
+        if b == s.batch_size and s.data != "synthetic":
+            out["accuracy"] = _exported_accuracy(hook, name, case, model, device, session, b, spec)
+        del session
+    if out["throughput"]:
+        out["images_per_s"] = max(out["throughput"], key=lambda t: t["batch_size"])["images_per_s"]
+    if exports:
+        result["metrics"]["export"] = exports
+
+
+def _exported_accuracy(hook: Any, name: str, case: Case, model: Any, device: Any, session: Any, batch: int,
+                       spec: Any) -> dict[str, Any]:
+    """Top-1/top-5 of the session over the eval split (host arrays, the last batch padded to the session's batch),
+    and, where the framework model is here, how far its logits are from the framework's on the same images."""
+    s = case.settings
+    top1 = top5 = n = agree = 0
+    max_diff = 0.0
+    for images, labels in eval_arrays(s, batch, spec.mean, spec.std):
+        k = len(labels)
+        padded = images if k == batch else np.concatenate([images, np.repeat(images[-1:], batch - k, axis=0)])
+        logits = check_logits(name, "session logits", session.logits(session.run(session.inputs(padded))),
+                              batch, s.num_classes)[:k]
+        ranked = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+        top1 += int((ranked[:, 0] == labels).sum())
+        top5 += int((ranked == labels[:, None]).any(axis=1).sum())
+        n += k
+        if model is not None:
+            own = check_logits(name, "harness_predict", hook.harness_predict(case=case, model=model, device=device,
+                                                                            images=images), k, s.num_classes)
+            agree += int((own.argmax(axis=1) == ranked[:, 0]).sum())
+            max_diff = max(max_diff, float(np.max(np.abs(own - logits))))
+    acc: dict[str, Any] = {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "images": n}
+    if model is not None:
+        acc["top1_agreement"] = 100.0 * agree / n
+        acc["max_abs_logit_diff"] = max_diff
+    return acc
+
+
 def run_case(case: Case, result_path: str) -> dict[str, Any]:
     """Run ``case`` in this process; write and return the result dict."""
     world, rank = world_of(), rank_of()
@@ -270,7 +415,13 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
     phase = "setup"
     t_init = time.perf_counter()
     try:
-        hook = load_backend(case.backend).hook
+        pm = load_backend(case.backend)
+        hook = pm.hook
+        info = check_info(case.backend, hook.harness_backend_info())
+        scenarios = info.get("scenarios", ["train", "eval"])
+        if case.settings.scenario not in scenarios:
+            raise HarnessError(f"backend '{case.backend}' does not run scenario '{case.settings.scenario}' "
+                               f"(it runs: {', '.join(scenarios)})")
         device = hook.harness_setup(case=case)
         if case.settings.devices * case.settings.nodes != world:
             raise HarnessError(f"devices: {case.settings.devices} x nodes: {case.settings.nodes}, but this process "
@@ -279,8 +430,15 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
         for part in hook.harness_environment(case=case, device=device)[::-1]:
             result["env"].update(part or {})
         phase = "build"
-        model = hook.harness_build_model(case=case, device=device)
+        builds = "harness_build_model" in required_hooks(scenarios) and not (
+            case.settings.scenario == "inference" and "export" not in scenarios)
+        model = hook.harness_build_model(case=case, device=device) if builds else None
+        if case.settings.weights and model is not None:
+            phase = "weights"
+            _load_weights(hook, case, model)
         _write(result_path, result)
+        if case.settings.scenario in ("inference", "export") and world > 1:
+            raise HarnessError(f"scenario {case.settings.scenario} runs on one device (devices: 1)")
         if case.settings.target_top1 is not None and world > 1:
             raise HarnessError("target_top1: time to accuracy runs on one device (devices: 1) in this version")
         if case.settings.scenario == "train" and case.settings.target_top1 is not None:
@@ -300,16 +458,24 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
                 digest.update(np.ascontiguousarray(weights[name]).tobytes())
             result["metrics"]["weights_sha256"] = digest.hexdigest()  # trainable parameters only
         # evaluation and exports are rank 0's (on the full eval set)
-        if rank == 0 and (case.settings.eval or case.settings.scenario == "eval") and case.settings.target_top1 is None:
+        scenario = case.settings.scenario
+        evaluate = (scenario == "eval" or (scenario == "train" and case.settings.eval)
+                    or (scenario in ("inference", "export") and model is not None and case.settings.data != "synthetic"))
+        if rank == 0 and evaluate and case.settings.target_top1 is None:
             phase = "eval"
             _evaluate(hook, case, model, device, progress, result)
             _write(result_path, result)
+        if scenario == "inference":
+            phase = "inference"
+            _inference(hook, info, case, model, device, progress, result)
+            _write(result_path, result)
         exports = []
+        per_batch = _inference_batches(case.settings) if scenario == "export" else [None]
         for fmt in (case.settings.export if rank == 0 else ()):
             phase = f"export {fmt}"
-            progress("export", len(exports) + 1, len(case.settings.export), force=True)
-            exports.append(hook.harness_export(case=case, model=model, device=device, fmt=fmt,
-                                               path=os.path.join(os.getcwd(), f"model_{fmt}")))
+            for b in per_batch:
+                progress("export", len(exports) + 1, len(case.settings.export) * len(per_batch), force=True)
+                exports.append(_export(hook, case.backend, case, model, device, fmt, b))
         if exports:
             result["metrics"]["export"] = exports
         result["metrics"]["memory"] = {"host_peak_bytes": _host_peak_bytes(),

@@ -185,3 +185,27 @@ def test_torchrun_root_cause_names_the_rank_that_failed_first(tmp_path):
         rank_result_file(result, r).write_text(json.dumps({**_rank_result(), "status": "running", "pid": 4241 + r}))
     (tmp_path / "case.log").write_text(msrun)
     assert merge_ranks(c, result, tmp_path)["reason"].startswith("rank 1: ")
+
+
+def test_progress_writes_only_to_the_pipe_the_runner_opened(monkeypatch):
+    """A launcher's worker inherits the fd number but not the pipe; the number may then name a data-loader queue,
+    which a progress line would corrupt (a hang seen in CI)."""
+    from harness.worker import _Progress
+
+    read_fd, write_fd = os.pipe()
+    other_r, other_w = os.pipe()
+    try:
+        monkeypatch.setenv("HARNESS_PROGRESS_FD", str(write_fd))
+        monkeypatch.setenv("HARNESS_PROGRESS_INO", str(os.fstat(write_fd).st_ino))
+        _Progress()("train", 1, 2, force=True)
+        assert json.loads(os.read(read_fd, 1000))["step"] == 1
+        monkeypatch.setenv("HARNESS_PROGRESS_FD", str(other_w))  # same number, another file
+        progress = _Progress()
+        assert progress.fd is None
+        progress("train", 2, 2, force=True)
+        os.set_blocking(other_r, False)
+        with pytest.raises(BlockingIOError):
+            os.read(other_r, 1000)
+    finally:
+        for fd in (read_fd, write_fd, other_r, other_w):
+            os.close(fd)

@@ -1,0 +1,109 @@
+"""Checks of what a backend's hooks return, so a plugin's mistake is one line naming the hook.
+
+The worker, the probe and ``harness check-backend`` call these on every value the core reads
+(everything else a backend returns is opaque to the core). Each raises :class:`HarnessError`
+``backend 'NAME': HOOK returned VALUE: WHAT WAS EXPECTED``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .config import DEVICES
+from .errors import HarnessError
+from .hookspecs import SCENARIOS
+
+__all__ = ["check_info", "check_probe", "check_export", "check_counts", "check_logits", "check_session"]
+
+
+def _fail(backend: str, hook: str, value: Any, expected: str) -> HarnessError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 120 else shown[:117] + "..."
+    return HarnessError(f"backend '{backend}': {hook} returned {shown}: {expected}")
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+
+
+def check_info(backend: str, info: Any) -> dict[str, Any]:
+    """``harness_backend_info()``: the keys the core reads, with their types."""
+    hook = "harness_backend_info()"
+    if not isinstance(info, dict):
+        raise _fail(backend, hook, info, "expected a dict")
+    for key in ("name", "framework", "framework_version", "version"):
+        if not isinstance(info.get(key), str):
+            raise _fail(backend, hook, info, f"'{key}' must be a string")
+    if not _is_str_list(info.get("models")):
+        raise _fail(backend, hook, info, "'models' must be a list of model names")
+    devices = info.get("devices")
+    if not _is_str_list(devices) or not set(devices) <= set(DEVICES):
+        raise _fail(backend, hook, info, f"'devices' must be a list drawn from {', '.join(DEVICES)}")
+    scenarios = info.get("scenarios", ["train", "eval"])
+    if not _is_str_list(scenarios) or not scenarios or not set(scenarios) <= set(SCENARIOS):
+        raise _fail(backend, hook, info, f"'scenarios' must be a non-empty list drawn from {', '.join(SCENARIOS)}")
+    runtimes = info.get("runtimes", {})
+    if not isinstance(runtimes, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str))
+                                                 for k, v in runtimes.items()):
+        raise _fail(backend, hook, info, "'runtimes' must map runtime names to an export format or null")
+    if "inference" in scenarios and not runtimes:
+        raise _fail(backend, hook, info, "a backend that runs 'inference' must name its 'runtimes'")
+    if info.get("launcher") not in (None, "single", "torchrun", "msrun"):
+        raise _fail(backend, hook, info, "'launcher' must be torchrun, msrun or absent")
+    return info
+
+
+def check_probe(backend: str, device: str, value: Any) -> dict[str, Any]:
+    """``harness_probe_device(device)``: available, reason, model, count."""
+    hook = f"harness_probe_device(device='{device}')"
+    if not isinstance(value, dict) or not isinstance(value.get("available"), bool):
+        raise _fail(backend, hook, value, "expected a dict whose 'available' is true or false")
+    if not value["available"] and not isinstance(value.get("reason"), str):
+        raise _fail(backend, hook, value, "an unavailable device needs a 'reason' string")
+    if not isinstance(value.get("count", 0), int):
+        raise _fail(backend, hook, value, "'count' must be an integer")
+    return value
+
+
+def check_export(backend: str, fmt: str, value: Any) -> dict[str, Any]:
+    """``harness_export(fmt=...)``: format, path (a file name), bytes, check."""
+    hook = f"harness_export(fmt='{fmt}')"
+    if not isinstance(value, dict) or not isinstance(value.get("path"), str) or not isinstance(value.get("bytes"), int):
+        raise _fail(backend, hook, value, "expected a dict with 'format', 'path' (file name) and 'bytes'")
+    if not isinstance(value.get("check"), dict):
+        raise _fail(backend, hook, value, "'check' must be a dict with 'runtime' and 'max_abs_diff'")
+    return value
+
+
+def check_counts(backend: str, value: Any) -> list[float]:
+    """An eval step's output after ``harness_to_host``: ``[top1_correct, top5_correct, count]``."""
+    hook = "harness_to_host(eval step output)"
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise _fail(backend, hook, value, "expected [top1_correct, top5_correct, count] as numbers")
+    top1, top5, n = value
+    if not 0 <= top1 <= top5 <= n:
+        raise _fail(backend, hook, value, "expected 0 <= top1_correct <= top5_correct <= count")
+    return [float(v) for v in value]
+
+
+def check_logits(backend: str, hook: str, value: Any, batch: int, classes: int) -> np.ndarray:
+    """A float NumPy array ``(batch, classes)`` of finite values."""
+    if not isinstance(value, np.ndarray) or value.shape != (batch, classes):
+        shape = getattr(value, "shape", None)
+        raise _fail(backend, hook, f"{type(value).__name__} of shape {shape}",
+                    f"expected a NumPy array of shape ({batch}, {classes})")
+    if not np.issubdtype(value.dtype, np.floating):
+        raise _fail(backend, hook, f"array of {value.dtype}", "expected floating-point logits")
+    return value.astype(np.float32, copy=False)
+
+
+def check_session(backend: str, runtime: str, value: Any) -> Any:
+    """``harness_inference_session``: an object with ``runtime``, ``inputs``, ``run`` and ``logits``."""
+    hook = f"harness_inference_session(runtime='{runtime}')"
+    missing = [m for m in ("inputs", "run", "logits") if not callable(getattr(value, m, None))]
+    if missing or not isinstance(getattr(value, "runtime", None), str):
+        what = f"missing {', '.join(missing)}" if missing else "'runtime' must be a string"
+        raise _fail(backend, hook, type(value).__name__, f"expected an InferenceSession ({what})")
+    return value
