@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .config import DEVICES
 from .errors import HarnessError
 
 __all__ = ["main"]
@@ -123,6 +124,26 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_backend(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from .conformance import check_backend
+    from .plugins import backend_entry_points
+    from .errors import near
+
+    eps = backend_entry_points()
+    if args.name not in eps:
+        raise HarnessError(f"unknown backend '{args.name}'{near(args.name, eps)} (installed: {', '.join(sorted(eps))})")
+    results = check_backend(args.name, args.device, args.model, args.export_from, args.model_file)
+    print(tabulate([[r["check"], r["status"], r["detail"]] for r in results], headers=["check", "status", "detail"],
+                   tablefmt="github"))
+    failed = [r for r in results if r["status"] == "fail"]
+    counts = {k: sum(r["status"] == k for r in results) for k in ("pass", "fail", "skip")}
+    print(f"\nbackend '{args.name}' on {args.device}: {counts['pass']} passed, {counts['fail']} failed, "
+          f"{counts['skip']} skipped")
+    return 1 if failed else 0
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -132,11 +153,13 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     for name, p in _probe_all().items():
         d = describe_entry_point(name)
         devices = ", ".join(k for k, v in p.get("device_status", {}).items() if v["available"])
-        rows.append([name, f"{d['package']} {d['package_version']}", d["module"],
+        runtimes = ", ".join(p.get("runtimes") or {})
+        scenarios = ", ".join(p.get("scenarios", ["train", "eval"])) if "error" not in p else ""
+        rows.append([name, f"{p.get('version', '?')}", f"{d['package']} {d['package_version']}", d["module"],
                      p.get("error") or f"{p['framework']} {p['framework_version']}", devices,
-                     ", ".join(p.get("models", []))])
-    print(tabulate(rows, headers=["backend", "package", "module", "framework", "devices found", "models"],
-                   tablefmt="github"))
+                     scenarios + (f" (runtimes: {runtimes})" if runtimes else ""), ", ".join(p.get("models", []))])
+    print(tabulate(rows, headers=["backend", "version", "package", "module", "framework", "devices found",
+                                  "scenarios", "models"], tablefmt="github"))
     return 0
 
 
@@ -253,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("plugins", help="installed backends: package, version, devices, models")
     p.set_defaults(func=_cmd_plugins)
+    p = sub.add_parser("check-backend", help="the conformance suite: check every hook of an installed backend "
+                       "(exit 0 all passed, 1 a check failed, 2 usage error)")
+    p.add_argument("name", help="the backend's entry-point name (harness plugins)")
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--model", default=None, help="model to build (default: the backend's first)")
+    p.add_argument("--export-from", default="torch", help="for a backend that only loads exports: the backend "
+                   "that makes them (default torch)")
+    p.add_argument("--model-file", default=None, help="for a backend that only loads exports: an exported file "
+                   "to load instead ('{batch}' is replaced by the batch size)")
+    p.set_defaults(func=_cmd_check_backend)
 
     p = sub.add_parser("convert", help="convert a checkpoint between backends, checked against the model")
     p.add_argument("src", help="checkpoint to read (.pt/.pth: torch, .ckpt: mindspore)")

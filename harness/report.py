@@ -275,9 +275,36 @@ def write_charts(measured: pd.DataFrame, folder: str | Any) -> list[str]:
     return names
 
 
+def inference_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per measured inference case: runtime, batch-1 latency percentiles, throughput at each batch size,
+    and the runtime's top-1 beside the framework's own evaluation of the same weights."""
+    rows = []
+    for r in records:
+        inf = _get(r, "metrics", "inference")
+        if r.get("kind", "measured") != "measured" or r.get("status") != "ok" or not inf:
+            continue
+        cfg = r.get("config", {})
+        lat = inf.get("latency_ms") or {}
+        acc = inf.get("accuracy") or {}
+        src = _get(r, "metrics", "export_from", "backend")
+        rows.append({
+            "model": cfg.get("model"), "backend": cfg.get("backend"), "device": cfg.get("device"),
+            "runtime": inf.get("runtime", "") + (f" (export: {src})" if src else ""),
+            "p50 ms": _fmt("{:.3f}", lat.get("p50")), "p90 ms": _fmt("{:.3f}", lat.get("p90")),
+            "p99 ms": _fmt("{:.3f}", lat.get("p99")), "runs": lat.get("count", ""),
+            "images/s by batch": ", ".join(f"{t['batch_size']}: {t['images_per_s']:.1f}"
+                                           for t in inf.get("throughput", [])),
+            "runtime top-1": _fmt("{:.2f}", acc.get("top1")),
+            "framework top-1": _fmt("{:.2f}", acc.get("framework_top1")),
+            "top-1 agreement %": _fmt("{:.1f}", acc.get("top1_agreement")),
+        })
+    return pd.DataFrame(rows)
+
+
 def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report",
                     charts: tuple[str, str] | None = None) -> str:
     """The report. ``charts``: (folder to write PNGs into, its path relative to the markdown file)."""
+    records = list(records)
     df = records_frame(records)
     out = [f"# {title}", ""]
     if df.empty:
@@ -310,6 +337,14 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                 "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
                 "for images/s, slower for ms/step).", "",
                 compared.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
+    infer = inference_table(records)
+    if not infer.empty:
+        out += ["## Inference", "",
+                "Latency at batch 1 (percentiles over the timed runs), throughput at each batch size, and the runtime's "
+                "top-1 on the eval split (harness's own preprocessing) beside the framework's own evaluation of the "
+                "same weights; agreement: images where both give the same top-1 class.", "",
+                infer.sort_values(["model", "device", "backend", "runtime"]).to_markdown(
+                    index=False, tablefmt="github", disable_numparse=True), ""]
     matrix = comparison_matrix(ok)
     if not matrix.empty:
         out += ["## Comparison matrix", "",

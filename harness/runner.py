@@ -137,17 +137,63 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-_LAUNCHER_CACHE: dict[str, str] = {}
+_INFO_CACHE: dict[str, dict[str, Any]] = {}
 
 
-def _launcher(backend: str) -> str:
-    """The multi-device launcher a backend names in its info (probed once, in a child process)."""
-    if backend not in _LAUNCHER_CACHE:
+def _info(backend: str) -> dict[str, Any]:
+    """A backend's info (probed once, in a child process)."""
+    if backend not in _INFO_CACHE:
         info = probe_backend(backend)
         if "error" in info:
             raise HarnessError(f"backend '{backend}': {info['error']}")
-        _LAUNCHER_CACHE[backend] = info.get("launcher") or "single"
-    return _LAUNCHER_CACHE[backend]
+        _INFO_CACHE[backend] = info
+    return _INFO_CACHE[backend]
+
+
+def _launcher(backend: str) -> str:
+    """The multi-device launcher a backend names in its info."""
+    return _info(backend).get("launcher") or "single"
+
+
+def _needs_export(case: Case) -> str | None:
+    """The export format an inference case must have made by another backend first (it only loads exports)."""
+    s = case.settings
+    if s.scenario != "inference" or s.model_file:
+        return None
+    info = _info(case.backend)
+    if "export" in info.get("scenarios", ["train", "eval"]):
+        return None
+    runtimes = info.get("runtimes") or {}
+    return runtimes.get(s.runtime or next(iter(runtimes), ""))
+
+
+def _with_export(case: Case, case_dir: Path, display: _Display, label: str) -> tuple[Case, dict[str, Any] | None]:
+    """For a backend that only loads exports: run ``export_from`` on the case's model and device in its own process
+    (``case_dir/export``), and return the case pointed at those files, or the failed/skipped result."""
+    fmt = _needs_export(case)
+    if fmt is None:
+        return case, None
+    s = case.settings
+    status = _info(case.backend).get("device_status", {}).get(case.device, {})
+    if not status.get("available", True):  # nothing to export for: this backend cannot run here
+        reason = status.get("reason") or "unavailable"
+        return case, {"status": "skipped", "reason": reason if reason.startswith(case.device) else
+                      f"{case.device}: {reason}", "metrics": {}}
+    source = dataclasses.replace(case, name=f"{case.name} [export]", backend=s.export_from,
+                                 settings=dataclasses.replace(s, scenario="export", export=(fmt,), runtime=None))
+    src_dir = case_dir / "export"
+    src_dir.mkdir(exist_ok=True)
+    made = _run_child(source, src_dir, display, f"{label} export by {s.export_from}", None)
+    exports = made.get("metrics", {}).get("export") or []
+    if made["status"] != "ok" or not exports:
+        why = made.get("reason") or "no export was made"
+        return case, {**made, "status": made["status"] if made["status"] != "ok" else "failed",
+                      "reason": f"export by {s.export_from}: {why}"}
+    e = exports[0]
+    template = str(src_dir.resolve() / e["path"].replace(f"_b{e['batch']}.", "_b{batch}."))
+    case = dataclasses.replace(case, settings=dataclasses.replace(s, model_file=template))
+    return case, {"export_from": {"backend": s.export_from, "env": made.get("env", {}),
+                                  "eval": made["metrics"].get("eval"), "export": exports}}
 
 
 def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: float | None) -> dict[str, Any]:
@@ -324,7 +370,20 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
         started = dt.datetime.now(dt.timezone.utc)
         load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # a busy host makes timings noise
         t0 = time.monotonic()
-        result = _run_child(case, case_dir, display, label, eta)
+        try:
+            run_case, source = _with_export(case, case_dir, display, label)
+        except HarnessError as exc:
+            run_case, source = case, {"status": "failed", "reason": f"launch: {exc}", "metrics": {}}
+        if source is not None and "status" in source:
+            result = source
+        else:
+            result = _run_child(run_case, case_dir, display, label, eta)
+            if source is not None:  # the framework's own evaluation of the weights it exported, beside the runtime's
+                result.setdefault("metrics", {})["export_from"] = source["export_from"]
+                inference = result["metrics"].get("inference", {})
+                own = (source["export_from"].get("eval") or {}).get("top1")
+                if own is not None and "accuracy" in inference:
+                    inference["accuracy"]["framework_top1"] = own
         duration = time.monotonic() - t0
         durations.append(duration)
         record = {
@@ -362,4 +421,12 @@ def _summary(record: dict[str, Any]) -> str:
         parts.append(f"{m['train']['images_per_s']:.1f} img/s train, {m['train']['ms_per_step']['p50']:.1f} ms/step")
     if "eval" in m:
         parts.append(f"top-1 {m['eval']['top1']:.1f}%")
+    inf = m.get("inference", {})
+    if "latency_ms" in inf:
+        parts.append(f"latency p50 {inf['latency_ms']['p50']:.2f} ms")
+    if inf.get("throughput"):
+        t = inf["throughput"][-1]
+        parts.append(f"{t['images_per_s']:.1f} img/s at batch {t['batch_size']}")
+    if "accuracy" in inf:
+        parts.append(f"{inf['runtime']} top-1 {inf['accuracy']['top1']:.1f}%")
     return ", ".join(parts)

@@ -369,6 +369,8 @@ def _inference(hook: Any, info: dict[str, Any], case: Case, model: Any, device: 
                 out["latency_ms"] = summarize(samples)
         if b == s.batch_size and s.data != "synthetic":
             out["accuracy"] = _exported_accuracy(hook, name, case, model, device, session, b, spec)
+            if "eval" in result["metrics"]:  # the framework's own evaluation of the same weights
+                out["accuracy"]["framework_top1"] = result["metrics"]["eval"]["top1"]
         del session
     if out["throughput"]:
         out["images_per_s"] = max(out["throughput"], key=lambda t: t["batch_size"])["images_per_s"]

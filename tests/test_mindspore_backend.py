@@ -769,7 +769,7 @@ def exported(tmp_path_factory):
         net, dev = ms_model(c)
         plugin.harness_set_weights(case=c, model=net,
                                    weights=randomized(plugin.harness_get_weights(case=c, model=net), seed=3))
-        results = {fmt: plugin.harness_export(case=c, model=net, device=dev, fmt=fmt, path=str(folder / "model"))
+        results = {fmt: plugin.harness_export(case=c, model=net, device=dev, fmt=fmt, path=str(folder / "model"), batch=None)
                    for fmt in ("mindir", "onnx")}
         x = np.random.default_rng(9).standard_normal((2, 3, 32, 32), dtype=np.float32)
         logits = plugin.harness_predict(case=c, model=net, device=dev, images=x)
@@ -806,7 +806,7 @@ def test_export_air_on_cpu_is_unsupported(tmp_path, monkeypatch) -> None:
     c = case(mode="pynative")
     net, dev = ms_model(c)
     with pytest.raises(Unsupported, match="(?i)ascend"):
-        plugin.harness_export(case=c, model=net, device=dev, fmt="air", path=str(tmp_path / "m"))
+        plugin.harness_export(case=c, model=net, device=dev, fmt="air", path=str(tmp_path / "m"), batch=None)
     assert not list(tmp_path.glob("m.*"))
 
 
@@ -814,7 +814,7 @@ def test_export_unknown_format_lists_supported(tmp_path) -> None:
     c = case(mode="pynative")
     net, dev = ms_model(c)
     with pytest.raises(HarnessError) as info:
-        plugin.harness_export(case=c, model=net, device=dev, fmt="tflite", path=str(tmp_path / "m"))
+        plugin.harness_export(case=c, model=net, device=dev, fmt="tflite", path=str(tmp_path / "m"), batch=None)
     assert not isinstance(info.value, Unsupported)
     msg = str(info.value)
     assert "tflite" in msg and all(f in msg for f in ("mindir", "onnx", "air"))

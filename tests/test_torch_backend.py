@@ -556,7 +556,7 @@ def export_case_model() -> tuple[Case, nn.Module]:
 
 def check_export(case: Case, model: nn.Module, fmt: str, ext: str, tol: float, tmp_path, monkeypatch) -> dict:
     monkeypatch.chdir(tmp_path)
-    result = plugin.harness_export(case=case, model=model, device=CPU, fmt=fmt, path="model")
+    result = plugin.harness_export(case=case, model=model, device=CPU, fmt=fmt, path="model", batch=None)
     assert result["format"] == fmt
     assert result["path"] == "model" + ext
     assert (tmp_path / result["path"]).is_file()

@@ -14,9 +14,13 @@ from mindspore import nn
 from harness.config import Case
 from harness.errors import HarnessError, Unsupported
 
-__all__ = ["FORMATS", "export_model"]
+__all__ = ["FORMATS", "RUNTIMES", "export_model", "inference_session"]
 
 FORMATS = ("mindir", "onnx", "air")
+#: Inference runtimes and the export each loads: the network itself (in the case's mode), a MINDIR as a
+#: GraphCell, and MindSpore Lite on a MINDIR (the Ascend 310 path).
+RUNTIMES = {"graph": None, "mindir": "mindir", "lite": "mindir"}
+_LITE_TARGET = {"CPU": "cpu", "GPU": "gpu", "Ascend": "ascend"}
 
 
 def _mindir(file: str, x: np.ndarray) -> tuple[np.ndarray, str]:
@@ -48,7 +52,7 @@ def _export(net: nn.Cell, x: np.ndarray, path: str, fmt: str) -> str:
     return file
 
 
-def export_model(case: Case, net: nn.Cell, device: Any, fmt: str, path: str) -> dict[str, Any]:
+def export_model(case: Case, net: nn.Cell, device: Any, fmt: str, path: str, batch: int | None = None) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise HarnessError(f"export format '{fmt}' is not supported by the mindspore backend ({', '.join(FORMATS)})")
     target = ms.get_context("device_target")
@@ -59,7 +63,7 @@ def export_model(case: Case, net: nn.Cell, device: Any, fmt: str, path: str) -> 
     net.set_train(False)
     try:
         rng = np.random.default_rng(s.seed + 2)
-        x = rng.standard_normal((min(s.batch_size, 4), 3, s.image_size, s.image_size), dtype=np.float32)
+        x = rng.standard_normal((batch or min(s.batch_size, 4), 3, s.image_size, s.image_size), dtype=np.float32)
         reference = net(ms.Tensor(x)).asnumpy()
         file = _export(net, x, path, fmt)
     finally:
@@ -75,3 +79,66 @@ def export_model(case: Case, net: nn.Cell, device: Any, fmt: str, path: str) -> 
     if got is not None:
         check["max_abs_diff"] = float(np.max(np.abs(got - reference)))
     return {"format": fmt, "path": os.path.basename(file), "bytes": os.path.getsize(file), "check": check}
+
+
+class CellSession:
+    """A Cell (the network, or a GraphCell loaded from MINDIR) called on MindSpore tensors."""
+
+    def __init__(self, cell: Any, runtime: str) -> None:
+        self.cell, self.runtime = cell, runtime
+
+    def inputs(self, images: np.ndarray) -> ms.Tensor:
+        return ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))
+
+    def run(self, x: ms.Tensor) -> ms.Tensor:
+        return self.cell(x)
+
+    def logits(self, out: ms.Tensor) -> np.ndarray:
+        return out.asnumpy().astype(np.float32, copy=False)
+
+
+class LiteSession:
+    """MindSpore Lite on a MINDIR: the runtime of the Ascend 310 inference tables (``predict`` is synchronous)."""
+
+    def __init__(self, model: Any, runtime: str) -> None:
+        self.model, self.runtime = model, runtime
+
+    def inputs(self, images: np.ndarray) -> Any:
+        tensors = self.model.get_inputs()
+        tensors[0].set_data_from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        return tensors
+
+    def run(self, tensors: Any) -> Any:
+        return self.model.predict(tensors)
+
+    def logits(self, outputs: Any) -> np.ndarray:
+        return outputs[0].get_data_to_numpy().astype(np.float32, copy=False)
+
+
+def _lite(case: Case, path: str) -> LiteSession:
+    try:
+        import mindspore_lite as mslite
+    except ImportError:
+        raise Unsupported(f"{case.device}: MindSpore Lite is not installed (import mindspore_lite failed); the "
+                          "Ascend 310 inference path needs it and CANN") from None
+    target = _LITE_TARGET[ms.get_context("device_target")]
+    context = mslite.Context()
+    context.target = [target]
+    if target == "ascend":
+        context.ascend.device_id = int(os.environ.get("DEVICE_ID", "0"))
+    model = mslite.Model()
+    model.build_from_file(path, mslite.ModelType.MINDIR, context)
+    return LiteSession(model, f"MindSpore Lite {getattr(mslite, '__version__', '?')} ({target})")
+
+
+def inference_session(case: Case, net: nn.Cell | None, runtime: str, path: str | None) -> Any:
+    mode = "graph" if ms.get_context("mode") == ms.GRAPH_MODE else "pynative"
+    if runtime == "graph":
+        net.set_train(False)  # stays in inference mode: the case trains no further
+        return CellSession(net, f"MindSpore {ms.__version__} Cell ({mode} mode, {ms.get_context('device_target')})")
+    if runtime == "mindir":
+        return CellSession(nn.GraphCell(ms.load(path)),
+                           f"MindSpore {ms.__version__} GraphCell from MINDIR ({ms.get_context('device_target')})")
+    if runtime == "lite":
+        return _lite(case, path)
+    raise HarnessError(f"runtime '{runtime}' is not a mindspore runtime ({', '.join(RUNTIMES)})")

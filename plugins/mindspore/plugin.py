@@ -22,7 +22,7 @@ from harness.weights import check_weights, from_mindspore_names, to_mindspore_na
 
 from . import __version__, absorb_numpy_abi_first_failure
 from .data import make_stream
-from .export import export_model
+from .export import RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model
 from .train import AMP_DTYPES, amp_level, check_optimizer, make_eval_step, make_train_step
 
@@ -57,6 +57,7 @@ def _target(device: Any) -> str:
 def harness_backend_info() -> dict[str, Any]:
     return {"name": "mindspore", "framework": "MindSpore", "framework_version": ms.__version__,
             "version": __version__, "devices": list(_TARGET), "launcher": "msrun",
+            "scenarios": ["train", "eval", "inference", "export"], "runtimes": dict(RUNTIMES),
             "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS]}
 
 
@@ -147,8 +148,14 @@ def harness_device_memory(device: Any) -> int | None:
 
 
 @hookimpl
-def harness_export(case: Case, model: nn.Cell, device: Any, fmt: str, path: str) -> dict[str, Any]:
-    return export_model(case, model, device, fmt, path)
+def harness_export(case: Case, model: nn.Cell, device: Any, fmt: str, path: str, batch: int | None) -> dict[str, Any]:
+    return export_model(case, model, device, fmt, path, batch)
+
+
+@hookimpl
+def harness_inference_session(case: Case, device: Any, model: nn.Cell | None, runtime: str, path: str | None,
+                              batch: int) -> Any:
+    return inference_session(case, model, runtime, path)
 
 
 @hookimpl

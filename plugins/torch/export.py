@@ -12,9 +12,11 @@ from torch import nn
 from harness.config import Case
 from harness.errors import HarnessError
 
-__all__ = ["FORMATS", "export_model"]
+__all__ = ["FORMATS", "RUNTIMES", "export_model", "inference_session"]
 
 FORMATS = ("onnx", "torchscript", "pt2")
+#: Inference runtimes and the export each loads (None: the built model itself, eager).
+RUNTIMES = {"eager": None, "torchscript": "torchscript", "pt2": "pt2"}
 
 
 def _onnx(model: nn.Module, x: torch.Tensor, path: str) -> tuple[str, np.ndarray, str]:
@@ -46,14 +48,15 @@ def _pt2(model: nn.Module, x: torch.Tensor, path: str) -> tuple[str, np.ndarray,
 _EXPORTERS = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2}
 
 
-def export_model(case: Case, model: nn.Module, device: torch.device, fmt: str, path: str) -> dict[str, Any]:
+def export_model(case: Case, model: nn.Module, device: torch.device, fmt: str, path: str,
+                 batch: int | None = None) -> dict[str, Any]:
     if fmt not in _EXPORTERS:
         raise HarnessError(f"export format '{fmt}' is not supported by the torch backend ({', '.join(FORMATS)})")
     s = case.settings
     was_training = model.training
     model.eval()
     g = torch.Generator().manual_seed(s.seed + 2)
-    x = torch.randn(min(s.batch_size, 4), 3, s.image_size, s.image_size, generator=g).to(device)
+    x = torch.randn(batch or min(s.batch_size, 4), 3, s.image_size, s.image_size, generator=g).to(device)
     try:
         with torch.no_grad():
             reference = model(x).float().cpu().numpy()
@@ -63,3 +66,37 @@ def export_model(case: Case, model: nn.Module, device: torch.device, fmt: str, p
     diff = float(np.max(np.abs(got - reference)))
     return {"format": fmt, "path": os.path.basename(file), "bytes": os.path.getsize(file),
             "check": {"runtime": runtime, "max_abs_diff": diff, "batch": int(x.shape[0])}}
+
+
+class TorchSession:
+    """A module (eager, TorchScript or torch.export) run under ``torch.inference_mode`` on one device."""
+
+    def __init__(self, fn: Any, device: torch.device, runtime: str, channels_last: bool) -> None:
+        self.fn, self.device, self.runtime = fn, device, runtime
+        self.format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def inputs(self, images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
+        return x.contiguous(memory_format=self.format)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.fn(x)
+
+    def logits(self, out: torch.Tensor) -> np.ndarray:
+        return out.float().cpu().numpy()
+
+
+def inference_session(case: Case, device: torch.device, model: nn.Module | None, runtime: str,
+                      path: str | None) -> TorchSession:
+    version = f"torch {torch.__version__} on {device}"
+    if runtime == "eager":
+        model.eval()  # stays in inference mode: the case trains no further
+        return TorchSession(model, device, f"eager, {version}", case.settings.channels_last)
+    if runtime == "torchscript":
+        fn = torch.jit.load(path, map_location=device).eval()
+        return TorchSession(fn, device, f"TorchScript, {version}", case.settings.channels_last)
+    if runtime == "pt2":
+        fn = torch.export.load(path).module().to(device)
+        return TorchSession(fn, device, f"torch.export, {version}", case.settings.channels_last)
+    raise HarnessError(f"runtime '{runtime}' is not a torch runtime ({', '.join(RUNTIMES)})")

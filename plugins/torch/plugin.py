@@ -23,7 +23,7 @@ from harness.weights import OPTIONAL_SUFFIXES, check_weights
 from . import __version__
 from .checkpoint import read_state_dict
 from .data import make_stream
-from .export import export_model
+from .export import RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model, unwrap
 from .train import make_eval_step, make_train_step
 
@@ -67,6 +67,7 @@ def _device_status(device: str) -> dict[str, Any]:
 def harness_backend_info() -> dict[str, Any]:
     return {"name": "torch", "framework": "PyTorch", "framework_version": torch.__version__,
             "version": __version__, "devices": list(_TORCH_TYPE), "launcher": "torchrun",
+            "scenarios": ["train", "eval", "inference", "export"], "runtimes": dict(RUNTIMES),
             "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS]}
 
 
@@ -157,8 +158,15 @@ def harness_device_memory(device: torch.device) -> int | None:
 
 
 @hookimpl
-def harness_export(case: Case, model: torch.nn.Module, device: torch.device, fmt: str, path: str) -> dict[str, Any]:
-    return export_model(case, unwrap(model), device, fmt, path)
+def harness_export(case: Case, model: torch.nn.Module, device: torch.device, fmt: str, path: str,
+                   batch: int | None) -> dict[str, Any]:
+    return export_model(case, unwrap(model), device, fmt, path, batch)
+
+
+@hookimpl
+def harness_inference_session(case: Case, device: torch.device, model: torch.nn.Module | None, runtime: str,
+                              path: str | None, batch: int) -> Any:
+    return inference_session(case, device, unwrap(model) if model is not None else None, runtime, path)
 
 
 @hookimpl

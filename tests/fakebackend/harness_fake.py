@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from harness import DeviceUnavailable, hookimpl
+from harness import DeviceUnavailable, HarnessError, hookimpl
 from harness.models import MODELS
 
 
@@ -98,6 +98,7 @@ def harness_train_step(case, model, device, total_steps, steps_per_epoch):
             time.sleep(0.2)
         if os.environ.get("HARNESS_FAKE_STEP_SLEEP"):  # a steady step time (regression-gating tests)
             time.sleep(float(os.environ["HARNESS_FAKE_STEP_SLEEP"]))
+        model["w"] = model["w"] * 0.999  # an update, as a real step makes
         return float("nan") if plan == "nan" and n == 4 else 1.0 / n
 
     return step
@@ -170,6 +171,8 @@ def harness_set_weights(case, model, weights):
 
 @hookimpl
 def harness_read_checkpoint(path):
+    if not os.path.isfile(path):
+        raise HarnessError(f"checkpoint '{path}': no such file")
     with np.load(path) as z:
         return dict(z)
 

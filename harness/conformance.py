@@ -1,0 +1,270 @@
+"""The conformance suite: what every backend must do, checked against the backend itself.
+
+``harness check-backend NAME`` (or :func:`check_backend` from a test) runs it in a child process that loads only
+that backend. It exercises every hook the backend's scenarios need (:data:`harness.hookspecs.SCENARIO_HOOKS`) on a
+tiny case (width 0.125, 32 px, 10 classes) and checks what each returns, in the shapes the core reads. A backend
+that only loads exports (an inference runtime) is given exports of the tiny model made first by ``export_from``,
+in a process of its own. Each check passes, fails with one line saying what was wrong, or is skipped with why.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .child import report_errors, run_json
+from .config import DEVICES, Case, Settings
+from .contract import check_counts, check_export, check_info, check_logits, check_probe, check_session
+from .errors import HarnessError, Unsupported
+from .models import MODELS, get_model
+from .plugins import load_backend
+
+__all__ = ["check_backend", "run_checks", "tiny_case"]
+
+_BATCHES = (1, 4)
+
+
+def tiny_case(backend: str, device: str, model: str, **settings: Any) -> Case:
+    """The small case the checks run: every hook on it takes seconds on a CPU."""
+    batch = 6 if get_model(model).repeats > 1 else 4
+    s = Settings(width=0.125, image_size=32, num_classes=10, batch_size=batch, warmup=1, steps=2, threads=1,
+                 eval_batches=2, workers=0, inference_batch_sizes=_BATCHES, **settings)
+    return Case(name=f"conformance-{backend}", model=model, backend=backend, device=device, settings=s)
+
+
+class _Checks:
+    def __init__(self) -> None:
+        self.results: list[dict[str, str]] = []
+        self.model: Any = None  # the built model, once built
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        try:
+            value = fn()
+        except Unsupported as exc:
+            self.results.append({"check": name, "status": "skip", "detail": str(exc)})
+            return None
+        except HarnessError as exc:
+            self.results.append({"check": name, "status": "fail", "detail": str(exc)})
+            return None
+        except Exception as exc:  # noqa: BLE001 - a backend's own error fails the check, in one line
+            self.results.append({"check": name, "status": "fail",
+                                 "detail": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"})
+            return None
+        self.results.append({"check": name, "status": "pass", "detail": "" if value is None or value is True
+                             else str(value)[:200]})
+        return value
+
+
+def _expect(cond: bool, what: str) -> None:
+    if not cond:
+        raise HarnessError(what)
+
+
+def _weights_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+def run_checks(name: str, device: str = "cpu", model: str | None = None,
+               model_file: str | None = None) -> list[dict[str, str]]:
+    """In this process: load backend ``name`` and check its hooks on a tiny case on ``device``."""
+    checks = _Checks()
+    pm = checks("load: entry point, hook names and signatures, required hooks", lambda: load_backend(name))
+    if pm is None:
+        return checks.results
+    hook = pm.hook
+    info = checks("harness_backend_info", lambda: check_info(name, hook.harness_backend_info()))
+    if info is None:
+        return checks.results
+    checks("backend models are harness models", lambda: _expect(
+        set(info["models"]) <= set(MODELS), f"unknown models: {sorted(set(info['models']) - set(MODELS))}"))
+    for d in DEVICES:
+        checks(f"harness_probe_device({d})", lambda d=d: check_probe(name, d, hook.harness_probe_device(device=d)))
+    status = hook.harness_probe_device(device=device)
+    if not status.get("available"):
+        checks.results.append({"check": f"device {device}", "status": "skip", "detail": status.get("reason", "")})
+        return checks.results
+    scenarios = info.get("scenarios", ["train", "eval"])
+    model = model or info["models"][0]
+    case = tiny_case(name, device, model)
+    with tempfile.TemporaryDirectory(prefix="harness-check-") as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)  # frameworks write into the working folder
+        try:
+            dev = checks("harness_setup", lambda: hook.harness_setup(case=case))
+            if dev is None:
+                return checks.results
+            checks("harness_synchronize returns True", lambda: _expect(
+                hook.harness_synchronize(device=dev) is True, "harness_synchronize must return True"))
+            checks("harness_environment", lambda: _expect(
+                all(isinstance(p, dict) for p in hook.harness_environment(case=case, device=dev)),
+                "every harness_environment result must be a dict"))
+            if any(s in scenarios for s in ("train", "eval", "export")):
+                _model_checks(checks, hook, name, case, dev, info, scenarios, tmp)
+            if "inference" in scenarios:
+                _inference_checks(checks, hook, name, case, dev, info, scenarios, model_file)
+        finally:
+            os.chdir(cwd)
+    return checks.results
+
+
+def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, info: dict[str, Any],
+                  scenarios: list[str], tmp: str) -> None:
+    s = case.settings
+    net = checks("harness_build_model", lambda: hook.harness_build_model(case=case, device=dev))
+    if net is None:
+        return
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32)
+    labels = rng.integers(0, s.num_classes, s.batch_size).astype(np.int64)
+    checks("harness_predict: (batch, classes) float logits, deterministic", lambda: _expect(np.array_equal(
+        check_logits(name, "harness_predict", hook.harness_predict(case=case, model=net, device=dev, images=images),
+                     s.batch_size, s.num_classes),
+        hook.harness_predict(case=case, model=net, device=dev, images=images)), "two calls gave different logits"))
+    weights = checks("harness_get_weights: neutral names to arrays", lambda: _check_weights(
+        hook.harness_get_weights(case=case, model=net)))
+    if weights is not None:
+        checks("harness_set_weights: round trip", lambda: _expect(
+            hook.harness_set_weights(case=case, model=net, weights=weights) is True
+            and _weights_equal(weights, hook.harness_get_weights(case=case, model=net)),
+            "weights read back differ from those set"))
+        first = next(iter(weights))
+        bad = {**weights, first: np.zeros((3, 1, 4), dtype=np.float32)}
+        checks("harness_set_weights refuses a wrong shape with HarnessError",
+               lambda: _expect_raises(lambda: hook.harness_set_weights(case=case, model=net, weights=bad), first))
+        path = os.path.join(tmp, "ckpt")
+        checks("harness_write_checkpoint / harness_read_checkpoint: exact round trip", lambda: _expect(_weights_equal(
+            weights, hook.harness_read_checkpoint(path=hook.harness_write_checkpoint(weights=weights, path=path))),
+            "the checkpoint read back differs from the weights written"))
+        missing = os.path.join(tmp, "missing.ckpt")
+        checks("harness_read_checkpoint refuses a missing file with HarnessError",
+               lambda: _expect_raises(lambda: hook.harness_read_checkpoint(path=missing), "missing"))
+    for split in ("train", "eval"):
+        checks(f"harness_data({split}): synthetic stream with a length", lambda split=split: _expect(
+            len(hook.harness_data(case=case, split=split, device=dev)) >= 1, f"empty {split} stream"))
+    batch = checks("harness_to_device", lambda: hook.harness_to_device(arrays=(images, labels), device=dev))
+    if batch is not None:
+        step = hook.harness_eval_step(case=case, model=net, device=dev)
+        checks("harness_eval_step + harness_to_host: [top1, top5, count]", lambda: _expect(
+            check_counts(name, hook.harness_to_host(value=step(batch)))[2] == s.batch_size,
+            f"count must be the batch size {s.batch_size}"))
+    if "train" in scenarios and batch is not None:
+        def train() -> float:
+            step = hook.harness_train_step(case=case, model=net, device=dev, total_steps=3, steps_per_epoch=3)
+            before = hook.harness_get_weights(case=case, model=net)
+            loss = hook.harness_to_host(value=step(batch))
+            hook.harness_synchronize(device=dev)
+            _expect(isinstance(loss, float) and math.isfinite(loss), f"loss must be a finite float, got {loss!r}")
+            _expect(not _weights_equal(before, hook.harness_get_weights(case=case, model=net)),
+                    "a train step left every weight unchanged")
+            return loss
+        checks("harness_train_step: finite loss, weights updated", train)
+    if "export" in scenarios or "train" in scenarios:
+        for fmt in sorted({f for f in (info.get("runtimes") or {}).values() if f}):
+            def export(fmt: str = fmt) -> str:
+                out = check_export(name, fmt, hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
+                                                                  path=os.path.join(tmp, f"x_{fmt}"), batch=2))
+                _expect(os.path.isfile(os.path.join(tmp, out["path"])), f"no file {out['path']} beside the path")
+                return f"{out['path']}, max |diff| {out['check'].get('max_abs_diff')}"
+            checks(f"harness_export({fmt})", export)
+    checks.model = net
+
+
+def _check_weights(w: Any) -> dict[str, Any]:
+    _expect(isinstance(w, dict) and w and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in w.items()),
+            "expected a non-empty dict of names to NumPy arrays")
+    return w
+
+
+def _expect_raises(fn: Callable[[], Any], mention: str) -> None:
+    try:
+        fn()
+    except HarnessError as exc:
+        _expect(mention in str(exc), f"the message should name '{mention}': {exc}")
+        return
+    raise HarnessError("accepted it without raising HarnessError")
+
+
+def _inference_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, info: dict[str, Any],
+                      scenarios: list[str], model_file: str | None) -> None:
+    s = case.settings
+    net = checks.model
+    exports = "export" in scenarios
+    for runtime, fmt in (info.get("runtimes") or {}).items():
+        for b in _BATCHES:
+            def session_check(runtime: str = runtime, fmt: str | None = fmt, b: int = b) -> str:
+                path = None
+                if fmt and exports:
+                    out = check_export(name, fmt, hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
+                                                                      path=os.path.abspath(f"i_{runtime}_b{b}"),
+                                                                      batch=b))
+                    path = os.path.abspath(out["path"])
+                elif fmt:
+                    _expect(model_file is not None, f"no {fmt} file to load (give --model-file or --export-from)")
+                    path = model_file.replace("{batch}", str(b))
+                session = check_session(name, runtime, hook.harness_inference_session(
+                    case=case, device=dev, model=net if exports else None, runtime=runtime, path=path, batch=b))
+                x = np.random.default_rng(b).standard_normal((b, 3, s.image_size, s.image_size), dtype=np.float32)
+                inputs = session.inputs(x)
+                first = check_logits(name, f"{runtime} logits", session.logits(session.run(inputs)), b, s.num_classes)
+                hook.harness_synchronize(device=dev)
+                again = session.logits(session.run(inputs))
+                _expect(np.allclose(first, again, rtol=1e-5, atol=1e-5), "two runs on the same input differ")
+                if net is not None:
+                    own = hook.harness_predict(case=case, model=net, device=dev, images=x)
+                    diff = float(np.max(np.abs(own - first)))
+                    _expect(diff <= 1e-3 * max(1.0, float(np.max(np.abs(own)))),
+                            f"logits differ from harness_predict by {diff:.3g}")
+                return session.runtime
+            checks(f"harness_inference_session({runtime}, batch {b})", session_check)
+
+
+def _export_here(source: str, device: str, model: str, fmt: str, folder: str) -> dict[str, Any]:
+    """In this process: the tiny model of backend ``source`` exported as ``fmt`` at each check batch."""
+    hook = load_backend(source).hook
+    case = tiny_case(source, device, model)
+    os.chdir(folder)
+    dev = hook.harness_setup(case=case)
+    net = hook.harness_build_model(case=case, device=dev)
+    paths = {}
+    for b in _BATCHES:
+        out = hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
+                                  path=os.path.join(folder, f"model_b{b}"), batch=b)
+        paths[b] = os.path.join(folder, out["path"])
+    return {"template": paths[_BATCHES[0]].replace(f"_b{_BATCHES[0]}.", "_b{batch}.")}
+
+
+def check_backend(name: str, device: str = "cpu", model: str | None = None, export_from: str = "torch",
+                  model_file: str | None = None, timeout: float = 900) -> list[dict[str, str]]:
+    """Run the conformance checks of backend ``name`` in a child process (exports made in another first)."""
+    from .probe import probe_backend
+
+    info = probe_backend(name)
+    with tempfile.TemporaryDirectory(prefix="harness-check-") as tmp:
+        if "error" not in info and model_file is None:
+            scenarios = info.get("scenarios", ["train", "eval"])
+            formats = {f for f in (info.get("runtimes") or {}).values() if f}
+            if "inference" in scenarios and "export" not in scenarios and formats:
+                fmt = sorted(formats)[0]
+                made = run_json("harness.conformance", ["--export", export_from, device,
+                                                        model or info["models"][0], fmt, tmp],
+                                what=f"export by '{export_from}' for the checks", timeout=timeout)
+                model_file = made["template"]
+        args = [name, device, model or "", model_file or ""]
+        return run_json("harness.conformance", args, what=f"conformance of '{name}'", cwd=tmp,
+                        timeout=timeout)["checks"]
+
+
+def _main(argv: list[str]) -> dict[str, Any]:
+    if argv[0] == "--export":
+        return _export_here(*argv[1:6])
+    name, device, model, model_file = (argv + ["", "", ""])[:4]
+    return {"checks": run_checks(name, device or "cpu", model or None, model_file or None)}
+
+
+if __name__ == "__main__":
+    report_errors(lambda: _main(sys.argv[1:]))

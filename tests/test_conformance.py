@@ -1,0 +1,77 @@
+"""The conformance suite ships with harness: every backend passes it, a broken one fails it in one line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import HERE, have, make_dist, needs_mindspore
+
+from harness.conformance import check_backend
+
+GOOD = (HERE / "fakebackend" / "harness_fake.py").read_text()
+
+
+def _failed(results):
+    return [r for r in results if r["status"] == "fail"]
+
+
+@pytest.mark.parametrize("name", [
+    "torch",
+    pytest.param("mindspore", marks=needs_mindspore),
+    pytest.param("onnxruntime", marks=pytest.mark.skipif(not have("harness_onnxruntime"),
+                                                        reason="pip install -e plugins/onnxruntime")),
+])
+def test_shipped_backends_pass(name):
+    results = check_backend(name)
+    assert not _failed(results), _failed(results)
+    checks = {r["check"] for r in results if r["status"] == "pass"}
+    assert "harness_inference_session(" + {"torch": "eager", "mindspore": "graph",
+                                           "onnxruntime": "onnxruntime"}[name] + ", batch 4)" in checks
+    if name != "onnxruntime":
+        assert "harness_train_step: finite loss, weights updated" in checks
+        assert "harness_write_checkpoint / harness_read_checkpoint: exact round trip" in checks
+
+
+def test_an_outside_backend_written_from_the_guide_passes(fake_backend):
+    """tests/fakebackend: NumPy only, registered from a dist-info folder outside this repo's packaging."""
+    results = check_backend("fake")
+    assert not _failed(results), _failed(results)
+    assert sum(r["status"] == "pass" for r in results) >= 15
+
+
+def _register(tmp_path, monkeypatch, name, source):
+    import importlib
+    import os
+
+    root = make_dist(tmp_path / f"site_{name}", f"harness-{name}", None, {name: f"harness_{name}"})
+    (root / f"harness_{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    importlib.invalidate_caches()
+
+
+def test_wrong_result_shapes_fail_in_one_line_naming_the_hook(tmp_path, monkeypatch):
+    src = (GOOD.replace('"reason": None if ok else f"no {device} in the fake backend"', '"reason": None')
+           .replace("return (len(y) // 2, len(y), len(y))", "return (len(y) // 2, len(y))"))
+    _register(tmp_path, monkeypatch, "broken", src)
+    failed = {r["check"]: r["detail"] for r in _failed(check_backend("broken"))}
+    assert failed["harness_probe_device(gpu)"] == (
+        "backend 'broken': harness_probe_device(device='gpu') returned {'available': False, 'reason': None, "
+        "'model': None, 'count': 0}: an unavailable device needs a 'reason' string")
+    assert failed["harness_eval_step + harness_to_host: [top1, top5, count]"] == (
+        "backend 'broken': harness_to_host(eval step output) returned [2.0, 4.0]: expected [top1_correct, "
+        "top5_correct, count] as numbers")
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "check-backend", "broken"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1 and "fail" in out.stdout and "Traceback" not in out.stdout + out.stderr
+
+
+def test_a_hook_with_a_wrong_signature_fails_the_load_check(tmp_path, monkeypatch):
+    _register(tmp_path, monkeypatch, "badsig", GOOD.replace("def harness_synchronize(device):",
+                                                            "def harness_synchronize(device, stream):"))
+    (first, *rest) = check_backend("badsig")
+    assert first["status"] == "fail" and "stream" in first["detail"] and not rest
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "check-backend", "nosuch"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "unknown backend 'nosuch'" in out.stderr
