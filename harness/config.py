@@ -123,6 +123,15 @@ class Settings:
                                   "the path is replaced by the batch size for static-shape exports")
     export_from: str = _opt("torch", "inference in a backend that only loads exports (onnxruntime): the backend that "
                             "builds the model and exports it first, in its own process")
+    checkpoint_every: int | None = _opt(None, "training: save the training state (model, optimizer, schedule, loss "
+                                        "scale, data position, RNG) every this many steps, and at the end; a case "
+                                        "run again in the same folder (harness run --resume) continues from the "
+                                        "latest one", minimum=1)
+    checkpoint_every_epochs: float | None = _opt(None, "training: as checkpoint_every, in epochs", minimum=0.001)
+    checkpoint_keep: int = _opt(2, "training: checkpoints kept (the oldest are deleted)", minimum=1)
+    max_bad_images: float = _opt(0.01, "folder data: files that are not readable images are skipped with a warning "
+                                 "and counted; past this fraction of a split (or this count, when >= 1) the case "
+                                 "fails", minimum=0)
     timeout: float = _opt(900.0, "seconds before the case is stopped and recorded as failed", minimum=1)
 
 

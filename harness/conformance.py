@@ -21,6 +21,7 @@ from .child import report_errors, run_json
 from .config import DEVICES, Case, Settings
 from .contract import check_counts, check_export, check_info, check_logits, check_probe, check_session
 from .errors import HarnessError, Unsupported
+from .hookspecs import OPTIONAL_HOOKS
 from .models import MODELS, get_model
 from .plugins import load_backend
 
@@ -163,6 +164,25 @@ def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, i
                     "a train step left every weight unchanged")
             return loss
         checks("harness_train_step: finite loss, weights updated", train)
+        if all(getattr(hook, h).get_hookimpls() for h in OPTIONAL_HOOKS):
+            def resume() -> None:
+                step = hook.harness_train_step(case=case, model=net, device=dev, total_steps=4, steps_per_epoch=4)
+                step(batch)  # momentum exists from here on
+                folder = tempfile.mkdtemp(dir=tmp)
+                files = hook.harness_save_train_state(case=case, model=net, device=dev, step=step, path=folder)
+                _expect(isinstance(files, list) and all(os.path.isfile(os.path.join(folder, f)) for f in files),
+                        f"harness_save_train_state must return the names of the files it wrote, got {files!r}")
+                loss = hook.harness_to_host(value=step(batch))
+                after = hook.harness_get_weights(case=case, model=net)
+                _expect(hook.harness_load_train_state(case=case, model=net, device=dev, step=step, path=folder)
+                        is True, "harness_load_train_state must return True")
+                again = hook.harness_to_host(value=step(batch))
+                _expect(again == loss and _weights_equal(after, hook.harness_get_weights(case=case, model=net)),
+                        f"the step after a restore differs from the step after the save (loss {again} vs {loss})")
+                _expect_raises(lambda: hook.harness_load_train_state(case=case, model=net, device=dev, step=step,
+                                                                     path=os.path.join(tmp, "missing")), "missing")
+            checks("harness_save_train_state / harness_load_train_state: the step after a restore is the same",
+                   resume)
     if "export" in scenarios or "train" in scenarios:
         for fmt in sorted({f for f in (info.get("runtimes") or {}).values() if f}):
             def export(fmt: str = fmt) -> str:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,8 +29,9 @@ from .errors import HarnessError, near
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "scan_folder", "Preprocess", "preprocess_for", "repeated_order",
-           "repeat_synthetic", "shard_order", "synthetic_batches", "SyntheticStream", "eval_arrays"]
+__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "SKIPPED", "scan_folder", "scan_split", "Preprocess", "preprocess_for",
+           "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic", "shard_order", "synthetic_batches",
+           "SyntheticStream", "eval_arrays"]
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -55,14 +58,15 @@ def _listdir(root: str, path: str) -> list[os.DirEntry]:
         raise HarnessError(f"data_root '{root}': cannot read '{path}': {exc.strerror or exc}") from None
 
 
-def scan_folder(root: str, split: str) -> tuple[list[str], list[tuple[str, int]]]:
+def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
     """List ``root/<split>/<class>/<image>`` files.
 
     Returns the sorted class names and ``(path, class_index)`` pairs sorted by
     class, then file name. Hidden entries and files without an image extension
-    are ignored. Raises :class:`HarnessError` naming the folder at fault when
-    ``root`` or ``root/<split>`` is missing, there are no class folders, or a
-    class folder holds no images.
+    are ignored (the latter appended to ``ignored`` when given). Raises
+    :class:`HarnessError` naming the folder at fault when ``root`` or
+    ``root/<split>`` is missing, there are no class folders, or a class folder
+    holds no images.
     """
     if not os.path.exists(root):
         raise HarnessError(f"data_root '{root}': no such folder")
@@ -82,13 +86,64 @@ def scan_folder(root: str, split: str) -> tuple[list[str], list[tuple[str, int]]
     samples: list[tuple[str, int]] = []
     for index, name in enumerate(classes):
         class_dir = os.path.join(split_dir, name)
-        files = sorted(e.name for e in _listdir(root, class_dir)
-                       if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+        entries = [e for e in _listdir(root, class_dir) if e.is_file()]
+        files = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS))
+        if ignored is not None:
+            ignored.extend(sorted(e.path for e in entries if not e.name.lower().endswith(IMAGE_EXTENSIONS)))
         if not files:
             raise HarnessError(f"data_root '{root}': class folder '{class_dir}' has no images "
                                f"({', '.join(IMAGE_EXTENSIONS)})")
         samples.extend((os.path.join(class_dir, f), index) for f in files)
     return classes, samples
+
+
+#: Per split, what :func:`scan_split` left out in this process: ``{"files", "skipped", "ignored", "examples"}``.
+#: The worker copies it into the record (``metrics.data``).
+SKIPPED: dict[str, dict[str, object]] = {}
+
+
+def _header_error(path: str) -> str | None:
+    """Why ``path`` is not a readable image (Pillow identifies the format and size from the header without
+    decoding the pixels), or None."""
+    try:
+        with Image.open(path) as im:
+            if im.width < 1 or im.height < 1:
+                return "empty image"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[str, int]], list[int]]:
+    """:func:`scan_folder`, then each image file's header checked in parallel threads.
+
+    Returns ``(classes, samples, bad)``: ``bad`` are the positions in ``samples`` of files that are not
+    readable images; they are skipped with a warning on stderr and counted in :data:`SKIPPED` (files without an
+    image extension are counted as ignored). Past ``max_bad_images`` (a fraction of the split, or a count when
+    >= 1) it raises :class:`HarnessError` naming the first bad file. Backends leave the ``bad`` positions out of
+    their samplers, so the remaining images keep their indices (MindSpore's folder reader lists the same files in
+    the same order).
+    """
+    root = settings.data_root
+    ignored: list[str] = []
+    classes, samples = scan_folder(root, split, ignored)
+    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
+        errors = list(pool.map(_header_error, (p for p, _ in samples), chunksize=256))
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    limit = settings.max_bad_images if settings.max_bad_images >= 1 else settings.max_bad_images * len(samples)
+    if bad:
+        first = samples[bad[0]][0]
+        what = f"{len(bad)} of {len(samples)} image files in '{os.path.join(root, split)}' are not readable images"
+        if len(bad) > limit or len(bad) == len(samples):
+            raise HarnessError(f"data_root '{root}': {what} (more than max_bad_images: {settings.max_bad_images}); "
+                               f"first: {first}: {errors[bad[0]]}")
+        print(f"harness: warning: {what}, skipped (first: {first}: {errors[bad[0]]})", file=sys.stderr, flush=True)
+    if ignored:
+        print(f"harness: warning: {len(ignored)} files without an image extension ignored in "
+              f"'{os.path.join(root, split)}' (first: {ignored[0]})", file=sys.stderr, flush=True)
+    SKIPPED[split] = {"files": len(samples) - len(bad), "skipped": len(bad), "ignored": len(ignored),
+                      "examples": [f"{samples[i][0]}: {errors[i]}" for i in bad[:5]]}
+    return classes, samples, bad
 
 
 def _random_resized_crop_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -221,6 +276,21 @@ def repeated_order(n: int, repeats: int, rng: np.random.Generator) -> np.ndarray
     return np.repeat(rng.permutation(n), repeats)[:n]
 
 
+def epoch_order(n: int, repeats: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> np.ndarray:
+    """Rank ``rank``'s train order for ``epoch``: a shuffle drawn from ``(seed, epoch)`` alone (each index
+    ``repeats`` times in a row for repeated augmentation), sharded. Being a function of the epoch, not of a
+    generator's history, it lets a resumed run pick up the very order it stopped in; every framework's train
+    sampler uses it, so they see the same images in the same order."""
+    order = repeated_order(n, repeats, np.random.default_rng([seed, epoch]))
+    return shard_order(order, repeats, rank, world)
+
+
+def augment_rng(seed: int, epoch: int, rank: int, position: int) -> np.random.Generator:
+    """The generator of one train sample's augmentation: a function of where it falls in the run (not of which
+    loader worker decodes it), so runs, resumed ones included, augment alike whatever the worker count."""
+    return np.random.default_rng([seed, epoch, rank, position])
+
+
 def shard_order(order: np.ndarray, repeats: int, rank: int, world: int) -> np.ndarray:
     """Rank ``rank``'s share of an epoch order: whole groups of ``repeats`` copies, dealt round-robin, every rank
     the same count (the remainder is dropped, as a distributed sampler with drop_last does)."""
@@ -260,12 +330,18 @@ class SyntheticStream:
 
     def __init__(self, batch: tuple[object, ...], n: int) -> None:
         self.batch, self.n = batch, n
+        self.start = 0
 
     def __len__(self) -> int:
         return self.n
 
+    def start_at(self, epoch: int, batch: int) -> None:
+        """Resume: the next epoch begins at ``batch`` (every epoch is the same batch)."""
+        self.start = batch
+
     def __iter__(self):  # noqa: ANN204 - yields the backend's batch type
-        for _ in range(self.n):
+        start, self.start = self.start, 0
+        for _ in range(start, self.n):
             yield self.batch
 
 
@@ -274,7 +350,9 @@ def eval_arrays(settings: Settings, batch: int, mean: Sequence[float] = MEAN,
     """The eval split of ``settings.data_root`` as host batches ``(float32 NCHW images, int64 labels)``, in order,
     preprocessed exactly as the backends' eval streams (the last batch may be short). For runtimes that take
     host arrays, such as exported models."""
-    _, samples = scan_folder(settings.data_root, "val")
+    _, samples, bad = scan_split(settings, "val")
+    skip = set(bad)
+    samples = [x for i, x in enumerate(samples) if i not in skip]
     pre = preprocess_for(settings, False, mean, std)
     for start in range(0, len(samples), batch):
         chunk = samples[start:start + batch]

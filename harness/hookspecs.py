@@ -29,7 +29,7 @@ import pluggy
 from .config import Case
 
 __all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "REQUIRED_HOOKS", "SCENARIO_HOOKS",
-           "SCENARIOS", "required_hooks", "DataStream", "InferenceSession"]
+           "SCENARIOS", "OPTIONAL_HOOKS", "required_hooks", "DataStream", "InferenceSession"]
 
 PROJECT = "harness"
 ENTRY_POINT_GROUP = "harness.backends"
@@ -271,6 +271,25 @@ def harness_write_checkpoint(weights: dict[str, Any], path: str) -> str:
     """
 
 
+@hookspec(firstresult=True)
+def harness_save_train_state(case: Case, model: Any, device: Any, step: Callable[[Any], Any], path: str) -> list[str]:
+    """Write what ``step`` (from ``harness_train_step``) needs to go on training exactly where it stands into the
+    existing folder ``path``: the model's parameters and buffers, the optimizer's state (momentum), the position
+    in the learning-rate schedule, the loss-scale state and the framework's RNG state. The core keeps the data
+    position, the losses and the timings itself (:mod:`harness.checkpoints`). Returns the names of the files
+    written. Optional: a backend without it refuses ``checkpoint_every``. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_load_train_state(case: Case, model: Any, device: Any, step: Callable[[Any], Any], path: str) -> bool:
+    """Restore what ``harness_save_train_state`` wrote in ``path`` into ``model`` and ``step`` (made for the same
+    case, before it ran a step), so the next step is the one the saved run would have taken. Raises
+    :class:`harness.HarnessError` naming the file when it is missing, unreadable or of another model or shape.
+    Returns True. First non-None result wins.
+    """
+
+
 @hookspec
 def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     """Facts about the software and device for the result record.
@@ -300,6 +319,10 @@ SCENARIO_HOOKS: dict[str, tuple[str, ...]] = {
     "export": (*_MODEL_HOOKS, "harness_export"),
     "inference": ("harness_inference_session",),
 }
+
+
+#: Hooks a backend may leave out; the settings that need them are refused with the hook's name.
+OPTIONAL_HOOKS = ("harness_save_train_state", "harness_load_train_state")
 
 
 def required_hooks(scenarios: Iterable[str]) -> tuple[str, ...]:

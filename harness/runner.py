@@ -278,6 +278,8 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
         return result
     elif rc is not None and rc < 0:
         reason = f"crashed: killed by signal {signal.Signals(-rc).name}"
+        if rc == -signal.SIGKILL:
+            reason += " (from outside; on Linux the kernel's out-of-memory killer sends it: see `dmesg`)"
     else:
         last = (_log_tail(log_file, 1) or "no output").strip()
         reason = f"crashed: worker exited with status {rc} without a result: {last[:300]}"
@@ -429,4 +431,10 @@ def _summary(record: dict[str, Any]) -> str:
         parts.append(f"{t['images_per_s']:.1f} img/s at batch {t['batch_size']}")
     if "accuracy" in inf:
         parts.append(f"{inf['runtime']} top-1 {inf['accuracy']['top1']:.1f}%")
+    for r in m.get("train", {}).get("resumed", []):
+        parts.append(f"resumed from the checkpoint of step {r['step']}")
+    for split, d in m.get("data", {}).items():
+        if d.get("skipped"):
+            parts.append(f"warning: {d['skipped']} unreadable image files skipped in {split} "
+                         f"(metrics.data.{split}.examples)")
     return ", ".join(parts)

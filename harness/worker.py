@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoints import Checkpoints, interval
 from .config import Case
 from .contract import check_counts, check_export, check_info, check_logits, check_session
-from .data import eval_arrays
+from .data import SKIPPED, eval_arrays
 from .errors import HarnessError, Unsupported, near
-from .hookspecs import required_hooks
+from .hookspecs import OPTIONAL_HOOKS, required_hooks
 from .launchers import rank_of, rank_result_file, world_of
 from .models import get_model
 from .plugins import load_backend
@@ -136,38 +137,95 @@ def _check_finite(step_losses: Iterable[tuple[int, float]]) -> None:
         raise HarnessError(f"diverged at step {bad[0]}: loss is {bad[1]}")
 
 
-def _train(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> None:
+def _train(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any],
+           rank: int = 0, world: int = 1) -> None:
+    """Training for ``steps`` (after ``warmup``) or ``epochs``, checkpointed when the case asks for it and resumed
+    from the newest checkpoint in the case folder (:mod:`harness.checkpoints`)."""
     s = case.settings
     data, steps_per_epoch, total = _open_train(hook, case, device)
-    timed = total - s.warmup
     step = hook.harness_train_step(case=case, model=model, device=device, total_steps=total,
                                    steps_per_epoch=steps_per_epoch)
+    every = interval(case, steps_per_epoch)
+    store = Checkpoints(case, os.getcwd(), every, rank, world) if every is not None else None
+    done, saved = 0, {}
+    if store is not None:
+        missing = [name for name in OPTIONAL_HOOKS if not getattr(hook, name).get_hookimpls()]
+        if missing:
+            raise HarnessError(f"checkpoint_every: backend '{case.backend}' does not implement {missing[0]}")
+        found = store.latest()
+        if found is not None:
+            done, path, saved = found
+            progress("resume", done, total, force=True)
+            hook.harness_load_train_state(case=case, model=model, device=device, step=step, path=str(path))
+            if not hasattr(data, "start_at"):
+                raise HarnessError(f"backend '{case.backend}': its train stream has no start_at(epoch, batch), "
+                                   "so a checkpoint cannot be resumed")
+            data.start_at(done // steps_per_epoch, done % steps_per_epoch)
+    losses: list[float] = list(saved.get("losses", []))  # host values of the steps before `done`
+    samples: list[float] = list(saved.get("samples", []))  # timed steps only
+    resumes: list[dict[str, Any]] = list(saved.get("resumes", []))
+    first_step_s = saved.get("first_step_s")
+    pending: list[Any] = []  # device losses of this process's steps, read after the timed steps
+
+    def to_host() -> bool:
+        """Read the pending losses; False when one is NaN or infinite (no checkpoint is saved then)."""
+        if pending:
+            losses.extend(hook.harness_to_host(value=list(pending)))
+            pending.clear()
+        return all(math.isfinite(v) for v in losses)
+
     sync = hook.harness_synchronize
-    batches = _forever(data)
-
-    sync(device=device)
-    t0 = time.perf_counter()
-    first_loss = step(next(batches))
-    sync(device=device)
-    first_step_s = time.perf_counter() - t0
-    for i in range(1, s.warmup):
-        step(next(batches))
-        progress("warmup", i + 1, s.warmup)
-    sync(device=device)
-
-    samples: list[float] = []
-    losses: list[Any] = []
     clock = time.perf_counter
-    for i in range(timed):
-        t0 = clock()
-        losses.append(step(next(batches)))
+    if done < total:  # (a run killed after its last checkpoint, in evaluation, has nothing left to train)
+        batches = _forever(data)
+        # This process's first step (graph compilation, allocator warm-up) is timed on its own.
         sync(device=device)
-        samples.append(clock() - t0)
-        progress("train", i + 1, timed)
+        t0 = clock()
+        pending.append(step(next(batches)))
+        sync(device=device)
+        if done == 0:
+            first_step_s = clock() - t0
+        else:  # not a timed sample: it compiles again
+            resumes.append({"step": done, "first_step_s": clock() - t0})
+        for i in range(done + 1, total):  # i steps are done
+            settle = i == s.warmup
+            if store is not None and store.due(i, total):
+                if not to_host():
+                    break  # diverged: recorded below
+                progress("checkpoint", i, total, force=True)
+                _save(hook, case, model, device, step, store, i, steps_per_epoch, losses, samples, first_step_s,
+                      resumes)
+                settle = True
+            if i < s.warmup:
+                pending.append(step(next(batches)))
+                progress("warmup", i + 1, s.warmup)
+                continue
+            if settle:  # nothing queued may spill into the first timed step, or the one after a checkpoint
+                sync(device=device)
+            t0 = clock()
+            pending.append(step(next(batches)))
+            sync(device=device)
+            samples.append(clock() - t0)
+            progress("train", i + 1 - s.warmup, total - s.warmup)
+        if to_host() and store is not None and len(losses) == total:
+            _save(hook, case, model, device, step, store, total, steps_per_epoch, losses, samples, first_step_s,
+                  resumes)
+    _record_train(result, s.batch_size, samples, first_step_s, s.warmup, total, steps_per_epoch, losses[0],
+                  losses[s.warmup:])
+    if store is not None:
+        result["metrics"]["train"]["checkpoints"] = store.summary()
+    if resumes:
+        result["metrics"]["train"]["resumed"] = resumes
+    _check_finite(enumerate(losses, 1))
 
-    first, *rest = hook.harness_to_host(value=[first_loss, *losses])
-    _record_train(result, s.batch_size, samples, first_step_s, s.warmup, total, steps_per_epoch, first, rest)
-    _check_finite([(1, first), *((s.warmup + 1 + i, v) for i, v in enumerate(rest))])
+
+def _save(hook: Any, case: Case, model: Any, device: Any, step: Any, store: Checkpoints, done: int,
+          steps_per_epoch: int, losses: list[float], samples: list[float], first_step_s: float | None,
+          resumes: list[dict[str, Any]]) -> None:
+    state = {"losses": losses, "samples": samples, "first_step_s": first_step_s, "resumes": resumes}
+    store.save(done, steps_per_epoch, state,
+               lambda folder: hook.harness_save_train_state(case=case, model=model, device=device, step=step,
+                                                            path=folder))
 
 
 def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> float:
@@ -449,16 +507,16 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
             _write(result_path, result)
         elif case.settings.scenario == "train":
             phase = "train"
-            _train(hook, case, model, device, progress, result)
+            _train(hook, case, model, device, progress, result, rank, world)
             _write(result_path, result)
-        if world > 1:  # every rank must hold the same parameters after data-parallel training
+        if case.settings.scenario == "train":  # the trained weights' identity (ranks must agree; runs compare)
             weights = hook.harness_get_weights(case=case, model=model)
             digest = hashlib.sha256()
-            # BatchNorm statistics are per device (each rank sees its own shard), so they are left out
-            for name in sorted(k for k in weights if not k.endswith(_PER_DEVICE_STATE)):
+            # with several devices BatchNorm statistics are per device (each rank sees its own shard): left out
+            for name in sorted(k for k in weights if world == 1 or not k.endswith(_PER_DEVICE_STATE)):
                 digest.update(name.encode())
                 digest.update(np.ascontiguousarray(weights[name]).tobytes())
-            result["metrics"]["weights_sha256"] = digest.hexdigest()  # trainable parameters only
+            result["metrics"]["weights_sha256"] = digest.hexdigest()
         # evaluation and exports are rank 0's (on the full eval set)
         scenario = case.settings.scenario
         evaluate = (scenario == "eval" or (scenario == "train" and case.settings.eval)
@@ -480,6 +538,8 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
                 exports.append(_export(hook, case.backend, case, model, device, fmt, b))
         if exports:
             result["metrics"]["export"] = exports
+        if SKIPPED:  # files of a data folder that were not readable images
+            result["metrics"]["data"] = {split: dict(v) for split, v in SKIPPED.items()}
         result["metrics"]["memory"] = {"host_peak_bytes": _host_peak_bytes(),
                                        "device_peak_bytes": hook.harness_device_memory(device=device)}
         result["status"] = "ok"
@@ -496,7 +556,10 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any backend error fails the case, with its traceback in the log
         traceback.print_exc()
         msg = str(exc).strip().splitlines()
-        result.update(status="failed", reason=f"{phase}: {type(exc).__name__}: {msg[0] if msg else ''}"[:500])
+        # torch.OutOfMemoryError (CUDA), NPU and MindSpore allocators say "out of memory" in their messages
+        oom = "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc).lower()
+        result.update(status="failed", reason=f"{phase}: {'out of device memory: ' if oom else ''}"
+                                              f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500])
     result["metrics"].setdefault("memory", {"host_peak_bytes": _host_peak_bytes()})
     _write(result_path, result)
     return result

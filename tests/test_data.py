@@ -306,3 +306,61 @@ def test_tiny_is_learnable_by_hue_after_augmentation(tiny: str) -> None:
     xv, yv = feats["val"]
     accuracy = float(((xv @ centroids.T).argmax(axis=1) == yv).mean())
     assert accuracy >= 0.9, accuracy
+
+
+# --- unreadable files: skipped with a count and a warning, an error past max_bad_images ----------------------
+
+def _spoil(root: str, n: int) -> list[str]:
+    """Turn the first ``n`` train images into files that are not images; add a stray text file."""
+    paths = [p for p, _ in scan_folder(root, "train")[1][:n]]
+    for p in paths:
+        Path(p).write_bytes(b"this is not a JPEG")
+    Path(root, "train", "class_00", "notes.txt").write_text("x")
+    return paths
+
+
+def test_unreadable_images_are_skipped_with_a_count_and_a_warning(tmp_path: Path, capfd) -> None:
+    from harness.config import Settings
+    from harness.data import SKIPPED, scan_split
+
+    root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)  # 12 train images
+    bad_paths = _spoil(root, 2)
+    classes, samples, bad = scan_split(Settings(data="folder", data_root=root, max_bad_images=2), "train")
+    assert len(samples) == 12 and [samples[i][0] for i in bad] == bad_paths
+    err = capfd.readouterr().err.splitlines()
+    assert err[0].startswith(f"harness: warning: 2 of 12 image files in '{root}/train' are not readable images, "
+                             f"skipped (first: {bad_paths[0]}: cannot identify image file")
+    assert err[1] == (f"harness: warning: 1 files without an image extension ignored in '{root}/train' "
+                      f"(first: {root}/train/class_00/notes.txt)")
+    assert SKIPPED["train"]["files"] == 10 and SKIPPED["train"]["skipped"] == 2 and SKIPPED["train"]["ignored"] == 1
+
+
+def test_too_many_unreadable_images_fail_in_one_line(tmp_path: Path) -> None:
+    from harness.config import Settings
+    from harness.data import scan_split
+
+    root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)
+    bad_paths = _spoil(root, 3)
+    for limit in (0.2, 2):  # a fraction (20% of 12 = 2.4) or a count
+        with pytest.raises(HarnessError) as exc:
+            scan_split(Settings(data="folder", data_root=root, max_bad_images=limit), "train")
+        assert_one_line(exc, f"data_root '{root}': 3 of 12 image files", f"more than max_bad_images: {limit}",
+                        f"first: {bad_paths[0]}")
+
+
+def test_backends_leave_unreadable_images_out(tmp_path: Path) -> None:
+    """The torch loader reads only the readable images (MindSpore: tests/test_mindspore_backend.py)."""
+    torch = pytest.importorskip("torch")
+    from harness.config import Case, Settings
+    from harness_torch.data import make_stream
+
+    root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)  # 12 train, 6 val images
+    _spoil(root, 2)
+    for p, _ in scan_folder(root, "val")[1][:1]:
+        Path(p).write_bytes(b"x")
+    case = Case("c", "gluon_resnet50_v1b", "torch", "cpu",
+                Settings(data="folder", data_root=root, image_size=32, batch_size=2, workers=0, num_classes=3,
+                         max_bad_images=3))
+    for split, n in (("train", 10), ("val", 5)):
+        labels = [int(v) for _, y in make_stream(case, split, torch.device("cpu")) for v in y]
+        assert len(labels) == n, (split, labels)

@@ -243,3 +243,10 @@ def test_resume_refuses_a_folder_that_is_not_a_run_of_this_suite(tmp_path, fake_
     other.write_text((tmp_path / "fake.yaml").read_text() + "name: other\n")
     with pytest.raises(HarnessError, match="that run is of suite 'fake', not 'other'"):
         resume_target(run_dir, load_suite(other))
+
+
+def test_device_out_of_memory_is_recorded_as_such(tmp_path, fake_backend, monkeypatch):
+    _, (rec,) = run(tmp_path, [7], plan={"7": "oom"}, monkeypatch=monkeypatch)
+    assert rec["status"] == "failed"
+    assert rec["reason"] == ("train: out of device memory: OutOfMemoryError: out of memory on the fake device "
+                             "(tried 9 GiB)")

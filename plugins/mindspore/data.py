@@ -17,27 +17,33 @@ from mindspore.dataset import vision
 from mindspore.dataset.vision import Inter
 
 from harness.config import Case, Settings
-from harness.data import (IMAGE_EXTENSIONS, LIGHTING_EIGVAL, LIGHTING_EIGVEC, SyntheticStream, repeat_synthetic,
-                          repeated_order, scan_folder, shard_order, synthetic_batches)
+from harness.data import (IMAGE_EXTENSIONS, LIGHTING_EIGVAL, LIGHTING_EIGVEC, SyntheticStream, epoch_order,
+                          repeat_synthetic, scan_split, shard_order, synthetic_batches)
 from harness.errors import HarnessError
 from harness.models import check_batch, get_model
 
-__all__ = ["make_stream", "RepeatedAugmentationSampler"]
+__all__ = ["make_stream", "TrainSampler"]
 
 
-class RepeatedAugmentationSampler(ds.Sampler):
-    """Each index ``repeats`` times in a row (each copy augmented independently by the pipeline), a new
-    shuffle every epoch; an epoch is ``n`` draws (:func:`harness.data.repeated_order`)."""
+class TrainSampler(ds.Sampler):
+    """The train order of :func:`harness.data.epoch_order` (a new shuffle each epoch, each index ``repeats``
+    times in a row for repeated augmentation, this rank's shard) over the readable images ``keep``, the same
+    order the PyTorch backend reads. :meth:`start_at` resumes in the middle of an epoch."""
 
-    def __init__(self, n: int, repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.count = len(shard_order(np.zeros(n, np.int64), repeats, rank, world))
+    def __init__(self, keep: np.ndarray, repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.count = len(shard_order(np.zeros(len(keep), np.int64), repeats, rank, world))
         super().__init__(num_samples=self.count)
-        self.n, self.repeats, self.rank, self.world = n, repeats, rank, world
-        self.rng = np.random.default_rng(seed)  # the same seed on every rank: the same order, sharded
+        self.keep, self.repeats, self.seed, self.rank, self.world = keep, repeats, seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    def start_at(self, epoch: int, position: int) -> None:
+        self.epoch, self.start = epoch, position
 
     def __iter__(self) -> Iterator[int]:
-        order = repeated_order(self.n, self.repeats, self.rng)
-        return iter(shard_order(order, self.repeats, self.rank, self.world).tolist())
+        epoch, start = self.epoch, self.start
+        self.epoch, self.start = epoch + 1, 0
+        order = self.keep[epoch_order(len(self.keep), self.repeats, self.seed, epoch, self.rank, self.world)]
+        return iter(order[start:].tolist())
 
     def __len__(self) -> int:
         return self.count
@@ -61,13 +67,19 @@ class _Lighting:
 class FolderStream:
     """Batches of ``(image float32 NCHW, label int32)`` Tensors; one pass per ``iter()``."""
 
-    def __init__(self, dataset: ds.Dataset, train: bool) -> None:
-        self.dataset, self.train = dataset, train
+    def __init__(self, dataset: ds.Dataset, train: bool, sampler: TrainSampler | None = None) -> None:
+        self.dataset, self.train, self.sampler = dataset, train, sampler
         self.n = dataset.get_dataset_size()
         self._it: Iterator[Any] | None = None
 
     def __len__(self) -> int:
         return self.n
+
+    def start_at(self, epoch: int, batch: int) -> None:
+        """Resume a train stream (before its first pass): the next pass is ``epoch`` from batch ``batch`` on."""
+        if self.sampler is None or self._it is not None:
+            raise HarnessError("this MindSpore stream cannot start mid-run (an eval stream, or already iterated)")
+        self.sampler.start_at(epoch, batch * self.dataset.get_batch_size())
 
     def __iter__(self) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
         if self.train:  # one iterator for the whole run: the pipeline keeps prefetching across epochs
@@ -123,25 +135,24 @@ def make_stream(case: Case, split: str, device: Any) -> Any:
             x, y = x[pick], y[pick]
         return SyntheticStream((ms.Tensor(x), ms.Tensor(y)), synthetic_batches(s, split))
     folder = "train" if train else "val"
-    classes, samples = scan_folder(s.data_root, folder)  # the core's checks and messages, and its class order
+    # the core's checks and messages, its class order and file order (which ImageFolderDataset lists alike)
+    classes, samples, bad = scan_split(s, folder)
     if len(classes) > s.num_classes:
         raise HarnessError(f"data_root '{s.data_root}' has {len(classes)} classes but num_classes is {s.num_classes}")
     ds.config.set_seed(s.seed)
     workers = max(1, s.workers)
     exts = sorted({e for ext in IMAGE_EXTENSIONS for e in (ext, ext.upper())})
     world, rank = _world()
-    shards = {}
-    if repeats > 1:
-        sampler = RepeatedAugmentationSampler(len(samples), repeats, s.seed, rank, world)
+    keep = np.delete(np.arange(len(samples)), bad)
+    if train:  # each rank its shard of a shuffle shared by all ranks
+        sampler: Any = TrainSampler(keep, repeats, s.seed, rank, world)
     else:
-        sampler = None
-        if train and world > 1:  # each rank its shard
-            shards = {"num_shards": world, "shard_id": rank}
-    data = ds.ImageFolderDataset(f"{s.data_root}/{folder}", shuffle=None if sampler else train, sampler=sampler,
-                                 num_parallel_workers=workers, extensions=exts,
-                                 class_indexing={c: i for i, c in enumerate(classes)}, **shards)
+        sampler = ds.SubsetSampler(keep.tolist()) if bad else None
+    data = ds.ImageFolderDataset(f"{s.data_root}/{folder}", sampler=sampler,
+                                 shuffle=None if sampler is not None else False, num_parallel_workers=workers,
+                                 extensions=exts, class_indexing={c: i for i, c in enumerate(classes)})
     data = data.map(operations=_transforms(s, train, spec.mean, spec.std),
                     input_columns="image", num_parallel_workers=workers)
     data = data.map(operations=ds.transforms.TypeCast(ms.int32), input_columns="label")
     data = data.batch(s.batch_size, drop_remainder=train)
-    return FolderStream(data, train)
+    return FolderStream(data, train, sampler if train else None)

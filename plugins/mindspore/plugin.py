@@ -24,7 +24,8 @@ from . import __version__, absorb_numpy_abi_first_failure
 from .data import make_stream
 from .export import RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model
-from .train import AMP_DTYPES, amp_level, check_optimizer, make_eval_step, make_train_step
+from .train import (AMP_DTYPES, amp_level, check_optimizer, load_train_state, make_eval_step, make_train_step,
+                    save_train_state)
 
 _TARGET = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 _MODES = {"default": ms.GRAPH_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
@@ -211,6 +212,17 @@ def harness_write_checkpoint(weights: dict[str, np.ndarray], path: str) -> str:
                        path)
     os.chmod(path, 0o644)  # MindSpore writes checkpoints read-only
     return path
+
+
+@hookimpl
+def harness_save_train_state(case: Case, model: nn.Cell, device: Any, step: Any, path: str) -> list[str]:
+    return save_train_state(step, path)
+
+
+@hookimpl
+def harness_load_train_state(case: Case, model: nn.Cell, device: Any, step: Any, path: str) -> bool:
+    load_train_state(step, path, case.model)
+    return True
 
 
 @hookimpl

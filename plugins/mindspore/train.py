@@ -9,6 +9,7 @@ O0-O3 and a fixed or dynamic loss scale.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,8 @@ from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indi
 from harness.schedules import damping_table, lr_table
 
 __all__ = ["make_train_step", "make_eval_step", "make_optimizer", "param_groups", "amp_level", "NesterovMomentum",
-           "AMP_DTYPES", "MultigrainWithLoss", "SmoothedCrossEntropy", "check_optimizer"]
+           "AMP_DTYPES", "MultigrainWithLoss", "SmoothedCrossEntropy", "check_optimizer", "save_train_state",
+           "load_train_state"]
 
 AMP_DTYPES = {"fp16": ms.float16, "bf16": ms.bfloat16}
 
@@ -259,8 +261,56 @@ def make_train_step(case: Case, net: nn.Cell, device: Any, total_steps: int,
         out = train_net(*batch)
         return out[0] if scaled else out  # with a loss scale: (loss, overflow, scale)
 
-    step.with_loss = with_loss
+    # what a training checkpoint saves (harness_save_train_state)
+    step.with_loss, step.train_net, step.thor_phase = with_loss, train_net, thor_phase
     return step
+
+
+TRAIN_STATE = "train_state.ckpt"
+_EXTRA = ("harness_rng_state", "harness_thor_count")
+
+
+def save_train_state(step: Any, folder: str) -> list[str]:
+    """Every parameter of the training cell (network, Multigrain's beta, optimizer moments, its learning-rate
+    table and global step, which indexes the schedule, the loss-scale cells' state), the THOR phase counter and
+    the default generator's state (``mindspore.get_rng_state``), in one checkpoint file."""
+    path = os.path.join(folder, TRAIN_STATE)
+    extra = {"harness_rng_state": ms.get_rng_state(),
+             "harness_thor_count": step.thor_phase.count[0] if step.thor_phase is not None else 0}
+    ms.save_checkpoint(step.train_net, path, append_dict=extra)
+    os.chmod(path, 0o644)  # MindSpore writes checkpoints read-only
+    return [TRAIN_STATE]
+
+
+def load_train_state(step: Any, folder: str, name: str) -> None:
+    """Restore :func:`save_train_state`'s file into ``step``'s training cell, strictly."""
+    path = os.path.join(folder, TRAIN_STATE)
+    if not os.path.isfile(path):
+        raise HarnessError(f"checkpoint '{path}': no such file")
+    try:
+        params = ms.load_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - MindSpore raises ValueError/RuntimeError for foreign files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise HarnessError(f"checkpoint '{path}': not a MindSpore checkpoint ({first[:200]})") from None
+    if not set(_EXTRA) <= set(params):
+        raise HarnessError(f"checkpoint '{path}': not a harness training state")
+    rng, thor = params.pop("harness_rng_state"), params.pop("harness_thor_count")
+    own = {p.name: tuple(p.shape) for p in step.train_net.get_parameters()}
+    for key, shape in own.items():
+        if key not in params:
+            raise HarnessError(f"checkpoint '{path}' for {name}: parameter '{key}' {shape} is missing (not a "
+                               "checkpoint of this model and optimizer?)")
+        if tuple(params[key].shape) != shape:
+            raise HarnessError(f"checkpoint '{path}' for {name}: parameter '{key}' has shape "
+                               f"{tuple(params[key].shape)}, the model expects {shape}")
+    extra = sorted(set(params) - set(own))
+    if extra:
+        raise HarnessError(f"checkpoint '{path}' for {name}: parameter '{extra[0]}' has no place in the model (a "
+                           "checkpoint of another model?)")
+    ms.load_param_into_net(step.train_net, params, strict_load=True)
+    ms.set_rng_state(ms.Tensor(rng.asnumpy(), ms.uint8) if hasattr(rng, "asnumpy") else rng)
+    if step.thor_phase is not None:
+        step.thor_phase.count[0] = int(thor.asnumpy()) if hasattr(thor, "asnumpy") else int(thor)
 
 
 def _thor_phases(train_net: nn.Cell, frequency: int) -> Callable[[], None]:
@@ -268,7 +318,7 @@ def _thor_phases(train_net: nn.Cell, frequency: int) -> Callable[[], None]:
     every ``frequency`` steps one step recomputes the second-order matrices (``thor=True``, phase
     ``train0``); the steps between reuse them (``thor=False``, phase ``train1``). The flags are read when a
     phase's graph compiles, so they are set only on the first step of each phase."""
-    count = [0]
+    count = [0]  # steps taken, saved in training checkpoints
     compiled: set[str] = set()
 
     def switch() -> None:
@@ -279,6 +329,7 @@ def _thor_phases(train_net: nn.Cell, frequency: int) -> Callable[[], None]:
             compiled.add(phase)
         train_net.phase = phase
 
+    switch.count = count
     return switch
 
 

@@ -7,51 +7,57 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from harness.config import Case
-from harness.data import (Preprocess, SyntheticStream, preprocess_for, repeat_synthetic, repeated_order, scan_folder,
-                          shard_order, synthetic_batches)
+from harness.data import (Preprocess, SyntheticStream, augment_rng, epoch_order, preprocess_for, repeat_synthetic,
+                          scan_split, shard_order, synthetic_batches)
 from harness.errors import HarnessError
 from harness.models import check_batch, get_model
 
-__all__ = ["make_stream", "RepeatedAugmentationSampler"]
+__all__ = ["make_stream", "TrainSampler"]
 
 
-class RepeatedAugmentationSampler(Sampler[int]):
-    """Each index ``repeats`` times in a row (each copy augmented independently by the dataset),
-    a new shuffle every epoch; an epoch is ``n`` draws (:func:`harness.data.repeated_order`)."""
+class TrainSampler(Sampler[tuple[int, int, int, int]]):
+    """The train order of :func:`harness.data.epoch_order` (a new shuffle each epoch, each index ``repeats``
+    times in a row for repeated augmentation, this rank's shard), over the readable images ``keep``.
 
-    def __init__(self, n: int, repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.n, self.repeats, self.rank, self.world = n, repeats, rank, world
-        self.rng = np.random.default_rng(seed)  # the same seed on every rank: the same order, sharded
+    Yields ``(index, epoch, rank, position)``: the dataset seeds the sample's augmentation from where it falls
+    in the run (:func:`harness.data.augment_rng`), not from the loader worker. :meth:`start_at` resumes in the
+    middle of an epoch."""
+
+    def __init__(self, keep: np.ndarray, repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.keep, self.repeats, self.seed, self.rank, self.world = keep, repeats, seed, rank, world
+        self.epoch, self.start = 0, 0
 
     def __len__(self) -> int:
-        return len(shard_order(np.zeros(self.n, np.int64), self.repeats, self.rank, self.world))
+        return len(shard_order(np.zeros(len(self.keep), np.int64), self.repeats, self.rank, self.world))
 
-    def __iter__(self) -> Iterator[int]:
-        order = repeated_order(self.n, self.repeats, self.rng)
-        return iter(shard_order(order, self.repeats, self.rank, self.world).tolist())
+    def start_at(self, epoch: int, position: int) -> None:
+        self.epoch, self.start = epoch, position
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
+        epoch, start = self.epoch, self.start
+        self.epoch, self.start = epoch + 1, 0
+        order = self.keep[epoch_order(len(self.keep), self.repeats, self.seed, epoch, self.rank, self.world)]
+        return ((int(i), epoch, self.rank, pos) for pos, i in enumerate(order.tolist()) if pos >= start)
 
 
 class FolderDataset(Dataset):
-    def __init__(self, root: str, split: str, pre: Preprocess, seed: int) -> None:
-        self.classes, self.samples = scan_folder(root, split)
-        self.pre, self.seed = pre, seed
-        self._rng: np.random.Generator | None = None
+    def __init__(self, samples: list[tuple[str, int]], pre: Preprocess, seed: int) -> None:
+        self.samples, self.pre, self.seed = samples, pre, seed
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _generator(self) -> np.random.Generator:
-        if self._rng is None:  # per worker: torch gives each worker (and epoch) its own seed
-            info = get_worker_info()
-            self._rng = np.random.default_rng(info.seed if info else self.seed)
-        return self._rng
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    def __getitem__(self, key: int | tuple[int, int, int, int]) -> tuple[np.ndarray, int]:
+        if isinstance(key, tuple):  # a train sample: (index, epoch, rank, position)
+            i, epoch, rank, position = key
+            rng = augment_rng(self.seed, epoch, rank, position)
+        else:
+            i, rng = key, None
         path, label = self.samples[i]
-        return self.pre.load(path, self._generator()), label
+        return self.pre.load(path, rng), label
 
 
 def _world() -> tuple[int, int]:
@@ -65,17 +71,16 @@ class DeviceLoader:
 
     def __init__(self, loader: DataLoader, device: torch.device, channels_last: bool) -> None:
         self.loader, self.device, self.channels_last = loader, device, channels_last
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.loader)
 
+    def start_at(self, epoch: int, batch: int) -> None:
+        """Resume a train stream: the next pass is ``epoch`` from its batch ``batch`` on."""
+        self.loader.sampler.start_at(epoch, batch * self.loader.batch_size)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        sampler = self.loader.sampler
-        if isinstance(sampler, DistributedSampler):  # a new shuffle each epoch
-            sampler.set_epoch(self.epoch)
-        self.epoch += 1
         for x, y in self.loader:
             yield (x.to(self.device, non_blocking=True, memory_format=fmt),
                    y.to(self.device, non_blocking=True))
@@ -99,20 +104,18 @@ def make_stream(case: Case, split: str, device: torch.device) -> Any:
             x = x.contiguous(memory_format=torch.channels_last)
         return SyntheticStream((x, y), synthetic_batches(s, split))
     pre = preprocess_for(s, train, spec.mean, spec.std)
-    ds = FolderDataset(s.data_root, "train" if train else "val", pre, s.seed)
-    if len(ds.classes) > s.num_classes:
-        raise HarnessError(f"data_root '{s.data_root}' has {len(ds.classes)} classes but num_classes is {s.num_classes}")
+    classes, samples, bad = scan_split(s, "train" if train else "val")
+    if len(classes) > s.num_classes:
+        raise HarnessError(f"data_root '{s.data_root}' has {len(classes)} classes but num_classes is {s.num_classes}")
+    ds = FolderDataset(samples, pre, s.seed)
+    keep = np.delete(np.arange(len(samples)), bad)
     world, rank = _world()
-    if repeats > 1:
-        sampler = RepeatedAugmentationSampler(len(ds), repeats, s.seed, rank, world)
-    elif train and world > 1:  # each rank its shard of a shuffle shared by all ranks
-        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=s.seed, drop_last=True)
+    if train:  # each rank its shard of a shuffle shared by all ranks
+        sampler: Any = TrainSampler(keep, repeats, s.seed, rank, world)
     else:
-        sampler = None
+        sampler = keep.tolist() if bad else None
     loader = DataLoader(
-        ds, batch_size=s.batch_size, shuffle=train and sampler is None, sampler=sampler, drop_last=train,
-        num_workers=s.workers,
+        ds, batch_size=s.batch_size, sampler=sampler, drop_last=train, num_workers=s.workers,
         pin_memory=device.type == "cuda", persistent_workers=s.workers > 0,
-        generator=torch.Generator().manual_seed(s.seed),
     )
     return DeviceLoader(loader, device, s.channels_last)

@@ -21,7 +21,7 @@ from harness.models import MODELS, get_model
 from harness.weights import OPTIONAL_SUFFIXES, check_weights
 
 from . import __version__
-from .checkpoint import read_state_dict
+from .checkpoint import load_train_state, read_state_dict, save_train_state
 from .data import make_stream
 from .export import RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model, unwrap
@@ -167,6 +167,18 @@ def harness_export(case: Case, model: torch.nn.Module, device: torch.device, fmt
 def harness_inference_session(case: Case, device: torch.device, model: torch.nn.Module | None, runtime: str,
                               path: str | None, batch: int) -> Any:
     return inference_session(case, device, unwrap(model) if model is not None else None, runtime, path)
+
+
+@hookimpl
+def harness_save_train_state(case: Case, model: torch.nn.Module, device: torch.device, step: Any,
+                             path: str) -> list[str]:
+    return save_train_state(unwrap(model), device, step, path)
+
+
+@hookimpl
+def harness_load_train_state(case: Case, model: torch.nn.Module, device: torch.device, step: Any, path: str) -> bool:
+    load_train_state(unwrap(model), device, step, path, case.model)
+    return True
 
 
 @hookimpl

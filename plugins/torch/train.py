@@ -189,7 +189,8 @@ def make_train_step(case: Case, model: nn.Module, device: torch.device, total_st
             opt.step()
         return loss.detach()
 
-    step.criterion, step.optimizer = criterion, opt
+    # what a training checkpoint saves (harness_save_train_state)
+    step.criterion, step.optimizer, step.scaler, step.count = criterion, opt, scaler, count
     return step
 
 

@@ -3,7 +3,8 @@ dist-info folder on PYTHONPATH), used to test the core without a framework.
 
 Behaviour per case comes from the JSON in ``HARNESS_FAKE_PLAN``, keyed by the
 case's seed: ``{"1": "raise", "2": "sigkill", "3": "hang", "4": "nodevice",
-"5": "nan", "6": "slow"}``. Every hook call is appended to ``calls.log`` in the
+"5": "nan", "6": "slow"}``; ``"sigkill_once"`` kills the worker at step 7 the
+first time only (a checkpointed case then resumes). Every hook call is appended to ``calls.log`` in the
 case's working folder, so tests can check the order the core calls them in.
 """
 from __future__ import annotations
@@ -63,13 +64,18 @@ def harness_build_model(case, device):
 
 class _Stream:
     def __init__(self, n, batch):
-        self.n, self.batch = n, batch
+        self.n, self.batch, self.start = n, batch, 0
 
     def __len__(self):
         return self.n
 
+    def start_at(self, epoch, batch):
+        _log(f"start_at {epoch} {batch}")
+        self.start = batch
+
     def __iter__(self):
-        for i in range(self.n):
+        start, self.start = self.start, 0
+        for i in range(start, self.n):
             yield (np.ones((self.batch, 4)), np.zeros(self.batch, dtype=int))
 
 
@@ -90,10 +96,15 @@ def harness_train_step(case, model, device, total_steps, steps_per_epoch):
         plan = device["plan"]
         if plan == "sigkill" and n == 3:
             os.kill(os.getpid(), signal.SIGKILL)
+        if plan == "sigkill_once" and n == 7 and not os.path.exists("killed"):  # once per case folder
+            open("killed", "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
         if plan == "hang" and n == 2:
             time.sleep(3600)
         if plan == "slow":
             time.sleep(0.3 if n == 1 else 0.02)
+        if plan == "oom" and n == 2:
+            raise type("OutOfMemoryError", (RuntimeError,), {})("out of memory on the fake device (tried 9 GiB)")
         if plan == "pause":  # a long step so a test can kill the process from outside
             time.sleep(0.2)
         if os.environ.get("HARNESS_FAKE_STEP_SLEEP"):  # a steady step time (regression-gating tests)
@@ -182,3 +193,21 @@ def harness_write_checkpoint(weights, path):
     with open(path, "wb") as f:
         np.savez(f, **weights)
     return path
+
+
+@hookimpl
+def harness_save_train_state(case, model, device, step, path):
+    _log(f"save_train_state {device['steps']}")
+    np.savez(os.path.join(path, "state.npz"), w=model["w"], steps=device["steps"])
+    return ["state.npz"]
+
+
+@hookimpl
+def harness_load_train_state(case, model, device, step, path):
+    file = os.path.join(path, "state.npz")
+    if not os.path.isfile(file):
+        raise HarnessError(f"checkpoint '{file}': no such file")
+    with np.load(file) as z:
+        model["w"], device["steps"] = np.array(z["w"]), int(z["steps"])
+    _log(f"load_train_state {device['steps']}")
+    return True
