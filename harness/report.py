@@ -297,8 +297,12 @@ def inference_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "runtime top-1": _fmt("{:.2f}", acc.get("top1")),
             "framework top-1": _fmt("{:.2f}", acc.get("framework_top1")),
             "top-1 agreement %": _fmt("{:.1f}", acc.get("top1_agreement")),
+            "run": r.get("run_id"),
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not table.empty and table["run"].nunique() < 2:  # the run says which row is which only over several runs
+        table = table.drop(columns="run")
+    return table
 
 
 def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report",
@@ -318,6 +322,8 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
         columns: dict[str, list[str]] = {}
         for _, row in group.sort_values(["backend", "device", "case"]).iterrows():
             opt, recipe = row.get("cfg.optimizer"), row.get("cfg.recipe")
+            if pd.isna(row.get("train_images_per_s")):  # the optimizer means something only where it trained
+                opt = recipe = None
             cells = [(f"{opt}" if isinstance(opt, str) else "") + (f" ({recipe})" if isinstance(recipe, str) else "")]
             for _label, col, fmt in METRIC_ROWS:
                 v = row.get(col)

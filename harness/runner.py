@@ -84,14 +84,14 @@ class _Display:
         self.stream.flush()
 
 
-def _processes_with(token: str) -> list[int]:
-    """Processes (other than this one) whose environment holds ``HARNESS_CASE_TOKEN=token``.
+def _processes_with(variable: str) -> list[int]:
+    """Processes (other than this one) whose environment holds ``variable`` (``NAME=value``).
 
-    Every process of a case inherits the token: the child, the launcher's workers (torchrun and msrun start
-    them in sessions of their own, out of reach of the child's process group) and their data-loader workers.
-    Empty where ``/proc`` does not exist.
+    Every process of a case inherits ``HARNESS_CASE_TOKEN`` (this run of the case) and ``HARNESS_CASE_DIR``:
+    the child, the launcher's workers (torchrun and msrun start them in sessions of their own, out of reach of
+    the child's process group) and their data-loader workers. Empty where ``/proc`` does not exist.
     """
-    needle = f"HARNESS_CASE_TOKEN={token}".encode()
+    needle = variable.encode()
     found = []
     try:
         entries = [e for e in os.listdir("/proc") if e.isdigit()]
@@ -110,16 +110,20 @@ def _processes_with(token: str) -> list[int]:
     return found
 
 
-def _reap(token: str) -> None:
-    """SIGKILL every process left over from a case (found by its token) and wait until they are gone."""
+def _reap(variable: str) -> int:
+    """SIGKILL every process left over from a case (found by ``variable`` in its environment) and wait until they
+    are gone; returns how many there were."""
     deadline = time.monotonic() + 10
-    while (pids := _processes_with(token)) and time.monotonic() < deadline:
+    first = None
+    while (pids := _processes_with(variable)) and time.monotonic() < deadline:
+        first = len(pids) if first is None else first
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         time.sleep(0.1)
+    return first or 0
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -199,6 +203,11 @@ def _with_export(case: Case, case_dir: Path, display: _Display, label: str) -> t
 def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: float | None) -> dict[str, Any]:
     """Run one case's process; return the child's result, or a failure built from the exit."""
     case_dir = case_dir.resolve()
+    # a runner killed outright (kill -9) leaves its case's processes running: they must not write on into the
+    # folder this run is about to use
+    strays = _reap(f"HARNESS_CASE_DIR={case_dir}")
+    if strays:
+        display.line(f"{label}: stopped {strays} process(es) an earlier, killed run left running in {case_dir}")
     case_file, result_file, log_file = case_dir / "case.json", case_dir / "result.json", case_dir / "case.log"
     case_file.write_text(json.dumps(case.to_dict(), indent=1))
     result_file.unlink(missing_ok=True)
@@ -213,7 +222,8 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
     read_fd, write_fd = os.pipe()
     token = f"{os.getpid()}-{time.monotonic_ns()}"
     env = child_env(HARNESS_PROGRESS_FD=str(write_fd), HARNESS_PROGRESS_INO=str(os.fstat(write_fd).st_ino),
-                    PYTHONUNBUFFERED="1", HARNESS_CASE_TOKEN=token, **extra)
+                    PYTHONUNBUFFERED="1", HARNESS_CASE_TOKEN=token,
+                    HARNESS_CASE_DIR=str(case_dir), **extra)
     timeout = case.settings.timeout
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(argv, cwd=case_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -260,7 +270,7 @@ def _run_child(case: Case, case_dir: Path, display: _Display, label: str, eta: f
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        _reap(token)
+        _reap(f"HARNESS_CASE_TOKEN={token}")
     result: dict[str, Any] | None = None
     if distributed:
         result = merge_ranks(case, result_file, case_dir)

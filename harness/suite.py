@@ -17,7 +17,10 @@
 Only ``yaml.safe_load`` is used. Every problem is a :class:`HarnessError`
 naming the file and key, with the nearest valid name where there is one.
 ``${VAR}`` and ``${VAR:-default}`` in string settings expand from the
-environment; ``--set key=value`` on the command line applies last.
+environment; ``--set key=value`` on the command line applies last. Relative
+``data_root``, ``weights`` and ``model_file`` are taken from the folder
+``harness run`` is started in (a case runs in a folder of its own); a missing
+``weights`` file, like a missing ``data_root``, stops the suite at load.
 """
 from __future__ import annotations
 
@@ -42,6 +45,9 @@ __all__ = ["Suite", "load_suite", "parse_set", "select_cases"]
 
 TOP_KEYS = ("name", "description", "models", "backends", "devices", "settings", "matrix", "overrides", "exclude")
 AXES = ("model", "backend", "device")
+#: Settings that are paths: a case runs in its own folder, so a relative one is made absolute here, from the folder
+#: ``harness run`` was started in.
+PATH_SETTINGS = ("data_root", "weights", "model_file")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -194,11 +200,14 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
         settings.update(cli)
         label = "-".join([model, backend, device] + [f"{k}={v}" for k, v in zip(keys, combo)])
         settings = {k: _expand_env(v, f"{where}: case {label}: {k}") for k, v in settings.items()}
+        settings.update({k: os.path.abspath(settings[k]) for k in PATH_SETTINGS if settings.get(k)})
         if settings.get("recipe"):
             recipe = resolve_recipe(settings["recipe"], model, backend, settings.get("devices", 1),
                                     f"{where}: case {label}")
             settings = {**recipe, **{k: v for k, v in settings.items() if k != "recipe"}, "recipe": recipe["recipe"]}
         _check_data(settings, f"{where}: case {label}")
+        if settings.get("weights") and not os.path.isfile(settings["weights"]):
+            raise HarnessError(f"{where}: case {label}: weights '{settings['weights']}': no such file")
         check_batch(settings.get("batch_size", Settings.batch_size), MODELS[model].repeats, model,
                     f"{where}: case {label}")
         cases.append(Case(name=label, model=model, backend=backend, device=device, settings=Settings(**settings)))
@@ -220,7 +229,12 @@ def _check_data(settings: dict[str, Any], where: str) -> None:
     wanted = ["val"] if settings.get("scenario") == "eval" else ["train", "val"] if settings.get("eval", True) else ["train"]
     for split in wanted:
         if not os.path.isdir(os.path.join(root, split)):
-            raise HarnessError(f"{where}: data_root '{root}': no '{split}' folder (expected {root}/{split}/<class>/*.JPEG)")
+            try:
+                found = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+            except OSError:
+                found = []
+            raise HarnessError(f"{where}: data_root '{root}': no '{split}' folder "
+                               f"(expected {root}/{split}/<class>/*.JPEG){near(split, found)}")
 
 
 def select_cases(suite: Suite, patterns: list[str]) -> Suite:

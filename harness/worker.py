@@ -342,7 +342,10 @@ def _load_weights(hook: Any, case: Case, model: Any) -> None:
             raise HarnessError(f"weights '{path}': not a readable .npz: {exc}") from None
     else:
         weights = hook.harness_read_checkpoint(path=path)
-    hook.harness_set_weights(case=case, model=model, weights=weights)
+    try:
+        hook.harness_set_weights(case=case, model=model, weights=weights)
+    except HarnessError as exc:
+        raise HarnessError(f"'{path}': {exc}") from None
 
 
 def _inference_batches(s: Any) -> list[int]:

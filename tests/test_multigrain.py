@@ -17,7 +17,7 @@ from harness.data import repeat_synthetic, repeated_order
 from harness.errors import HarnessError
 from harness.models import MULTIGRAIN_LOSS, check_batch, get_model
 from harness.multigrain import margin_loss, multigrain_loss, negative_scores, pair_indices, sample_negatives
-from harness_torch.data import RepeatedAugmentationSampler, make_stream
+from harness_torch.data import TrainSampler, make_stream
 from harness_torch.models import GeM, build_model
 from harness_torch.train import make_criterion, make_train_step
 
@@ -165,8 +165,8 @@ def test_repeated_order_gives_consecutive_copies_and_a_new_shuffle_each_epoch():
 
 
 def test_torch_sampler_epochs_and_synthetic_batches_hold_whole_instances():
-    sampler = RepeatedAugmentationSampler(12, 3, seed=0)
-    first, second = list(sampler), list(sampler)
+    sampler = TrainSampler(np.arange(12), 3, seed=0)
+    first, second = [k[0] for k in sampler], [k[0] for k in sampler]  # keys: (index, epoch, rank, position)
     assert len(first) == 12 and first != second
     assert all(first[i] == first[i + 1] == first[i + 2] for i in range(0, 12, 3))
     assert repeat_synthetic(6, 3).tolist() == [0, 0, 0, 1, 1, 1]

@@ -230,6 +230,33 @@ def test_a_suite_killed_mid_case_resumes_and_loses_nothing(tmp_path, fake_backen
     assert records[0] == kept[0]
 
 
+def test_a_runner_killed_outright_leaves_no_worker_writing_into_the_resumed_run(tmp_path, fake_backend, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"0": "pause"}))  # 0.2 s per step
+    suite = tmp_path / "fake.yaml"
+    suite.write_text(SUITE.format(timeout=60, seeds=[0]).replace("steps: 5", "steps: 100"))
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(tmp_path / "results"),
+           "--run-id", "r1", "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run_dir = tmp_path / "results" / "fake" / "r1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (case_dir(run_dir, 0) / "result.json").exists():
+        time.sleep(0.05)
+    worker = json.loads((case_dir(run_dir, 0) / "result.json").read_text())["pid"]
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner only: its worker runs in a session of its own
+    proc.wait(timeout=30)
+    assert os.path.exists(f"/proc/{worker}")
+    monkeypatch.setenv("HARNESS_FAKE_PLAN", "{}")
+    out = subprocess.run([*cmd[:5], "--resume", str(run_dir), "--no-report"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"stopped 1 process(es) an earlier, killed run left running in {case_dir(run_dir, 0).resolve()}" in out.stderr
+    assert not os.path.exists(f"/proc/{worker}") or open(f"/proc/{worker}/stat").read().split()[2] == "Z"
+    assert [r["status"] for r in read_records(run_dir / "results.jsonl")] == ["ok"]
+
+
 def test_resume_refuses_a_folder_that_is_not_a_run_of_this_suite(tmp_path, fake_backend):
     from harness.errors import HarnessError
     from harness.runner import resume_target
