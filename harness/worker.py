@@ -404,10 +404,11 @@ def _inference(hook: Any, info: dict[str, Any], case: Case, model: Any, device: 
     exports: list[dict[str, Any]] = []
     measure = sorted(set(s.inference_batch_sizes))
     rng = np.random.default_rng(s.seed + 3)
-    for i, b in enumerate(_inference_batches(s)):
+    batch_sizes = _inference_batches(s)
+    for i, b in enumerate(batch_sizes):
         path = None
         if fmt is not None and model is not None:
-            progress("export", i + 1, len(_inference_batches(s)), force=True)
+            progress("export", i + 1, len(batch_sizes), force=True)
             exports.append(_export(hook, name, case, model, device, fmt, b))
             path = os.path.join(os.getcwd(), exports[-1]["path"])
         elif fmt is not None:
