@@ -33,7 +33,7 @@ from typing import Any
 from .config import Case
 from .errors import HarnessError
 
-__all__ = ["SCHEMA", "ROOT", "interval", "training_digest", "Checkpoints"]
+__all__ = ["SCHEMA", "ROOT", "interval", "training_digest", "refuse_with_target", "Checkpoints"]
 
 SCHEMA = 1
 ROOT = "checkpoints"
@@ -75,6 +75,14 @@ def _fsync_tree(path: Path) -> None:
         os.close(fd)
 
 
+def refuse_with_target(case: Case) -> None:
+    """Time to accuracy is measured on an uninterrupted run: a case that asks for both is refused."""
+    s = case.settings
+    if s.target_top1 is not None and (s.checkpoint_every is not None or s.checkpoint_every_epochs is not None):
+        raise HarnessError("checkpoint_every with target_top1: time to accuracy is measured on an uninterrupted "
+                           "run, so it does not checkpoint")
+
+
 class Checkpoints:
     """The checkpoints of one rank of one case, under ``folder/checkpoints/rank<rank>``."""
 
@@ -83,9 +91,7 @@ class Checkpoints:
         if world > 1 and s.checkpoint_keep < 2:
             raise HarnessError(f"checkpoint_keep: {s.checkpoint_keep}: a multi-device case keeps at least 2 "
                                "(each rank saves on its own; a kill can leave the ranks one checkpoint apart)")
-        if s.target_top1 is not None:
-            raise HarnessError("checkpoint_every with target_top1: time to accuracy is measured on an uninterrupted "
-                               "run, so it does not checkpoint")
+        refuse_with_target(case)
         self.case, self.every, self.rank, self.world = case, every, rank, world
         self.keep = s.checkpoint_keep
         self.base = Path(folder) / ROOT

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints import Checkpoints, interval
+from .checkpoints import Checkpoints, interval, refuse_with_target
 from .config import Case
 from .contract import check_counts, check_export, check_info, check_logits, check_session
 from .data import SKIPPED, eval_arrays
@@ -288,6 +288,7 @@ def _train_to_target(hook: Any, case: Case, model: Any, device: Any, progress: _
     """Time to accuracy, MLPerf style: the clock starts before the train data is touched and runs through
     every evaluation until top-1 reaches ``target_top1`` (or the run ends). Step samples are kept as usual."""
     s = case.settings
+    refuse_with_target(case)
     clock = time.perf_counter
     t_start = clock()
     data, steps_per_epoch, total = _open_train(hook, case, device)

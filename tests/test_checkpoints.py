@@ -93,9 +93,16 @@ def test_checkpoints_of_other_settings_are_set_aside_not_used(tmp_path, capfd):
     assert training_digest(case(timeout=5, checkpoint_keep=3, eval=False)) == training_digest(case())
 
 
-def test_time_to_accuracy_does_not_checkpoint(tmp_path):
+def test_time_to_accuracy_does_not_checkpoint(tmp_path, fake_backend, monkeypatch):
+    from harness.worker import run_case
+
     with pytest.raises(HarnessError, match="checkpoint_every with target_top1"):
         Checkpoints(case(target_top1=50.0), tmp_path, every=4)
+    monkeypatch.chdir(tmp_path)
+    result = run_case(case(target_top1=50.0, batch_size=4), str(tmp_path / "result.json"))
+    assert result["status"] == "failed" and result["reason"] == (
+        "train: checkpoint_every with target_top1: time to accuracy is measured on an uninterrupted run, so it does "
+        "not checkpoint")
 
 
 # --- data order ---------------------------------------------------------------------------------------
