@@ -102,6 +102,9 @@ def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tupl
 SKIPPED: dict[str, dict[str, object]] = {}
 
 
+_SCANS: dict[tuple[str, str], tuple[list[str], list[tuple[str, int]], list[str | None], list[str]]] = {}
+
+
 def _header_error(path: str) -> str | None:
     """Why ``path`` is not a readable image (Pillow identifies the format and size from the header without
     decoding the pixels), or None."""
@@ -125,10 +128,15 @@ def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[st
     the same order).
     """
     root = settings.data_root
-    ignored: list[str] = []
-    classes, samples = scan_folder(root, split, ignored)
-    with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
-        errors = list(pool.map(_header_error, (p for p, _ in samples), chunksize=256))
+    key = (os.path.abspath(root), split)
+    fresh = key not in _SCANS  # a process reads a split once (an inference case reads val twice)
+    if fresh:
+        ignored: list[str] = []
+        classes, samples = scan_folder(root, split, ignored)
+        with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
+            errors = list(pool.map(_header_error, (p for p, _ in samples), chunksize=256))
+        _SCANS[key] = (classes, samples, errors, ignored)
+    classes, samples, errors, ignored = _SCANS[key]
     bad = [i for i, e in enumerate(errors) if e is not None]
     limit = settings.max_bad_images if settings.max_bad_images >= 1 else settings.max_bad_images * len(samples)
     if bad:
@@ -137,8 +145,10 @@ def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[st
         if len(bad) > limit or len(bad) == len(samples):
             raise HarnessError(f"data_root '{root}': {what} (more than max_bad_images: {settings.max_bad_images}); "
                                f"first: {first}: {errors[bad[0]]}")
-        print(f"harness: warning: {what}, skipped (first: {first}: {errors[bad[0]]})", file=sys.stderr, flush=True)
-    if ignored:
+        if fresh:
+            print(f"harness: warning: {what}, skipped (first: {first}: {errors[bad[0]]})", file=sys.stderr,
+                  flush=True)
+    if ignored and fresh:
         print(f"harness: warning: {len(ignored)} files without an image extension ignored in "
               f"'{os.path.join(root, split)}' (first: {ignored[0]})", file=sys.stderr, flush=True)
     SKIPPED[split] = {"files": len(samples) - len(bad), "skipped": len(bad), "ignored": len(ignored),

@@ -305,6 +305,14 @@ def inference_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
+def _section(title: str, table: pd.DataFrame | None, text: str | None = None) -> list[str]:
+    """A report section's markdown lines: heading, optional explanation, table; nothing for an empty table."""
+    if table is None or table.empty:
+        return []
+    return [f"## {title}", "", *([text, ""] if text else []),
+            table.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
+
+
 def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report",
                     charts: tuple[str, str] | None = None) -> str:
     """The report. ``charts``: (folder to write PNGs into, its path relative to the markdown file)."""
@@ -337,37 +345,26 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
         table = pd.DataFrame(columns, index=["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS)])
         table = table[(table != "").any(axis=1)]
         out += [f"## {model}", "", table.to_markdown(tablefmt="github", disable_numparse=True), ""]
-    compared = _backend_ratios(ok)
-    if compared is not None:
-        out += ["## Backends side by side", "",
-                "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
-                "for images/s, slower for ms/step).", "",
-                compared.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
+    out += _section("Backends side by side", _backend_ratios(ok),
+                    "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
+                    "for images/s, slower for ms/step).")
     infer = inference_table(records)
-    if not infer.empty:
-        out += ["## Inference", "",
-                "Latency at batch 1 (percentiles over the timed runs), throughput at each batch size, and the runtime's "
-                "top-1 on the eval split (harness's own preprocessing) beside the framework's own evaluation of the "
-                "same weights; agreement: images where both give the same top-1 class.", "",
-                infer.sort_values(["model", "device", "backend", "runtime"]).to_markdown(
-                    index=False, tablefmt="github", disable_numparse=True), ""]
-    matrix = comparison_matrix(ok)
-    if not matrix.empty:
-        out += ["## Comparison matrix", "",
-                "Measured train throughput, step time and top-1 for every model x backend x device; the backend ratio "
-                "divides by PyTorch on the same device, the device ratio by the same backend on the first device "
-                "present (ascend, gpu, cpu order).", "",
-                matrix.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
+    out += _section("Inference", infer.sort_values(["model", "device", "backend", "runtime"]) if not infer.empty
+                    else infer,
+                    "Latency at batch 1 (percentiles over the timed runs), throughput at each batch size, and the "
+                    "runtime's top-1 on the eval split (harness's own preprocessing) beside the framework's own "
+                    "evaluation of the same weights; agreement: images where both give the same top-1 class.")
+    out += _section("Comparison matrix", comparison_matrix(ok),
+                    "Measured train throughput, step time and top-1 for every model x backend x device; the backend "
+                    "ratio divides by PyTorch on the same device, the device ratio by the same backend on the first "
+                    "device present (ascend, gpu, cpu order).")
     if not refs.empty:
         out += ["## Measured beside published", "",
                 "Each cell: measured · pub(lished) · Δ (measured - published, % of published). A cell with only "
                 "'— · pub' has no measured counterpart in these runs (same backend, device kind and device count).",
                 ""]
         out += _published_tables(ok, refs)
-    scaling = scaling_efficiency(pd.concat([ok, refs]) if not refs.empty else ok)
-    if not scaling.empty:
-        out += ["## Scaling efficiency", "",
-                scaling.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
+    out += _section("Scaling efficiency", scaling_efficiency(pd.concat([ok, refs]) if not refs.empty else ok))
     if charts is not None and not ok.empty:
         names = write_charts(ok, charts[0])
         if names:

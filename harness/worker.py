@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -228,6 +228,21 @@ def _save(hook: Any, case: Case, model: Any, device: Any, step: Any, store: Chec
                                                             path=folder))
 
 
+def _first_and_warmup(hook: Any, device: Any, run: Callable[[], Any], warmup: int) -> float:
+    """Time the first ``run()`` alone (compilation, allocator warm-up), then make the rest of the ``warmup`` calls
+    untimed and settle the device; returns the first call's seconds."""
+    sync = hook.harness_synchronize
+    sync(device=device)
+    t0 = time.perf_counter()
+    run()
+    sync(device=device)
+    first = time.perf_counter() - t0
+    for _ in range(1, warmup):
+        run()
+    sync(device=device)
+    return first
+
+
 def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progress, result: dict[str, Any]) -> float:
     """One timed evaluation pass; returns top-1 (%)."""
     s = case.settings
@@ -242,14 +257,7 @@ def _evaluate(hook: Any, case: Case, model: Any, device: Any, progress: _Progres
         raise HarnessError("the eval data stream yielded no batches") from None
 
     # Untimed warm-up on the first batch (compilation); it is counted once below.
-    sync(device=device)
-    t0 = time.perf_counter()
-    step(first)
-    sync(device=device)
-    first_step_s = time.perf_counter() - t0
-    for _ in range(1, min(s.warmup, 3)):
-        step(first)
-    sync(device=device)
+    first_step_s = _first_and_warmup(hook, device, lambda: step(first), min(s.warmup, 3))
 
     # Timed pass over every batch; as in training, each interval holds the batch fetch and the step
     # (the first batch was fetched above, so its interval holds the step alone).
@@ -365,14 +373,7 @@ def _time_runs(hook: Any, session: Any, device: Any, images: np.ndarray, s: Any)
     """Untimed warm-up, then timed ``run`` calls until both ``latency_min_runs`` and ``latency_min_s`` are met."""
     sync = hook.harness_synchronize
     inputs = session.inputs(images)
-    sync(device=device)
-    t0 = time.perf_counter()
-    session.run(inputs)
-    sync(device=device)
-    first = time.perf_counter() - t0
-    for _ in range(1, s.warmup):
-        session.run(inputs)
-    sync(device=device)
+    first = _first_and_warmup(hook, device, lambda: session.run(inputs), s.warmup)
     samples: list[float] = []
     clock = time.perf_counter
     total = 0.0

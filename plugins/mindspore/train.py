@@ -23,10 +23,11 @@ from harness.losses import smoothing_targets
 from harness.models import MULTIGRAIN_LOSS, MultigrainLoss, get_model
 from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indices
 from harness.schedules import damping_table, lr_table
+from harness.weights import check_weights
 
 __all__ = ["make_train_step", "make_eval_step", "make_optimizer", "param_groups", "amp_level", "NesterovMomentum",
            "AMP_DTYPES", "MultigrainWithLoss", "SmoothedCrossEntropy", "check_optimizer", "save_train_state",
-           "load_train_state"]
+           "load_train_state", "load_checkpoint"]
 
 AMP_DTYPES = {"fp16": ms.float16, "bf16": ms.bfloat16}
 
@@ -282,31 +283,26 @@ def save_train_state(step: Any, folder: str) -> list[str]:
     return [TRAIN_STATE]
 
 
-def load_train_state(step: Any, folder: str, name: str) -> None:
-    """Restore :func:`save_train_state`'s file into ``step``'s training cell, strictly."""
-    path = os.path.join(folder, TRAIN_STATE)
+def load_checkpoint(path: str) -> dict[str, Any]:
+    """``mindspore.load_checkpoint``, its failures as one-line errors naming ``path``."""
     if not os.path.isfile(path):
         raise HarnessError(f"checkpoint '{path}': no such file")
     try:
-        params = ms.load_checkpoint(path)
+        return ms.load_checkpoint(path)
     except Exception as exc:  # noqa: BLE001 - MindSpore raises ValueError/RuntimeError for foreign files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise HarnessError(f"checkpoint '{path}': not a MindSpore checkpoint ({first[:200]})") from None
+
+
+def load_train_state(step: Any, folder: str, name: str) -> None:
+    """Restore :func:`save_train_state`'s file into ``step``'s training cell, strictly."""
+    path = os.path.join(folder, TRAIN_STATE)
+    params = load_checkpoint(path)
     if not set(_EXTRA) <= set(params):
         raise HarnessError(f"checkpoint '{path}': not a harness training state")
     rng, thor = params.pop("harness_rng_state"), params.pop("harness_thor_count")
-    own = {p.name: tuple(p.shape) for p in step.train_net.get_parameters()}
-    for key, shape in own.items():
-        if key not in params:
-            raise HarnessError(f"checkpoint '{path}' for {name}: parameter '{key}' {shape} is missing (not a "
-                               "checkpoint of this model and optimizer?)")
-        if tuple(params[key].shape) != shape:
-            raise HarnessError(f"checkpoint '{path}' for {name}: parameter '{key}' has shape "
-                               f"{tuple(params[key].shape)}, the model expects {shape}")
-    extra = sorted(set(params) - set(own))
-    if extra:
-        raise HarnessError(f"checkpoint '{path}' for {name}: parameter '{extra[0]}' has no place in the model (a "
-                           "checkpoint of another model?)")
+    check_weights(params, {p.name: tuple(p.shape) for p in step.train_net.get_parameters()},
+                  f"checkpoint '{path}' for {name}")
     ms.load_param_into_net(step.train_net, params, strict_load=True)
     ms.set_rng_state(ms.Tensor(rng.asnumpy(), ms.uint8) if hasattr(rng, "asnumpy") else rng)
     if step.thor_phase is not None:

@@ -16,16 +16,21 @@ __all__ = ["read_state_dict", "save_train_state", "load_train_state", "TRAIN_STA
 TRAIN_STATE = "train_state.pt"
 
 
-def read_state_dict(path: str) -> dict[str, np.ndarray]:
-    """A state dict from ``path``: plain, or wrapped under ``state_dict``/``model``; ``module.`` stripped (DDP)."""
+def _load(path: str) -> Any:
+    """``torch.load`` with ``weights_only=True`` (no pickle), its failures as one-line errors naming ``path``."""
     if not os.path.isfile(path):
         raise HarnessError(f"checkpoint '{path}': no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a foreign or corrupt file
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise HarnessError(f"checkpoint '{path}': not a PyTorch checkpoint loadable with weights_only=True "
                            f"({type(exc).__name__}: {first[:200]})") from None
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+    """A state dict from ``path``: plain, or wrapped under ``state_dict``/``model``; ``module.`` stripped (DDP)."""
+    obj = _load(path)
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -64,13 +69,7 @@ def save_train_state(model: torch.nn.Module, device: torch.device, step: Any, fo
 def load_train_state(model: torch.nn.Module, device: torch.device, step: Any, folder: str, name: str) -> None:
     """Restore :func:`save_train_state`'s file into ``model`` and ``step``; ``weights_only`` loading."""
     path = os.path.join(folder, TRAIN_STATE)
-    if not os.path.isfile(path):
-        raise HarnessError(f"checkpoint '{path}': no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a foreign or corrupt file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise HarnessError(f"checkpoint '{path}': unreadable ({type(exc).__name__}: {first[:200]})") from None
+    state = _load(path)
     if not isinstance(state, dict) or not {"model", "optimizer", "criterion", "count", "rng"} <= set(state):
         raise HarnessError(f"checkpoint '{path}': not a harness training state")
     own = model.state_dict()
