@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import has_accuracy
+
 __all__ = ["mann_whitney_greater", "CaseComparison", "compare_runs", "render_comparison", "ALPHA", "MIN_EFFECT",
            "TOP1_TOLERANCE"]
 
@@ -91,7 +93,7 @@ def _measured(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _top1(r: dict[str, Any]) -> float | None:
-    if (r.get("config", {}).get("settings") or {}).get("data") == "synthetic":
+    if not has_accuracy(r.get("config", {}).get("settings") or {}):
         return None  # random labels: accuracy means nothing
     v = (r.get("metrics", {}).get("eval") or {}).get("top1")
     return float(v) if isinstance(v, (int, float)) else None

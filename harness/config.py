@@ -17,7 +17,8 @@ from typing import Any
 
 from .errors import HarnessError, near
 
-__all__ = ["Settings", "Case", "SETTING_NAMES", "DEVICES", "coerce_settings", "case_slug"]
+__all__ = ["Settings", "Case", "SETTING_NAMES", "DEVICES", "coerce_settings", "check_rules", "has_accuracy",
+           "case_slug"]
 
 #: Framework-neutral device names; each backend maps them to its own device.
 DEVICES = ("cpu", "gpu", "ascend")
@@ -32,10 +33,8 @@ def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, minimu
 class Settings:
     """Everything a case may set. Defaults suit a quick CPU run."""
 
-    scenario: str = _opt("train", "train: timed training then evaluation; eval: timed evaluation only; inference: "
-                         "latency and throughput of the model in `runtime` (exported first when the runtime loads an "
-                         "export) and its accuracy beside the framework's own evaluation; export: the exports an "
-                         "inference case of another backend loads", ("train", "eval", "inference", "export"))
+    scenario: str = _opt("train", "what the case measures, one of the registered scenarios (harness list): "
+                         "train, eval, inference, export, or one a package adds")
     batch_size: int = _opt(32, "images per step per device", minimum=1)
     steps: int | None = _opt(20, "timed training steps after warm-up (ignored when epochs is set)", minimum=1)
     epochs: float | None = _opt(None, "train for this many passes over the data instead of `steps`", minimum=0)
@@ -50,8 +49,8 @@ class Settings:
                           "for O1/O2 and refuses O3", ("auto", "O0", "O1", "O2", "O3"))
     loss_scale: float | str | None = _opt(None, "fp16 loss scale: a number (static) or 'dynamic'")
     channels_last: bool = _opt(False, "NHWC memory format where the backend supports it")
-    mode: str = _opt("default", "execution mode: torch eager|compile, mindspore graph|pynative",
-                     ("default", "eager", "compile", "graph", "pynative"))
+    mode: str = _opt("default", "execution mode, as the backend declares (torch: eager, compile; mindspore: graph, "
+                     "pynative)")
     data: str = _opt("synthetic", "synthetic tensors made on the device, an ImageNet-layout folder, "
                      "or the generated tiny dataset", ("synthetic", "folder", "tiny"))
     data_root: str | None = _opt(None, "folder with train/<class>/*.JPEG and val/<class>/*.JPEG")
@@ -75,15 +74,15 @@ class Settings:
     master_port: int | None = _opt(None, "rendezvous port (default: a free port on a single node, 29500 across "
                                    "nodes)", minimum=1)
     rank_table_file: str | None = _opt(None, "Ascend HCCL rank table (RANK_TABLE_FILE) for MindSpore on Ascend")
-    optimizer: str = _opt("sgd", "sgd (momentum, optionally nesterov) or thor (MindSpore's second-order "
-                          "optimizer, Ascend and GPU only)", ("sgd", "thor"))
+    optimizer: str = _opt("sgd", "sgd (momentum, optionally nesterov), or one the backend declares (mindspore: "
+                          "thor, its second-order optimizer, Ascend and GPU only)")
     lr: float = _opt(0.1, "peak learning rate", minimum=0)
     momentum: float = _opt(0.9, "SGD momentum", minimum=0)
     nesterov: bool = _opt(False, "Nesterov momentum")
     weight_decay: float = _opt(1e-4, "L2 weight decay", minimum=0)
     weight_decay_on: str = _opt("weights", "weights: conv/dense weights only (never biases or BN); all: every "
                                 "network parameter", ("weights", "all"))
-    label_smoothing: float = _opt(0.0, "label smoothing epsilon", minimum=0)
+    label_smoothing: float = _opt(0.0, "label smoothing epsilon", minimum=0, maximum=0.999)
     label_smoothing_off: str = _opt("torch", "smoothed target: torch: 1-eps+eps/K and eps/K (PyTorch); k-1: 1-eps and "
                                     "eps/(K-1); k: 1-eps and eps/K (MindSpore ModelZoo variants)",
                                     ("torch", "k-1", "k"))
@@ -102,21 +101,22 @@ class Settings:
     damping_init: float = _opt(0.03, "thor: initial damping", minimum=0)
     damping_decay: float = _opt(0.87, "thor: damping = damping_init * damping_decay ** (epoch / 10)", minimum=0)
     thor_frequency: int = _opt(100, "thor: steps between updates of the second-order matrices", minimum=2)
-    seed: int = _opt(0, "seed for weights, data order and synthetic data")
+    seed: int = _opt(0, "seed for weights, data order and synthetic data", minimum=0, maximum=2**32 - 1)
     eval: bool = _opt(True, "evaluate after training (top-1/top-5 on the eval split)")
     target_top1: float | None = _opt(None, "time to accuracy: evaluate every eval_every_epochs and stop when top-1 "
                                      "(%) reaches this; the clock starts before data is touched and includes "
-                                     "evaluation (MLPerf style)", minimum=0)
+                                     "evaluation (MLPerf style)", minimum=0, maximum=100)
     eval_every_epochs: float = _opt(1.0, "time to accuracy: epochs between evaluations", minimum=0.001)
     eval_batches: int | None = _opt(None, "limit evaluation to this many batches", minimum=1)
-    export: list[str] = _opt((), "formats to export after training, checked against the model's outputs")
+    export: list[str] = _opt((), "formats to export after training or evaluation (those the backend declares), "
+                             "checked against the model's outputs")
     weights: str | None = _opt(None, "a checkpoint (this backend's format, or harness's neutral .npz) loaded into the "
                                "model before training, evaluation or inference")
     runtime: str | None = _opt(None, "inference: the runtime the model runs in, one of the backend's (harness plugins; "
                                "e.g. torch: eager, torchscript; mindspore: graph, mindir, lite; onnxruntime: "
                                "onnxruntime); default: the backend's first")
     inference_batch_sizes: list[int] = _opt((1,), "inference: batch sizes whose throughput is measured (batch 1 also "
-                                            "gives the latency percentiles)")
+                                            "gives the latency percentiles)", minimum=1)
     latency_min_runs: int = _opt(100, "inference: timed runs per batch size, at least", minimum=1)
     latency_min_s: float = _opt(2.0, "inference: seconds of timed runs per batch size, at least", minimum=0)
     model_file: str | None = _opt(None, "inference: an exported model to load instead of exporting one; '{batch}' in "
@@ -134,8 +134,18 @@ class Settings:
                                  "fails", minimum=0)
     timeout: float = _opt(900.0, "seconds before the case is stopped and recorded as failed", minimum=1)
 
+    def __post_init__(self) -> None:
+        """Settings cannot exist unvalidated: every value's type and range, then the rules between them."""
+        values = {f: getattr(self, f) for f in _FIELD_NAMES}
+        typed = coerce_settings(values, "settings")
+        for key, value in typed.items():
+            if value != values[key] or type(value) is not type(values[key]):
+                object.__setattr__(self, key, value)
+        check_rules(self)
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_FIELD_NAMES = tuple(_FIELDS)
 _HINTS = typing.get_type_hints(Settings)
 SETTING_NAMES = tuple(_FIELDS)
 
@@ -211,14 +221,44 @@ def coerce_settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
         if meta["choices"] and typed not in meta["choices"]:
             raise HarnessError(f"{where}.{key}: {typed!r} is not one of {', '.join(meta['choices'])}"
                                f"{near(typed, meta['choices'])}")
-        if meta["min"] is not None and isinstance(typed, (int, float)) and typed < meta["min"]:
-            raise HarnessError(f"{where}.{key}: {typed!r} is below the minimum {meta['min']}")
-        if meta["max"] is not None and isinstance(typed, (int, float)) and typed > meta["max"]:
-            raise HarnessError(f"{where}.{key}: {typed!r} is above the maximum {meta['max']}")
+        for item in typed if isinstance(typed, tuple) else (typed,):
+            if meta["min"] is not None and isinstance(item, (int, float)) and item < meta["min"]:
+                raise HarnessError(f"{where}.{key}: {item!r} is below the minimum {meta['min']}")
+            if meta["max"] is not None and isinstance(item, (int, float)) and item > meta["max"]:
+                raise HarnessError(f"{where}.{key}: {item!r} is above the maximum {meta['max']}")
+        if key == "scenario":
+            from .scenarios import get_scenario
+
+            try:
+                get_scenario(typed)
+            except HarnessError as exc:
+                raise HarnessError(f"{where}.{key}: {exc}") from None
         if key == "loss_scale" and isinstance(typed, str) and typed != "dynamic":
             raise HarnessError(f"{where}.{key}: expected a number or 'dynamic', got {typed!r}")
         out[key] = typed
     return out
+
+
+def check_rules(s: Settings) -> None:
+    """Rules between settings: the core's, then the scenario's (:meth:`harness.scenarios.Scenario.check`)."""
+    from .scenarios import get_scenario
+
+    if s.amp_level == "O0" and s.precision != "fp32":
+        raise HarnessError(f"amp_level O0 means fp32, but precision is {s.precision}")
+    if s.amp_level in ("O1", "O2", "O3") and s.precision == "fp32":
+        raise HarnessError(f"amp_level {s.amp_level} needs precision fp16 or bf16")
+    if s.node_rank >= s.nodes:
+        raise HarnessError(f"node_rank {s.node_rank} is not below nodes {s.nodes}")
+    scenario = get_scenario(s.scenario)
+    if s.devices * s.nodes > 1 and not scenario.multi_device:
+        raise HarnessError(f"scenario {s.scenario} runs on one device (devices: 1)")
+    scenario.check(s)
+
+
+def has_accuracy(settings: Settings | dict[str, Any]) -> bool:
+    """Whether a case's data carry labels worth scoring (synthetic data do not)."""
+    data = settings.get("data") if isinstance(settings, dict) else settings.data
+    return data not in (None, "synthetic")
 
 
 @dataclass(frozen=True)
@@ -230,16 +270,20 @@ class Case:
     backend: str
     device: str
     settings: Settings = field(default_factory=Settings)
+    #: The suite's matrix values that made this case (``{"data": "tiny"}``): reports group by them.
+    variant: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["settings"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["settings"].items()}
+        d["variant"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.variant.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Case":
         settings = Settings(**coerce_settings(d.get("settings", {}), "case.settings"))
-        return cls(name=d["name"], model=d["model"], backend=d["backend"], device=d["device"], settings=settings)
+        return cls(name=d["name"], model=d["model"], backend=d["backend"], device=d["device"], settings=settings,
+                   variant=dict(d.get("variant") or {}))
 
 
 _SLUG = re.compile(r"[^A-Za-z0-9._=-]+")

@@ -1,17 +1,21 @@
 """The conformance suite: what every backend must do, checked against the backend itself.
 
 ``harness check-backend NAME`` (or :func:`check_backend` from a test) runs it in a child process that loads only
-that backend. It exercises every hook the backend's scenarios need (:data:`harness.hookspecs.SCENARIO_HOOKS`) on a
-tiny case (width 0.125, 32 px, 10 classes) and checks what each returns, in the shapes the core reads. A backend
+that backend. It exercises every hook the backend's scenarios need (:func:`harness.scenarios.required_hooks`) on a
+tiny case (width 0.125, 32 px, 10 classes) and checks what each returns, in the shapes the core reads, that the
+train step's ``save``/``load`` resume exactly (``supports["checkpoint"]``), that every format of
+``supports["export"]`` exports and that ``harness_synchronize`` waits for queued work. A backend
 that only loads exports (an inference runtime) is given exports of the tiny model made first by ``export_from``,
 in a process of its own. Each check passes, fails with one line saying what was wrong, or is skipped with why.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +23,10 @@ import numpy as np
 
 from .child import report_errors, run_json
 from .config import DEVICES, Case, Settings
-from .contract import check_counts, check_export, check_info, check_logits, check_probe, check_session
+from .contract import (check_counts, check_export, check_info, check_logits, check_probe, check_session,
+                       loads_exports_only, scenarios_of, supports_of)
+from .data import PAD_LABEL
 from .errors import HarnessError, Unsupported
-from .hookspecs import OPTIONAL_HOOKS
 from .models import MODELS, get_model
 from .plugins import load_backend
 
@@ -89,7 +94,7 @@ def run_checks(name: str, device: str = "cpu", model: str | None = None,
     if not status.get("available"):
         checks.results.append({"check": f"device {device}", "status": "skip", "detail": status.get("reason", "")})
         return checks.results
-    scenarios = info.get("scenarios", ["train", "eval"])
+    scenarios = scenarios_of(info)
     model = model or info["models"][0]
     case = tiny_case(name, device, model)
     with tempfile.TemporaryDirectory(prefix="harness-check-") as tmp:
@@ -148,11 +153,18 @@ def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, i
         checks(f"harness_data({split}): synthetic stream with a length", lambda split=split: _expect(
             len(hook.harness_data(case=case, split=split, device=dev)) >= 1, f"empty {split} stream"))
     batch = checks("harness_to_device", lambda: hook.harness_to_device(arrays=(images, labels), device=dev))
+    eval_step = None
     if batch is not None:
-        step = hook.harness_eval_step(case=case, model=net, device=dev)
+        eval_step = hook.harness_eval_step(case=case, model=net, device=dev)
         checks("harness_eval_step + harness_to_host: [top1, top5, count]", lambda: _expect(
-            check_counts(name, hook.harness_to_host(value=step(batch)))[2] == s.batch_size,
+            check_counts(name, hook.harness_to_host(value=eval_step(batch)))[2] == s.batch_size,
             f"count must be the batch size {s.batch_size}"))
+        padded = labels.copy()
+        padded[-1] = PAD_LABEL
+        checks(f"harness_eval_step counts only labels >= 0 (the core pads with {PAD_LABEL})", lambda: _expect(
+            check_counts(name, hook.harness_to_host(value=eval_step(hook.harness_to_device(
+                arrays=(images, padded), device=dev))))[2] == s.batch_size - 1,
+            f"count must be {s.batch_size - 1} for a batch whose last label is {PAD_LABEL}"))
     if "train" in scenarios and batch is not None:
         def train() -> float:
             step = hook.harness_train_step(case=case, model=net, device=dev, total_steps=3, steps_per_epoch=3)
@@ -164,34 +176,95 @@ def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, i
                     "a train step left every weight unchanged")
             return loss
         checks("harness_train_step: finite loss, weights updated", train)
-        if all(getattr(hook, h).get_hookimpls() for h in OPTIONAL_HOOKS):
-            def resume() -> None:
-                step = hook.harness_train_step(case=case, model=net, device=dev, total_steps=4, steps_per_epoch=4)
-                step(batch)  # momentum exists from here on
-                folder = tempfile.mkdtemp(dir=tmp)
-                files = hook.harness_save_train_state(case=case, model=net, device=dev, step=step, path=folder)
-                _expect(isinstance(files, list) and all(os.path.isfile(os.path.join(folder, f)) for f in files),
-                        f"harness_save_train_state must return the names of the files it wrote, got {files!r}")
-                loss = hook.harness_to_host(value=step(batch))
-                after = hook.harness_get_weights(case=case, model=net)
-                _expect(hook.harness_load_train_state(case=case, model=net, device=dev, step=step, path=folder)
-                        is True, "harness_load_train_state must return True")
-                again = hook.harness_to_host(value=step(batch))
-                _expect(again == loss and _weights_equal(after, hook.harness_get_weights(case=case, model=net)),
-                        f"the step after a restore differs from the step after the save (loss {again} vs {loss})")
-                _expect_raises(lambda: hook.harness_load_train_state(case=case, model=net, device=dev, step=step,
-                                                                     path=os.path.join(tmp, "missing")), "missing")
-            checks("harness_save_train_state / harness_load_train_state: the step after a restore is the same",
-                   resume)
+
+        def queue_steps() -> Callable[[], Any]:
+            step = hook.harness_train_step(case=case, model=net, device=dev, total_steps=8, steps_per_epoch=8)
+            hook.harness_to_host(value=step(batch))  # the first step may compile
+            return lambda: [step(batch) for _ in range(3)][-1]
+        checks("harness_synchronize waits for queued work (train steps)", lambda: _waits(
+            hook, dev, queue_steps(), lambda out: hook.harness_to_host(value=out)))
+        if supports_of(info)["checkpoint"]:
+            _train_state_checks(checks, hook, case, dev, net, batch, tmp)
+    elif eval_step is not None:
+        checks("harness_synchronize waits for queued work (eval steps)", lambda: _waits(
+            hook, dev, lambda: [eval_step(batch) for _ in range(3)][-1], lambda out: hook.harness_to_host(value=out)))
+    formats = set(supports_of(info)["export"])
     if "export" in scenarios or "train" in scenarios:
-        for fmt in sorted({f for f in (info.get("runtimes") or {}).values() if f}):
-            def export(fmt: str = fmt) -> str:
-                out = check_export(name, fmt, hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
-                                                                  path=os.path.join(tmp, f"x_{fmt}"), batch=2))
-                _expect(os.path.isfile(os.path.join(tmp, out["path"])), f"no file {out['path']} beside the path")
-                return f"{out['path']}, max |diff| {out['check'].get('max_abs_diff')}"
-            checks(f"harness_export({fmt})", export)
+        formats |= {f for f in (info.get("runtimes") or {}).values() if f}
+    for fmt in sorted(formats):
+        def export(fmt: str = fmt) -> str:
+            out = check_export(name, fmt, hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
+                                                              path=os.path.join(tmp, f"x_{fmt}"), batch=2))
+            _expect(os.path.isfile(os.path.join(tmp, out["path"])), f"no file {out['path']} beside the path")
+            return f"{out['path']}, max |diff| {out['check'].get('max_abs_diff')}"
+        checks(f"harness_export({fmt})", export)
     checks.model = net
+
+
+def _train_state_checks(checks: _Checks, hook: Any, case: Case, dev: Any, net: Any, batch: Any, tmp: str) -> None:
+    """``supports["checkpoint"]``: the train step's ``save``/``load`` resume exactly and refuse what is not theirs."""
+    def new_step(c: Case = case, model: Any = net) -> Any:
+        step = hook.harness_train_step(case=c, model=model, device=dev, total_steps=4, steps_per_epoch=4)
+        _expect(callable(getattr(step, "save", None)) and callable(getattr(step, "load", None)),
+                f"supports['checkpoint'] is true but the train step ({type(step).__name__}) has no save/load")
+        return step
+
+    saved: list[str] = []
+
+    def resume() -> str:
+        step = new_step()
+        step(batch)  # momentum exists from here on
+        folder = tempfile.mkdtemp(dir=tmp)
+        files = step.save(folder)
+        _expect(isinstance(files, list) and files and all(isinstance(f, str) and os.path.isfile(os.path.join(
+            folder, f)) for f in files), f"save must return the names of the files it wrote, got {files!r}")
+        saved.extend(files)
+        loss = hook.harness_to_host(value=step(batch))
+        after = hook.harness_get_weights(case=case, model=net)
+        fresh = new_step()
+        fresh.load(folder)
+        again = hook.harness_to_host(value=fresh(batch))
+        _expect(again == loss and _weights_equal(after, hook.harness_get_weights(case=case, model=net)),
+                f"the step after a restore differs from the step after the save (loss {again} vs {loss})")
+        return ", ".join(files)
+    checks("TrainStep.save / TrainStep.load: the step after a restore is the same", resume)
+
+    def missing() -> None:
+        if not saved:
+            raise Unsupported("nothing was saved (see the save / load check)")
+        _expect_raises(lambda: new_step().load(tempfile.mkdtemp(dir=tmp)), *saved)
+    checks("TrainStep.load refuses a folder without the state with HarnessError naming the file", missing)
+
+    def foreign() -> None:
+        other = Case(case.name, case.model, case.backend, case.device,
+                     dataclasses.replace(case.settings, num_classes=case.settings.num_classes - 3))
+        folder = tempfile.mkdtemp(dir=tmp)
+        files = new_step(other, hook.harness_build_model(case=other, device=dev)).save(folder)
+        _expect(isinstance(files, list) and bool(files), f"save must return the names of the files it wrote, got "
+                f"{files!r}")
+        _expect_raises(lambda: new_step().load(folder), *files)
+    checks(f"TrainStep.load refuses the state of another shape (num_classes {case.settings.num_classes - 3}) with "
+           "HarnessError naming the file", foreign)
+
+
+def _waits(hook: Any, dev: Any, queue: Callable[[], Any], read: Callable[[Any], Any], tries: int = 2) -> str:
+    """``harness_synchronize`` waits for queued work: after it, reading the last result must not be where the
+    time goes. Fails when, on every try, the read takes over half of queue + synchronize + read and over 5 ms."""
+    for _ in range(tries):
+        hook.harness_synchronize(device=dev)
+        t0 = time.perf_counter()
+        out = queue()
+        t1 = time.perf_counter()
+        hook.harness_synchronize(device=dev)
+        t2 = time.perf_counter()
+        read(out)
+        t3 = time.perf_counter()
+        whole, reading = t3 - t0, t3 - t2
+        if not (reading > 0.5 * whole and reading > 0.005):
+            return f"queued in {(t1 - t0) * 1e3:.1f} ms, synchronize {(t2 - t1) * 1e3:.1f} ms, read {reading * 1e3:.1f} ms"
+    raise HarnessError(f"harness_synchronize returned before the queued work had finished: reading the last result "
+                       f"after it took {reading * 1e3:.1f} ms of {whole * 1e3:.1f} ms (synchronize returned in "
+                       f"{(t2 - t1) * 1e3:.1f} ms)")
 
 
 def _check_weights(w: Any) -> dict[str, Any]:
@@ -200,11 +273,13 @@ def _check_weights(w: Any) -> dict[str, Any]:
     return w
 
 
-def _expect_raises(fn: Callable[[], Any], mention: str) -> None:
+def _expect_raises(fn: Callable[[], Any], *mentions: str) -> None:
+    """``fn`` raises HarnessError naming one of ``mentions``."""
     try:
         fn()
     except HarnessError as exc:
-        _expect(mention in str(exc), f"the message should name '{mention}': {exc}")
+        _expect(any(m in str(exc) for m in mentions),
+                f"the message should name {' or '.join(repr(m) for m in mentions)}: {exc}")
         return
     raise HarnessError("accepted it without raising HarnessError")
 
@@ -214,6 +289,7 @@ def _inference_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: An
     s = case.settings
     net = checks.model
     exports = "export" in scenarios
+    made: list[tuple[Any, Any]] = []  # (session, inputs)
     for runtime, fmt in (info.get("runtimes") or {}).items():
         for b in _BATCHES:
             def session_check(runtime: str = runtime, fmt: str | None = fmt, b: int = b) -> str:
@@ -239,8 +315,13 @@ def _inference_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: An
                     diff = float(np.max(np.abs(own - first)))
                     _expect(diff <= 1e-3 * max(1.0, float(np.max(np.abs(own)))),
                             f"logits differ from harness_predict by {diff:.3g}")
+                made.append((session, inputs))
                 return session.runtime
             checks(f"harness_inference_session({runtime}, batch {b})", session_check)
+    if made and net is None:  # no train or eval step to queue: an inference session's runs
+        session, inputs = made[-1]
+        checks("harness_synchronize waits for queued work (inference runs)", lambda: _waits(
+            hook, dev, lambda: [session.run(inputs) for _ in range(3)][-1], session.logits))
 
 
 def _export_here(source: str, device: str, model: str, fmt: str, folder: str) -> dict[str, Any]:
@@ -266,9 +347,8 @@ def check_backend(name: str, device: str = "cpu", model: str | None = None, expo
     info = probe_backend(name)
     with tempfile.TemporaryDirectory(prefix="harness-check-") as tmp:
         if "error" not in info and model_file is None:
-            scenarios = info.get("scenarios", ["train", "eval"])
             formats = {f for f in (info.get("runtimes") or {}).values() if f}
-            if "inference" in scenarios and "export" not in scenarios and formats:
+            if loads_exports_only(info) and formats:
                 fmt = sorted(formats)[0]
                 made = run_json("harness.conformance", ["--export", export_from, device,
                                                         model or info["models"][0], fmt, tmp],

@@ -12,9 +12,38 @@ import numpy as np
 
 from .config import DEVICES
 from .errors import HarnessError
-from .hookspecs import SCENARIOS
+__all__ = ["check_info", "check_probe", "check_export", "check_counts", "check_logits", "check_session",
+           "DEFAULT_SCENARIOS", "DEFAULT_SUPPORTS", "scenarios_of", "supports_of", "loads_exports_only",
+           "export_format_for"]
 
-__all__ = ["check_info", "check_probe", "check_export", "check_counts", "check_logits", "check_session"]
+#: The scenarios of a backend whose info does not name them.
+DEFAULT_SCENARIOS = ("train", "eval")
+
+#: What a backend takes when its info's ``supports`` leaves a key out (see ``harness_backend_info``).
+DEFAULT_SUPPORTS: dict[str, Any] = {"optimizer": ["sgd"], "precision": ["fp32"], "amp_level": ["auto", "O0"],
+                                    "mode": ["default"], "export": [], "weights": [], "checkpoint": False}
+
+
+def scenarios_of(info: dict[str, Any]) -> list[str]:
+    """The scenarios a backend runs."""
+    return list(info.get("scenarios") or DEFAULT_SCENARIOS)
+
+
+def supports_of(info: dict[str, Any]) -> dict[str, Any]:
+    """What a backend takes, its own declaration over :data:`DEFAULT_SUPPORTS`."""
+    return {**DEFAULT_SUPPORTS, **(info.get("supports") or {})}
+
+
+def loads_exports_only(info: dict[str, Any]) -> bool:
+    """A backend that runs inference on exports another backend makes (it builds no model of its own)."""
+    return "inference" in scenarios_of(info) and "export" not in scenarios_of(info)
+
+
+def export_format_for(info: dict[str, Any], runtime: str | None) -> str | None:
+    """The export format the inference ``runtime`` (None: the backend's first) loads; None when it runs the built
+    model itself."""
+    runtimes = info.get("runtimes") or {}
+    return runtimes.get(runtime or next(iter(runtimes), ""))
 
 
 def _fail(backend: str, hook: str, value: Any, expected: str) -> HarnessError:
@@ -40,17 +69,26 @@ def check_info(backend: str, info: Any) -> dict[str, Any]:
     devices = info.get("devices")
     if not _is_str_list(devices) or not set(devices) <= set(DEVICES):
         raise _fail(backend, hook, info, f"'devices' must be a list drawn from {', '.join(DEVICES)}")
-    scenarios = info.get("scenarios", ["train", "eval"])
-    if not _is_str_list(scenarios) or not scenarios or not set(scenarios) <= set(SCENARIOS):
-        raise _fail(backend, hook, info, f"'scenarios' must be a non-empty list drawn from {', '.join(SCENARIOS)}")
+    scenarios = info.get("scenarios", list(DEFAULT_SCENARIOS))
+    if not _is_str_list(scenarios) or not scenarios:
+        raise _fail(backend, hook, info, "'scenarios' must be a non-empty list of scenario names")
     runtimes = info.get("runtimes", {})
     if not isinstance(runtimes, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str))
                                                  for k, v in runtimes.items()):
         raise _fail(backend, hook, info, "'runtimes' must map runtime names to an export format or null")
     if "inference" in scenarios and not runtimes:
         raise _fail(backend, hook, info, "a backend that runs 'inference' must name its 'runtimes'")
-    if info.get("launcher") not in (None, "single", "torchrun", "msrun"):
-        raise _fail(backend, hook, info, "'launcher' must be torchrun, msrun or absent")
+    if not isinstance(info.get("launcher", "single"), str):
+        raise _fail(backend, hook, info, "'launcher' must be a launcher's name or absent")
+    supports = info.get("supports", {})
+    if not isinstance(supports, dict):
+        raise _fail(backend, hook, info, "'supports' must be a dict")
+    for key, value in supports.items():
+        if key == "checkpoint":
+            if not isinstance(value, bool):
+                raise _fail(backend, hook, info, "'supports.checkpoint' must be true or false")
+        elif not _is_str_list(value):
+            raise _fail(backend, hook, info, f"'supports.{key}' must be a list of strings")
     return info
 
 

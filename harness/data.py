@@ -1,20 +1,13 @@
-"""Framework-neutral image-folder reading and preprocessing (Pillow + numpy only).
+"""Framework-neutral datasets: folder scans, the train order, synthetic and padded eval data.
 
-:func:`scan_folder` lists an ImageNet-layout folder (``root/<split>/<class>/<images>``)
-and :class:`Preprocess` turns one image into a normalised ``float32`` CHW array.
+:func:`scan_folder` lists an ImageNet-layout folder (``root/<split>/<class>/<images>``);
+:class:`harness.images.Preprocess` turns one image into a normalised ``float32`` CHW array.
 Backends wrap these in their own loaders (a PyTorch ``Dataset`` in DataLoader
-workers, a MindSpore ``GeneratorDataset``), so every framework sees the same
-pixels for the same random generator. All randomness comes from the
-``numpy.random.Generator`` passed in, never from global state.
-
-The train-time transform follows torchvision's ``RandomResizedCrop(size)`` +
-``RandomHorizontalFlip()`` + ``ColorJitter(0.4, 0.4, 0.4)`` (brightness, contrast,
-saturation in that fixed order); the eval transform follows
-``Resize(round(size / resize_ratio), BICUBIC)`` + ``CenterCrop(size)``.
+workers, a MindSpore ``GeneratorDataset``), or take the core's host batches
+(:mod:`harness.hostdata`), so every framework sees the same pixels in the same order.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -22,33 +15,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from .errors import HarnessError, near
+from .images import MEAN, STD, Preprocess, preprocess_for
 
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "SKIPPED", "scan_folder", "scan_split", "Preprocess", "preprocess_for",
-           "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic", "shard_order", "synthetic_batches",
-           "SyntheticStream", "eval_arrays"]
+__all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "PAD_LABEL", "scan_folder", "scan_split", "scan_summary",
+           "Preprocess", "preprocess_for", "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic",
+           "shard_order", "synthetic_batches", "synthetic_arrays", "SyntheticStream", "eval_samples", "eval_arrays"]
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
-#: ImageNet channel mean and standard deviation (RGB, on the 0..1 scale).
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-
-_RRC_SCALE = (0.08, 1.0)
-_RRC_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))
-_JITTER = 0.4  # brightness, contrast and saturation factor in [1 - 0.4, 1 + 0.4]
-# AlexNet's PCA of ImageNet RGB (0..1 scale), for lighting noise.
-LIGHTING_EIGVAL = np.array([0.2175, 0.0188, 0.0045], dtype=np.float64)
-LIGHTING_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
-                        [-0.5808, -0.0045, -0.8140],
-                        [-0.5836, -0.6948, 0.4203]], dtype=np.float64)
-
-
 def _listdir(root: str, path: str) -> list[os.DirEntry]:
     """Non-hidden entries of ``path``; an OSError becomes a one-line HarnessError."""
     try:
@@ -97,11 +77,7 @@ def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tupl
     return classes, samples
 
 
-#: Per split, what :func:`scan_split` left out in this process: ``{"files", "skipped", "ignored", "examples"}``.
-#: The worker copies it into the record (``metrics.data``).
-SKIPPED: dict[str, dict[str, object]] = {}
-
-
+_SUMMARY: dict[str, dict[str, object]] = {}
 _SCANS: dict[tuple[str, str], tuple[list[str], list[tuple[str, int]], list[str | None], list[str]]] = {}
 
 
@@ -151,133 +127,15 @@ def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[st
     if ignored and fresh:
         print(f"harness: warning: {len(ignored)} files without an image extension ignored in "
               f"'{os.path.join(root, split)}' (first: {ignored[0]})", file=sys.stderr, flush=True)
-    SKIPPED[split] = {"files": len(samples) - len(bad), "skipped": len(bad), "ignored": len(ignored),
-                      "examples": [f"{samples[i][0]}: {errors[i]}" for i in bad[:5]]}
+    _SUMMARY[split] = {"files": len(samples) - len(bad), "skipped": len(bad), "ignored": len(ignored),
+                       "examples": [f"{samples[i][0]}: {errors[i]}" for i in bad[:5]]}
     return classes, samples, bad
 
 
-def _random_resized_crop_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """torchvision ``RandomResizedCrop.get_params``: return ``(top, left, h, w)``."""
-    area = width * height
-    for _ in range(10):
-        target_area = area * rng.uniform(*_RRC_SCALE)
-        aspect = math.exp(rng.uniform(*_RRC_LOG_RATIO))
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(rng.integers(0, height - h + 1))
-            left = int(rng.integers(0, width - w + 1))
-            return top, left, h, w
-    # Fallback: central crop with the aspect ratio clamped to the allowed range.
-    in_ratio = width / height
-    lo, hi = 3 / 4, 4 / 3
-    if in_ratio < lo:
-        w, h = width, int(round(width / lo))
-    elif in_ratio > hi:
-        w, h = int(round(height * hi)), height
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
-
-
-class Preprocess:
-    """One image (PIL) to a normalised ``float32`` array of shape ``(3, size, size)``.
-
-    * ``train and augment``: random-resized-crop (scale 0.08..1, ratio 3/4..4/3,
-      BILINEAR), horizontal flip with p=0.5, brightness/contrast/saturation
-      jitter of 0.4 each;
-    * ``train and not augment``: BILINEAR resize straight to ``size x size``;
-    * eval: BICUBIC resize of the shorter side to ``round(size / resize_ratio)``,
-      then a centre crop of ``size``.
-
-    Instances hold only numbers, so they pickle into DataLoader workers.
-    """
-
-    def __init__(self, image_size: int, train: bool, augment: bool = True,
-                 mean: Sequence[float] = MEAN, std: Sequence[float] = STD,
-                 resize_ratio: float = 0.875, jitter: float = _JITTER, hue: float = 0.0,
-                 lighting: float = 0.0) -> None:
-        if image_size < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
-        if not 0 < resize_ratio <= 1:
-            raise ValueError(f"resize_ratio must be in (0, 1], got {resize_ratio}")
-        self.image_size = int(image_size)
-        self.train = bool(train)
-        self.augment = bool(augment)
-        if not 0 <= hue <= 0.5:
-            raise ValueError(f"hue jitter must be in [0, 0.5], got {hue}")
-        self.resize_ratio = float(resize_ratio)
-        self.jitter, self.hue, self.lighting = float(jitter), float(hue), float(lighting)
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
-
-    def __repr__(self) -> str:
-        return (f"Preprocess(image_size={self.image_size}, train={self.train}, augment={self.augment}, "
-                f"resize_ratio={self.resize_ratio}, jitter={self.jitter}, hue={self.hue}, lighting={self.lighting})")
-
-    def transform(self, img: Image.Image, rng: np.random.Generator | None) -> Image.Image:
-        """The geometric and colour transform alone: an RGB image of ``size x size``.
-
-        ``rng`` may be None only when nothing is random (eval, or train without augment).
-        """
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        s = self.image_size
-        if self.train and self.augment:
-            if rng is None:
-                raise ValueError("Preprocess(train=True, augment=True) needs a numpy Generator")
-            top, left, h, w = _random_resized_crop_box(img.width, img.height, rng)
-            img = img.crop((left, top, left + w, top + h)).resize((s, s), Image.Resampling.BILINEAR)
-            if rng.random() < 0.5:
-                img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            if self.jitter > 0:
-                for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-                    img = enhance(img).enhance(rng.uniform(max(0.0, 1 - self.jitter), 1 + self.jitter))
-            if self.hue > 0:  # torchvision's adjust_hue: shift H in HSV, wrapping around
-                h, sat, v = img.convert("HSV").split()
-                shift = int(round(rng.uniform(-self.hue, self.hue) * 255))
-                h = Image.fromarray((np.asarray(h, dtype=np.int16) + shift).astype(np.uint8), "L")
-                img = Image.merge("HSV", (h, sat, v)).convert("RGB")
-            return img
-        if self.train:
-            return img.resize((s, s), Image.Resampling.BILINEAR)
-        short = int(round(s / self.resize_ratio))
-        w, h = img.size
-        size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-        img = img.resize(size, Image.Resampling.BICUBIC)
-        top = int(round((img.height - s) / 2.0))
-        left = int(round((img.width - s) / 2.0))
-        return img.crop((left, top, left + s, top + s))
-
-    def __call__(self, img: Image.Image, rng: np.random.Generator | None) -> np.ndarray:
-        """Transform ``img`` and normalise it to ``(x / 255 - mean) / std``, CHW float32."""
-        pixels = np.asarray(self.transform(img, rng), dtype=np.uint8)
-        x = np.array(pixels.transpose(2, 0, 1), dtype=np.float32, order="C")
-        x /= np.float32(255)
-        if self.train and self.augment and self.lighting > 0:  # AlexNet PCA lighting noise, on the 0..1 scale
-            alpha = rng.normal(0.0, self.lighting, 3)
-            x += (LIGHTING_EIGVEC @ (alpha * LIGHTING_EIGVAL)).astype(np.float32).reshape(3, 1, 1)
-        x -= self.mean
-        x /= self.std
-        return x
-
-    def load(self, path: str, rng: np.random.Generator | None) -> np.ndarray:
-        """Open ``path`` with Pillow, convert to RGB and apply :meth:`__call__`."""
-        try:
-            with Image.open(path) as im:
-                img = im.convert("RGB")
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise HarnessError(f"{path}: cannot decode image: {detail}") from None
-        return self(img, rng)
-
-
-def preprocess_for(settings: Settings, train: bool, mean: Sequence[float] = MEAN,
-                   std: Sequence[float] = STD) -> Preprocess:
-    """The :class:`Preprocess` a case's settings describe."""
-    s = settings
-    return Preprocess(s.image_size, train=train, augment=s.augment, mean=mean, std=std,
-                      resize_ratio=s.eval_resize_ratio, jitter=s.color_jitter, hue=s.hue_jitter, lighting=s.lighting)
+def scan_summary() -> dict[str, dict[str, object]]:
+    """Per split read by this process, what :func:`scan_split` left out: ``{"files", "skipped", "ignored",
+    "examples"}`` (the case's record keeps it as ``metrics.data``); empty when nothing was skipped or ignored."""
+    return {k: dict(v) for k, v in _SUMMARY.items() if v["skipped"] or v["ignored"]}
 
 
 def repeated_order(n: int, repeats: int, rng: np.random.Generator) -> np.ndarray:
@@ -335,6 +193,20 @@ def synthetic_batches(settings: Settings, split: str) -> int:
     return settings.eval_batches or SYNTHETIC_EVAL_BATCHES
 
 
+def synthetic_arrays(settings: Settings, split: str, repeats: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic batch of ``split``: ``(float32 NCHW images, int64 labels)`` drawn from ``(seed, split)``
+    alone, so every framework trains and evaluates on the same bytes. With ``repeats`` > 1 the batch holds whole
+    instances, as the repeated-augmentation sampler gives."""
+    s = settings
+    rng = np.random.default_rng([s.seed, 0 if split == "train" else 1])
+    images = rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32)
+    labels = rng.integers(0, s.num_classes, s.batch_size, dtype=np.int64)
+    if repeats > 1:
+        pick = repeat_synthetic(s.batch_size, repeats)
+        images, labels = images[pick], labels[pick]
+    return np.ascontiguousarray(images), labels
+
+
 class SyntheticStream:
     """One batch, made once on the device, yielded ``n`` times per epoch (no host work per step)."""
 
@@ -355,14 +227,26 @@ class SyntheticStream:
             yield self.batch
 
 
-def eval_arrays(settings: Settings, batch: int, mean: Sequence[float] = MEAN,
-                std: Sequence[float] = STD) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The eval split of ``settings.data_root`` as host batches ``(float32 NCHW images, int64 labels)``, in order,
-    preprocessed exactly as the backends' eval streams (the last batch may be short). For runtimes that take
-    host arrays, such as exported models."""
+#: The label of the images that pad the last eval batch to ``batch_size``: eval steps count only labels >= 0.
+PAD_LABEL = -1
+
+
+def eval_samples(settings: Settings) -> list[tuple[str, int]]:
+    """The readable images of the eval split, in order, padded with copies of the last one labelled
+    :data:`PAD_LABEL` to a whole number of batches, so a static-shape graph never sees a short batch."""
     _, samples, bad = scan_split(settings, "val")
     skip = set(bad)
     samples = [x for i, x in enumerate(samples) if i not in skip]
+    short = -len(samples) % settings.batch_size
+    return samples + [(samples[-1][0], PAD_LABEL)] * short
+
+
+def eval_arrays(settings: Settings, batch: int, mean: Sequence[float] = MEAN,
+                std: Sequence[float] = STD) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The eval split of ``settings.data_root`` as host batches ``(float32 NCHW images, int64 labels)``, in order,
+    preprocessed exactly as the backends' eval streams (unpadded: the last batch may be short). For runtimes that
+    take host arrays, such as exported models."""
+    samples = [x for x in eval_samples(settings) if x[1] != PAD_LABEL]
     pre = preprocess_for(settings, False, mean, std)
     for start in range(0, len(samples), batch):
         chunk = samples[start:start + batch]

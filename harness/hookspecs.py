@@ -28,8 +28,8 @@ import pluggy
 
 from .config import Case
 
-__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "REQUIRED_HOOKS", "SCENARIO_HOOKS",
-           "SCENARIOS", "OPTIONAL_HOOKS", "required_hooks", "DataStream", "InferenceSession"]
+__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "REQUIRED_HOOKS", "MODEL_HOOKS", "DataStream",
+           "InferenceSession", "TrainStep"]
 
 PROJECT = "harness"
 ENTRY_POINT_GROUP = "harness.backends"
@@ -68,6 +68,24 @@ class InferenceSession(Protocol):
         """``run``'s outputs as a float32 NumPy array ``(batch, classes)`` on the host."""
 
 
+class TrainStep(Protocol):
+    """What ``harness_train_step`` returns: one optimisation step with its own state (optimizer, schedule
+    position, loss scale, RNG).
+
+    ``step(batch)`` runs forward, backward and the update and returns the loss *without* reading it to the host.
+    ``save(path)`` and ``load(path)`` are optional, and a backend that has them says so with
+    ``supports["checkpoint"] = True`` in its info (a case asking for ``checkpoint_every`` is refused at load
+    otherwise): ``save`` writes into the existing folder ``path`` what the step needs to go on exactly where it
+    stands (the model's parameters and buffers, optimizer state, schedule position, loss-scale state, the
+    framework's RNG state) and returns the file names it wrote; ``load`` restores them into a fresh step of the
+    same case (before it ran), raising :class:`harness.HarnessError` naming the file when it is missing or of
+    another model or shape. The core keeps the data position, losses and timings itself
+    (:mod:`harness.checkpoints`) and makes the checkpoint atomic.
+    """
+
+    def __call__(self, batch: Any) -> Any: ...
+
+
 @hookspec(firstresult=True)
 def harness_backend_info() -> dict[str, Any]:
     """Describe the backend without touching any device.
@@ -76,13 +94,22 @@ def harness_backend_info() -> dict[str, Any]:
     (e.g. ``"PyTorch"``), ``framework_version``, ``version`` (the backend's own),
     ``models`` (list of model names from :mod:`harness.models` it can build),
     ``devices`` (the neutral device names it knows, e.g. ``["cpu", "gpu", "ascend"]``) and
-    optionally ``launcher`` (``"torchrun"`` or ``"msrun"``, see :mod:`harness.launchers`): how a
-    multi-device case of this backend is started. Each worker then sees the launcher's environment
-    (``RANK``/``WORLD_SIZE`` or ``RANK_ID``/``RANK_SIZE``); ``harness_setup`` joins the process group
-    and ``harness_build_model`` wraps the model for data parallelism.
+    optionally ``launcher`` (a launcher's name, e.g. ``"torchrun"`` or ``"msrun"``, see
+    :mod:`harness.launchers`; a backend package may register its own): how a multi-device case of this
+    backend is started. Each worker reads its rank, world size and local device with
+    :func:`harness.dist.place`; ``harness_setup`` joins the process group and ``harness_build_model`` wraps
+    the model for data parallelism.
 
-    Optional keys: ``scenarios`` (the subset of :data:`SCENARIOS` it runs; default
-    ``["train", "eval"]``; the hooks each needs are :data:`SCENARIO_HOOKS`) and ``runtimes``
+    ``supports`` says which values of the framework-specific settings this backend takes; every case is
+    checked against it when the suite loads (exit 2 with one line, before anything runs):
+    ``{"optimizer": ["sgd"], "precision": ["fp32", "bf16", "fp16"], "amp_level": ["auto", "O0", "O1", "O2"],
+    "mode": ["default", "eager", "compile"], "export": ["onnx", "torchscript"], "weights": [".pt", ".pth"],
+    "checkpoint": True}`` (``export``: the formats ``harness_export`` writes; ``weights``: the file suffixes
+    ``harness_read_checkpoint`` reads, besides the neutral ``.npz``; ``checkpoint``: the train step has
+    ``save``/``load``). A key left out takes the core's defaults (:data:`harness.contract.DEFAULT_SUPPORTS`).
+
+    Optional keys: ``scenarios`` (the scenarios it runs, by name (:mod:`harness.scenarios`); default
+    ``["train", "eval"]``; each scenario names the hooks it needs) and ``runtimes``
     (inference runtimes, in order of preference, each mapped to the export format it loads, or to
     ``None`` when it runs the built model itself: ``{"eager": None, "torchscript": "torchscript"}``).
     A backend that runs ``inference`` but not ``export`` only loads exports; ``harness run`` has them
@@ -126,25 +153,28 @@ def harness_build_model(case: Case, device: Any) -> Any:
 def harness_data(case: Case, split: str, device: Any) -> DataStream:
     """Return the ``split`` (``"train"`` or ``"eval"``) stream for ``case.settings.data``.
 
-    ``synthetic``: random images and labels created on the device once and
-    reused (no host work per step). ``folder``/``tiny``: decoded from
+    ``synthetic``: the core's arrays (:func:`harness.data.synthetic_arrays`, drawn
+    from the seed, so every framework sees the same bytes), moved to the device once
+    and reused (no host work per step). ``folder``/``tiny``: decoded from
     ``case.settings.data_root`` (``train/`` or ``val/``) in parallel workers,
     shuffled and augmented for ``train``, centre-cropped for ``eval``. Batches
     are ``case.settings.batch_size`` images; the train stream drops the last
-    partial batch. First non-None result wins.
+    partial batch; the eval stream's last batch is padded by the core (see
+    ``harness_eval_step``). A backend without a pipeline of its own returns
+    :class:`harness.hostdata.HostStream` batches moved with ``harness_to_device``
+    (:func:`harness.hostdata.device_stream`). First non-None result wins.
     """
 
 
 @hookspec(firstresult=True)
-def harness_train_step(case: Case, model: Any, device: Any, total_steps: int,
-                       steps_per_epoch: int) -> Callable[[Any], Any]:
-    """Return ``step(batch) -> loss`` that runs one optimisation step.
+def harness_train_step(case: Case, model: Any, device: Any, total_steps: int, steps_per_epoch: int) -> TrainStep:
+    """Return a :class:`TrainStep`: ``step(batch) -> loss`` runs one optimisation step.
 
     The optimizer, loss (cross-entropy with label smoothing, or the model's own
     loss such as Multigrain's, see :mod:`harness.multigrain`), learning-rate schedule
     (:func:`harness.schedules.lr_at` over ``total_steps``), mixed precision and
-    loss scaling are the backend's; calling ``step`` runs forward, backward and
-    the update. ``loss`` is returned *without* reading it to the host (no
+    loss scaling are the backend's and live on the step object (never as attributes
+    on a closure). ``loss`` is returned *without* reading it to the host (no
     ``.item()``): the core reads it after the timed region with
     ``harness_to_host``. First non-None result wins.
     """
@@ -154,7 +184,10 @@ def harness_train_step(case: Case, model: Any, device: Any, total_steps: int,
 def harness_eval_step(case: Case, model: Any, device: Any) -> Callable[[Any], Any]:
     """Return ``step(batch) -> (top1_correct, top5_correct, count)`` for evaluation.
 
-    Puts ``model`` in inference mode. The three values may stay on the device;
+    Puts ``model`` in inference mode. Every eval batch has exactly ``batch_size`` images, so a static-shape
+    graph never recompiles in the timed pass: the core pads the last one (:func:`harness.data.eval_samples`)
+    with images whose label is :data:`harness.data.PAD_LABEL` (-1), and the step counts only labels >= 0
+    (``count`` is the number of those). The three values may stay on the device;
     the core sums them after the timed region through ``harness_to_host``.
     First non-None result wins.
     """
@@ -174,7 +207,13 @@ def harness_synchronize(device: Any) -> bool:
     """Block until all work queued on ``device`` has finished; return True.
 
     The core calls this at both edges of every timed interval, so it must be
-    cheap and do nothing else. First non-None result wins.
+    cheap and do nothing else. A framework that dispatches asynchronously (CUDA
+    and Ascend streams, JAX, MindSpore's graph mode on a device) must really wait
+    here: ``torch.cuda.synchronize``, ``torch.npu.synchronize``,
+    ``mindspore.runtime.synchronize``, or blocking on the last value queued
+    (JAX's ``block_until_ready``). A synchronous framework returns at once.
+    ``harness check-backend`` checks that it waits for queued work. First
+    non-None result wins.
     """
 
 
@@ -271,25 +310,6 @@ def harness_write_checkpoint(weights: dict[str, Any], path: str) -> str:
     """
 
 
-@hookspec(firstresult=True)
-def harness_save_train_state(case: Case, model: Any, device: Any, step: Callable[[Any], Any], path: str) -> list[str]:
-    """Write what ``step`` (from ``harness_train_step``) needs to go on training exactly where it stands into the
-    existing folder ``path``: the model's parameters and buffers, the optimizer's state (momentum), the position
-    in the learning-rate schedule, the loss-scale state and the framework's RNG state. The core keeps the data
-    position, the losses and the timings itself (:mod:`harness.checkpoints`). Returns the names of the files
-    written. Optional: a backend without it refuses ``checkpoint_every``. First non-None result wins.
-    """
-
-
-@hookspec(firstresult=True)
-def harness_load_train_state(case: Case, model: Any, device: Any, step: Callable[[Any], Any], path: str) -> bool:
-    """Restore what ``harness_save_train_state`` wrote in ``path`` into ``model`` and ``step`` (made for the same
-    case, before it ran a step), so the next step is the one the saved run would have taken. Raises
-    :class:`harness.HarnessError` naming the file when it is missing, unreadable or of another model or shape.
-    Returns True. First non-None result wins.
-    """
-
-
 @hookspec
 def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     """Facts about the software and device for the result record.
@@ -302,32 +322,10 @@ def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     """
 
 
-#: What a case can ask of a backend (``Settings.scenario``).
-SCENARIOS = ("train", "eval", "inference", "export")
-
-#: Hooks every backend implements.
+#: Hooks every backend implements; each scenario names the further hooks it needs (:mod:`harness.scenarios`).
 REQUIRED_HOOKS = ("harness_backend_info", "harness_probe_device", "harness_setup", "harness_synchronize",
                   "harness_environment", "harness_to_host")
 
-_MODEL_HOOKS = ("harness_build_model", "harness_data", "harness_eval_step", "harness_to_device", "harness_predict",
-                "harness_get_weights", "harness_set_weights", "harness_read_checkpoint", "harness_write_checkpoint")
-
-#: The further hooks each scenario needs.
-SCENARIO_HOOKS: dict[str, tuple[str, ...]] = {
-    "train": (*_MODEL_HOOKS, "harness_train_step", "harness_export"),
-    "eval": _MODEL_HOOKS,
-    "export": (*_MODEL_HOOKS, "harness_export"),
-    "inference": ("harness_inference_session",),
-}
-
-
-#: Hooks a backend may leave out; the settings that need them are refused with the hook's name.
-OPTIONAL_HOOKS = ("harness_save_train_state", "harness_load_train_state")
-
-
-def required_hooks(scenarios: Iterable[str]) -> tuple[str, ...]:
-    """The hooks a backend declaring ``scenarios`` must implement, in a stable order."""
-    names = list(REQUIRED_HOOKS)
-    for sc in scenarios:
-        names += [h for h in SCENARIO_HOOKS.get(sc, ()) if h not in names]
-    return tuple(names)
+#: Hooks that every scenario working on a built model needs.
+MODEL_HOOKS = ("harness_build_model", "harness_data", "harness_eval_step", "harness_to_device", "harness_predict",
+               "harness_get_weights", "harness_set_weights", "harness_read_checkpoint", "harness_write_checkpoint")

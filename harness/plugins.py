@@ -6,8 +6,9 @@ import importlib.metadata as md
 import pluggy
 
 from . import hookspecs
-from .contract import check_info
+from .contract import check_info, scenarios_of
 from .errors import HarnessError, near
+from .scenarios import required_hooks
 
 __all__ = ["backend_entry_points", "load_backend", "check_contract", "describe_entry_point"]
 
@@ -39,10 +40,11 @@ def check_contract(pm: pluggy.PluginManager, name: str) -> dict:
     if not pm.hook.harness_backend_info.get_hookimpls():
         raise HarnessError(f"backend '{name}' does not implement required hook harness_backend_info")
     info = check_info(name, pm.hook.harness_backend_info())
-    for hook in hookspecs.required_hooks(info.get("scenarios", ["train", "eval"])):
+    scenarios = scenarios_of(info)
+    for hook in required_hooks(scenarios):
         if not getattr(pm.hook, hook).get_hookimpls():
             raise HarnessError(f"backend '{name}' does not implement required hook {hook} (needed by its "
-                               f"scenarios: {', '.join(info.get('scenarios', ['train', 'eval']))})")
+                               f"scenarios: {', '.join(scenarios)})")
     return info
 
 

@@ -15,12 +15,16 @@ from .config import DEVICES
 from .errors import HarnessError
 from .plugins import load_backend
 
-__all__ = ["probe_backend"]
+__all__ = ["probe_backend", "backend_info"]
+
+_CACHE: dict[str, dict[str, Any]] = {}
 
 
 def _probe_here(name: str) -> dict[str, Any]:
-    hook = load_backend(name).hook
+    pm = load_backend(name)
+    hook = pm.hook
     info = dict(hook.harness_backend_info())
+    info["hooks"] = sorted(h for h in dir(hook) if h.startswith("harness_") and getattr(hook, h).get_hookimpls())
     info["device_status"] = {d: hook.harness_probe_device(device=d) for d in DEVICES}
     return info
 
@@ -32,6 +36,17 @@ def probe_backend(name: str, timeout: float = 120.0) -> dict[str, Any]:
             return run_json("harness.probe", [name], what=f"backend '{name}'", cwd=tmp, timeout=timeout)
         except HarnessError as exc:
             return {"name": name, "error": str(exc).removeprefix(f"backend '{name}': ")}
+
+
+def backend_info(name: str) -> dict[str, Any]:
+    """A backend's info and device status, probed once per process (in a child); HarnessError when it cannot
+    load."""
+    if name not in _CACHE:
+        info = probe_backend(name)
+        if "error" in info:
+            raise HarnessError(f"backend '{name}': {info['error']}")
+        _CACHE[name] = info
+    return _CACHE[name]
 
 
 if __name__ == "__main__":

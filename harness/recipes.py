@@ -34,8 +34,11 @@ class Recipe:
     preprocessing: str = ""
     notes: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Per backend, the nearest settings it offers where the published one is another framework's own (named in
+    #: ``notes``); checked against what the backend declares when the suite loads.
+    adapt: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def values(self, devices: int) -> dict[str, Any]:
+    def values(self, devices: int, backend: str | None = None) -> dict[str, Any]:
         """Settings for ``devices`` data-parallel devices.
 
         A device count without its own entry keeps the per-device batch of the nearest published count
@@ -52,6 +55,7 @@ class Recipe:
             if "min_lr" in ref:
                 out["min_lr"] = ref["min_lr"] * devices / base
         out["devices"] = devices
+        out.update(self.adapt.get(backend or "", {}))
         return out
 
 
@@ -87,7 +91,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         preprocessing="train: random-crop-decode-resize 224 (0.08-1), flip, colour adjust 0.4/0.4/0.4 hue 0.1; "
                       "eval: resize 256, centre crop 224",
         notes="lr(e) = lr_init * (1 + cos(pi * e / 150)) / 2 per epoch over 160 epochs: it rises after epoch 150, "
-              "as published",
+              "as published. O3 (the whole network in fp16) is MindSpore's own level: torch runs it as O2 (autocast)",
+        adapt={"torch": {"amp_level": "O2"}},
     ),
     Recipe(
         name="genet_res50_theta_minus",
@@ -179,6 +184,6 @@ def resolve_recipe(name: str, model: str, backend: str, devices: int, where: str
         raise HarnessError(f"{where}: recipe: '{name}' runs only on the {', '.join(recipe.backends)} backend "
                            f"({recipe.settings.get('optimizer')}); use recipe 'published' or "
                            f"'{published_recipe(model, backend)}' for {backend}")
-    values = coerce_settings(recipe.values(devices), f"recipe {name}")
+    values = coerce_settings(recipe.values(devices, backend), f"recipe {name}")
     values["recipe"] = name
     return values

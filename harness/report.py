@@ -11,100 +11,30 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import HarnessError
+from .charts import write_charts
+from .config import has_accuracy
+from .frame import ACCURACY, METRIC_ROWS, get as _get, records_frame
 
 __all__ = ["records_frame", "render_markdown", "comparison_matrix", "scaling_efficiency", "write_charts",
            "PUBLISHED_ROWS"]
-
-# (row label, column in the frame, format)
-METRIC_ROWS = (
-    ("train images/s", "train_images_per_s", "{:.1f}"),
-    ("train ms/step (mean)", "train_ms_mean", "{:.1f}"),
-    ("train ms/step (p50)", "train_ms_p50", "{:.1f}"),
-    ("train ms/step (p90)", "train_ms_p90", "{:.1f}"),
-    ("train ms/step (p99)", "train_ms_p99", "{:.1f}"),
-    ("train ms/step (stdev)", "train_ms_stdev", "{:.2f}"),
-    ("timed steps", "train_steps", "{:.0f}"),
-    ("first step / compile (s)", "train_first_step_s", "{:.2f}"),
-    ("final loss", "train_loss_last", "{:.3f}"),
-    ("eval images/s", "eval_images_per_s", "{:.1f}"),
-    ("top-1 (%)", "eval_top1", "{:.2f}"),
-    ("top-5 (%)", "eval_top5", "{:.2f}"),
-    ("time to target top-1 (s)", "tta_s", "{:.1f}"),
-    ("peak host memory (MiB)", "host_peak_mib", "{:.0f}"),
-    ("peak device memory (MiB)", "device_peak_mib", "{:.0f}"),
-)
-ACCURACY = {"eval_top1", "eval_top5"}
-
-
-def _get(d: dict[str, Any], *path: str) -> Any:
-    for key in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(key)  # type: ignore[assignment]
-    return d
-
-
-def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per record with flat metric columns and the case settings as ``cfg.<key>``."""
-    rows = []
-    for r in records:
-        m, env = r.get("metrics", {}), r.get("env", {})
-        cfg = r.get("config", {})
-        mem = m.get("memory") or {}
-        row = {
-            "run_id": r.get("run_id"), "case": r.get("case"), "status": r.get("status"), "reason": r.get("reason"),
-            "kind": r.get("kind", "measured"),
-            "model": cfg.get("model"), "backend": cfg.get("backend"), "device": cfg.get("device"),
-            "device_model": env.get("device_model"), "framework_version": env.get("framework_version"),
-            "train_images_per_s": _get(m, "train", "images_per_s"),
-            "train_steps": _get(m, "train", "timed_steps"),
-            "train_first_step_s": _get(m, "train", "first_step_s"),
-            "train_loss_last": _get(m, "train", "loss_last"),
-            "eval_images_per_s": _get(m, "eval", "images_per_s"),
-            "eval_top1": _get(m, "eval", "top1"), "eval_top5": _get(m, "eval", "top5"),
-            "tta_s": _get(m, "time_to_accuracy", "time_s"),
-            "train_total_h": (_get(m, "train", "total_time_s") or float("nan")) / 3600,
-            "infer_latency_ms": _get(m, "inference", "latency_ms", "p50") or _get(m, "inference", "latency_ms", "mean"),
-            "infer_images_per_s": _get(m, "inference", "images_per_s"),
-            "devices": (cfg.get("settings") or {}).get("devices") or 1,
-            "framework": env.get("framework"),
-            "source": _get(r, "source", "file"),
-            "host_peak_mib": (mem.get("host_peak_bytes") or float("nan")) / 2**20,
-            "device_peak_mib": (mem.get("device_peak_bytes") or float("nan")) / 2**20,
-        }
-        for stat in ("mean", "p50", "p90", "p99", "stdev"):
-            row[f"train_ms_{stat}"] = _get(m, "train", "ms_per_step", stat)
-        for key, value in (cfg.get("settings") or {}).items():
-            row[f"cfg.{key}"] = tuple(value) if isinstance(value, list) else value
-        rows.append(row)
-    return pd.DataFrame(rows)
-
 
 def _column_label(row: pd.Series, multi_run: bool) -> str:
     """``backend / device``, the device model, and the matrix values that name the case."""
     label = f"{row['backend']} / {row['device']}"
     if isinstance(row.get("device_model"), str) and row["device_model"]:
         label += f"<br>{row['device_model']}"
-    stem = f"{row['model']}-{row['backend']}-{row['device']}"
-    case = str(row.get("case") or "")
-    extra = [case[len(stem) + 1:]] if case.startswith(stem + "-") else []
+    extra = [row["variant"]] if row.get("variant") else []
     if multi_run:
         extra.append(f"run {row['run_id']}")
     return label + ("<br>" + ", ".join(extra) if extra else "")
 
 
-def _variant(row: pd.Series) -> str:
-    stem = f"{row['model']}-{row['backend']}-{row['device']}"
-    case = str(row.get("case") or "")
-    return case[len(stem) + 1:] if case.startswith(stem + "-") else ""
 
 
 def _backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
     """Per model, device and variant: each metric for the reference backend (torch if present) and the others."""
     if ok.empty or ok["backend"].nunique() < 2:
         return None
-    ok = ok.assign(variant=ok.apply(_variant, axis=1))
     backends = sorted(ok["backend"].unique())
     ref = "torch" if "torch" in backends else backends[0]
     metrics = (("images/s", "train_images_per_s", "{:.1f}"), ("ms/step p50", "train_ms_p50", "{:.1f}"),
@@ -165,7 +95,7 @@ def _published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
                 for _label, col, fmt in PUBLISHED_ROWS:
                     pv = p.get(col) if p is not None else None
                     mv = next((r.get(col) for r in m_rows if r.get(col) is not None and pd.notna(r.get(col))
-                               and not (col in ACCURACY and r.get("cfg.data") == "synthetic")), None)
+                               and not (col in ACCURACY and not has_accuracy({"data": r.get("cfg.data")}))), None)
                     if pv is None or pd.isna(pv):
                         cells.append(_fmt(fmt, mv))
                     elif mv is None:
@@ -193,7 +123,7 @@ def comparison_matrix(measured: pd.DataFrame) -> pd.DataFrame:
     ratio (images/s over the same model and backend on the first device present, ascend, gpu, cpu order)."""
     if measured.empty:
         return pd.DataFrame()
-    m = measured.assign(variant=measured.apply(_variant, axis=1))
+    m = measured
     rows = []
     for (model, variant), g in m.groupby(["model", "variant"], sort=True):
         ips = {(r["backend"], r["device"]): r.get("train_images_per_s") for _, r in g.iterrows()}
@@ -204,7 +134,7 @@ def comparison_matrix(measured: pd.DataFrame) -> pd.DataFrame:
             rows.append({
                 "model": model, "variant": variant or "-", "backend": r["backend"], "device": r["device"],
                 "images/s": _fmt("{:.1f}", mine), "ms/step p50": _fmt("{:.1f}", r.get("train_ms_p50")),
-                "top-1 (%)": "" if r.get("cfg.data") == "synthetic" else _fmt("{:.2f}", r.get("eval_top1")),
+                "top-1 (%)": "" if not has_accuracy({"data": r.get("cfg.data")}) else _fmt("{:.2f}", r.get("eval_top1")),
                 "backend ratio (÷ torch)": (f"{mine / other:.2f}x" if r["backend"] != "torch" and other and mine
                                              and pd.notna(mine) else ""),
                 "device ratio": (f"{mine / ips[(r['backend'], ref_dev)]:.2f}x vs {ref_dev}"
@@ -238,41 +168,6 @@ def scaling_efficiency(df: pd.DataFrame) -> pd.DataFrame:
                              "source": "published" if kind == "reference" else "measured"})
                 break
     return pd.DataFrame(rows)
-
-
-def write_charts(measured: pd.DataFrame, folder: str | Any) -> list[str]:
-    """PNG bar charts of train throughput by backend and device, one per model; returns the file names."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(folder)
-    names = []
-    data = measured.dropna(subset=["train_images_per_s"]) if not measured.empty else measured
-    for model, g in (data.groupby("model", sort=True) if not data.empty else []):
-        g = g.assign(variant=g.apply(_variant, axis=1))
-        labels = [f"{r['backend']}/{r['device']}" + (f"\n{r['variant']}" if r["variant"] else "")
-                  for _, r in g.iterrows()]
-        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(labels)), 3.2))
-        colors = ["#d9534f" if b == "mindspore" else "#337ab7" for b in g["backend"]]
-        ax.bar(range(len(labels)), g["train_images_per_s"], color=colors)
-        ax.set_xticks(range(len(labels)), labels, fontsize=7)
-        ax.set_ylabel("train images/s (measured)")
-        ax.set_title(model, fontsize=9)
-        fig.tight_layout()
-        name = f"throughput-{model}.png"
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            fig.savefig(out_dir / name, dpi=100)
-        except OSError as exc:
-            raise HarnessError(f"--charts {out_dir}: cannot write {name}: {exc.strerror or exc}") from None
-        finally:
-            plt.close(fig)
-        names.append(name)
-    return names
 
 
 def inference_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -335,7 +230,7 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
             cells = [(f"{opt}" if isinstance(opt, str) else "") + (f" ({recipe})" if isinstance(recipe, str) else "")]
             for _label, col, fmt in METRIC_ROWS:
                 v = row.get(col)
-                if col in ACCURACY and row.get("cfg.data") == "synthetic":
+                if col in ACCURACY and not has_accuracy({"data": row.get("cfg.data")}):
                     v = None  # random labels: accuracy means nothing
                 cells.append(fmt.format(v) if v is not None and pd.notna(v) else "")
             label = _column_label(row, multi_run)

@@ -129,8 +129,10 @@ def _matches(match: dict[str, Any], axes: dict[str, Any]) -> bool:
     return all(same(v, axes.get(k)) for k, v in match.items())
 
 
-def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Suite:
-    """Read, validate and expand a suite file into cases."""
+def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None,
+               check_backends: bool = True) -> Suite:
+    """Read, validate and expand a suite file into cases; with ``check_backends`` every case is also checked
+    against what its backend declares (:mod:`harness.validate`; each backend probed once, in a child)."""
     p = Path(path)
     where = str(path)
     try:
@@ -189,14 +191,16 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
 
     cases: list[Case] = []
     keys = list(matrix)
+    used = [False] * len(rules)
     for model, backend, device, *combo in itertools.product(models, backends, devices, *matrix.values()):
         axes: dict[str, Any] = {"model": model, "backend": backend, "device": device}
         settings = {**base, **dict(zip(keys, combo))}
         if any(_matches(ex, {**settings, **axes}) for ex in excludes):
             continue
-        for match, extra in rules:
+        for r, (match, extra) in enumerate(rules):
             if _matches(match, {**settings, **axes}):
                 settings.update(extra)
+                used[r] = True
         settings.update(cli)
         label = "-".join([model, backend, device] + [f"{k}={v}" for k, v in zip(keys, combo)])
         settings = {k: _expand_env(v, f"{where}: case {label}: {k}") for k, v in settings.items()}
@@ -210,11 +214,26 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
             raise HarnessError(f"{where}: case {label}: weights '{settings['weights']}': no such file")
         check_batch(settings.get("batch_size", Settings.batch_size), MODELS[model].repeats, model,
                     f"{where}: case {label}")
-        cases.append(Case(name=label, model=model, backend=backend, device=device, settings=Settings(**settings)))
+        try:
+            made = Settings(**settings)
+        except HarnessError as exc:
+            raise HarnessError(f"{where}: case {label}: {str(exc).removeprefix('settings.')}") from None
+        cases.append(Case(name=label, model=model, backend=backend, device=device, settings=made,
+                          variant=dict(zip(keys, combo))))
     if not cases:
         raise HarnessError(f"{where}: the suite has no cases (models, backends or devices empty, or all excluded)")
     if len({c.name for c in cases}) != len(cases):
         raise HarnessError(f"{where}: two cases have the same name; add the differing setting to matrix")
+    for r, ok in enumerate(used):
+        if not ok:
+            match = rules[r][0]
+            hint = "".join(near(str(v), {"model": models, "backend": backends, "device": devices}.get(k, []))
+                           for k, v in match.items() if not isinstance(v, list))
+            raise HarnessError(f"{where}: overrides[{r}].match {match}: matches no case{hint}")
+    if check_backends:
+        from .validate import check_cases
+
+        check_cases(cases, where)
     return Suite(name=name, path=str(path), description=str(doc.get("description", "")), cases=tuple(cases))
 
 

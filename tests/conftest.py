@@ -34,6 +34,9 @@ def fake_backend(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), str(REPO)]))
     importlib.invalidate_caches()
+    import harness.probe
+
+    monkeypatch.setattr(harness.probe, "_CACHE", {})  # a test may change what the fake declares
     yield root
     sys.modules.pop("harness_fake", None)
 

@@ -80,7 +80,7 @@ def test_ranks_resume_from_the_newest_step_they_all_have(tmp_path):
     assert [s.latest()[0] for s in stores] == [4, 4]
     assert stores[1].latest()[1] == tmp_path / "checkpoints" / "rank1" / "step_000000004"
     with pytest.raises(HarnessError, match="checkpoint_keep: 1: a multi-device case keeps at least 2"):
-        Checkpoints(case(checkpoint_keep=1), tmp_path, every=4, rank=0, world=2)
+        case(checkpoint_keep=1, devices=2)
 
 
 def test_checkpoints_of_other_settings_are_set_aside_not_used(tmp_path, capfd):
@@ -93,16 +93,12 @@ def test_checkpoints_of_other_settings_are_set_aside_not_used(tmp_path, capfd):
     assert training_digest(case(timeout=5, checkpoint_keep=3, eval=False)) == training_digest(case())
 
 
-def test_time_to_accuracy_does_not_checkpoint(tmp_path, fake_backend, monkeypatch):
-    from harness.worker import run_case
-
-    with pytest.raises(HarnessError, match="checkpoint_every with target_top1"):
-        Checkpoints(case(target_top1=50.0), tmp_path, every=4)
-    monkeypatch.chdir(tmp_path)
-    result = run_case(case(target_top1=50.0, batch_size=4), str(tmp_path / "result.json"))
-    assert result["status"] == "failed" and result["reason"] == (
-        "train: checkpoint_every with target_top1: time to accuracy is measured on an uninterrupted run, so it does "
-        "not checkpoint")
+def test_time_to_accuracy_does_not_checkpoint():
+    """Refused when the settings are made (a suite refuses it at load, tests/test_validation.py)."""
+    with pytest.raises(HarnessError) as exc:
+        case(target_top1=50.0)
+    assert str(exc.value) == ("checkpoint_every with target_top1: time to accuracy is measured on an uninterrupted "
+                              "run, so it does not checkpoint")
 
 
 # --- data order ---------------------------------------------------------------------------------------
@@ -248,18 +244,17 @@ def test_a_worker_killed_mid_training_resumes_from_its_checkpoint(tmp_path, fake
     assert train["checkpoints"]["kept_steps"] == [15, 16]
 
 
-def test_a_backend_without_the_train_state_hooks_refuses_checkpoints(tmp_path, fake_backend, monkeypatch):
+def test_a_backend_without_train_state_refuses_checkpoints_at_load():
     from harness.config import Case, Settings
-    from harness.worker import run_case
+    from harness.validate import check_case
 
-    import harness_fake
-
-    monkeypatch.delattr(harness_fake, "harness_save_train_state")
-    monkeypatch.chdir(tmp_path)
-    c = Case("c", "gluon_resnet50_v1b", "fake", "cpu", Settings(batch_size=4, steps=3, warmup=1, checkpoint_every=2))
-    result = run_case(c, str(tmp_path / "result.json"))
-    assert result["status"] == "failed"
-    assert result["reason"] == "train: checkpoint_every: backend 'fake' does not implement harness_save_train_state"
+    info = {"name": "x", "models": ["gluon_resnet50_v1b"], "devices": ["cpu"], "supports": {"checkpoint": False}}
+    c = Case("c", "gluon_resnet50_v1b", "x", "cpu", Settings(batch_size=4, steps=3, warmup=1, checkpoint_every=2))
+    with pytest.raises(HarnessError) as exc:
+        check_case(c, info, lambda name: info)
+    assert str(exc.value) == ("checkpoint_every: backend 'x' does not save training checkpoints (its info has no "
+                              "supports.checkpoint)")
+    check_case(c, {**info, "supports": {"checkpoint": True}}, lambda name: info)
 
 
 def test_a_diverged_run_saves_no_checkpoint_past_the_nan(tmp_path, fake_backend, monkeypatch):

@@ -1,6 +1,7 @@
 """The conformance suite ships with harness: every backend passes it, a broken one fails it in one line."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -40,12 +41,14 @@ def test_an_outside_backend_written_from_the_guide_passes(fake_backend):
     assert sum(r["status"] == "pass" for r in results) >= 15
 
 
-def _register(tmp_path, monkeypatch, name, source):
+def _register(tmp_path, monkeypatch, name, source, beside=()):
     import importlib
     import os
 
     root = make_dist(tmp_path / f"site_{name}", f"harness-{name}", None, {name: f"harness_{name}"})
     (root / f"harness_{name}.py").write_text(source)
+    for module in beside:  # modules it imports, in the same folder
+        shutil.copy(HERE / "fakebackend" / module, root / module)
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     importlib.invalidate_caches()
@@ -53,7 +56,7 @@ def _register(tmp_path, monkeypatch, name, source):
 
 def test_wrong_result_shapes_fail_in_one_line_naming_the_hook(tmp_path, monkeypatch):
     src = (GOOD.replace('"reason": None if ok else f"no {device} in the fake backend"', '"reason": None')
-           .replace("return (len(y) // 2, len(y), len(y))", "return (len(y) // 2, len(y))"))
+           .replace("return (n // 2, n, n)", "return (n // 2, n)"))
     _register(tmp_path, monkeypatch, "broken", src)
     failed = {r["check"]: r["detail"] for r in _failed(check_backend("broken"))}
     assert failed["harness_probe_device(gpu)"] == (
@@ -75,3 +78,34 @@ def test_a_hook_with_a_wrong_signature_fails_the_load_check(tmp_path, monkeypatc
     out = subprocess.run([sys.executable, "-m", "harness.cli", "check-backend", "nosuch"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "unknown backend 'nosuch'" in out.stderr
+
+
+SYNC_CHECK = "harness_synchronize waits for queued work (train steps)"
+
+
+@pytest.mark.parametrize("sync", ["waits", "broken"])
+def test_a_synchronize_that_does_not_wait_fails_that_check_alone(tmp_path, monkeypatch, sync):
+    """tests/fakebackend/harness_fake_async.py queues its train steps on a thread; with
+    HARNESS_FAKE_ASYNC_SYNC=broken its harness_synchronize returns without waiting for them."""
+    _register(tmp_path, monkeypatch, "fake_async", (HERE / "fakebackend" / "harness_fake_async.py").read_text(),
+              beside=["harness_fake.py"])
+    monkeypatch.setenv("HARNESS_FAKE_ASYNC_SYNC", sync)
+    results = check_backend("fake_async")
+    by_name = {r["check"]: r for r in results}
+    assert by_name[SYNC_CHECK]["status"] == ("pass" if sync == "waits" else "fail"), by_name[SYNC_CHECK]
+    assert [r["check"] for r in _failed(results)] == ([] if sync == "waits" else [SYNC_CHECK])
+    if sync == "broken":
+        assert by_name[SYNC_CHECK]["detail"].startswith("harness_synchronize returned before the queued work had "
+                                                        "finished: reading the last result after it took ")
+        assert "\n" not in by_name[SYNC_CHECK]["detail"]
+
+
+def test_the_train_state_checks_of_the_fake_backend(fake_backend):
+    """supports["checkpoint"]: save/load resume exactly; a missing or foreign folder is refused naming the file;
+    every format of supports["export"] exports."""
+    passed = {r["check"] for r in check_backend("fake") if r["status"] == "pass"}
+    assert {"TrainStep.save / TrainStep.load: the step after a restore is the same",
+            "TrainStep.load refuses a folder without the state with HarnessError naming the file",
+            "TrainStep.load refuses the state of another shape (num_classes 7) with HarnessError naming the file",
+            "harness_export(npy)", "harness_eval_step counts only labels >= 0 (the core pads with -1)",
+            SYNC_CHECK} <= passed

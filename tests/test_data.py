@@ -321,7 +321,7 @@ def _spoil(root: str, n: int) -> list[str]:
 
 def test_unreadable_images_are_skipped_with_a_count_and_a_warning(tmp_path: Path, capfd) -> None:
     from harness.config import Settings
-    from harness.data import SKIPPED, scan_split
+    from harness.data import scan_split, scan_summary
 
     root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)  # 12 train images
     bad_paths = _spoil(root, 2)
@@ -332,7 +332,8 @@ def test_unreadable_images_are_skipped_with_a_count_and_a_warning(tmp_path: Path
                              f"skipped (first: {bad_paths[0]}: cannot identify image file")
     assert err[1] == (f"harness: warning: 1 files without an image extension ignored in '{root}/train' "
                       f"(first: {root}/train/class_00/notes.txt)")
-    assert SKIPPED["train"]["files"] == 10 and SKIPPED["train"]["skipped"] == 2 and SKIPPED["train"]["ignored"] == 1
+    summary = scan_summary()["train"]
+    assert summary["files"] == 10 and summary["skipped"] == 2 and summary["ignored"] == 1
 
 
 def test_too_many_unreadable_images_fail_in_one_line(tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ import harness_mindspore.plugin as plugin  # noqa: E402
 import harness_torch.plugin as tplugin  # noqa: E402
 from harness import Case, DeviceUnavailable, HarnessError, Settings, Unsupported  # noqa: E402
 from harness.config import coerce_settings  # noqa: E402
-from harness.data import Preprocess, scan_folder  # noqa: E402
+from harness.contract import check_info  # noqa: E402
+from harness.data import PAD_LABEL, Preprocess, scan_folder, synthetic_arrays  # noqa: E402
 from harness.schedules import lr_table  # noqa: E402
 from harness.tinydata import make_tiny_dataset  # noqa: E402
 from harness_mindspore.train import NesterovMomentum, make_optimizer, param_groups  # noqa: E402
@@ -631,19 +632,31 @@ def test_low_precision_eval_on_cpu_is_unsupported(precision: str) -> None:
         plugin.harness_eval_step(case=c, model=net, device=dev)
 
 
-def test_amp_o3_with_fp32_is_an_error_not_a_skip() -> None:
-    c = case(mode="pynative", precision="fp32", amp_level="O3")
-    with pytest.raises(HarnessError) as info:
-        ms_model(c)
-    assert not isinstance(info.value, Unsupported)
-    assert "O3" in str(info.value)
+def test_backend_info_declares_what_it_takes() -> None:
+    # The core refuses undeclared values (torch's modes eager/compile, an unknown optimizer or export format) and
+    # the AMP rules between settings (O0 is fp32, O1-O3 need fp16/bf16) when a suite loads, so the backend only
+    # declares them; device limits stay its own skips (THOR, mixed precision and AIR on CPU: tests below).
+    info = check_info("mindspore", plugin.harness_backend_info())
+    sup = info["supports"]
+    assert sup == {"optimizer": ["sgd", "thor"], "precision": ["fp32", "bf16", "fp16"],
+                   "amp_level": ["auto", "O0", "O1", "O2", "O3"], "mode": ["default", "graph", "pynative"],
+                   "export": ["mindir", "onnx", "air"], "weights": [".ckpt"], "checkpoint": True}
+    assert not {"eager", "compile"} & set(sup["mode"])
+    assert set(info["runtimes"].values()) - {None} <= set(sup["export"])
+    sup["mode"].append("eager")  # a copy: the declaration itself does not change
+    assert "eager" not in plugin.harness_backend_info()["supports"]["mode"]
+    # checkpoint: the train step's save/load (the train-state hooks are gone from the contract)
+    assert not hasattr(plugin, "harness_save_train_state") and not hasattr(plugin, "harness_load_train_state")
 
 
-@pytest.mark.parametrize("mode", ["eager", "compile"])
-def test_torch_modes_are_refused(mode: str) -> None:
-    with pytest.raises(HarnessError, match=mode) as info:
-        setup(case(mode=mode))
-    assert not isinstance(info.value, Unsupported)
+def test_weights_suffixes_are_the_ones_read(tmp_path) -> None:
+    # supports["weights"] names exactly what harness_read_checkpoint reads: MindSpore reads only .ckpt files.
+    written = plugin.harness_write_checkpoint(weights={"fc.bias": np.ones(3, np.float32)}, path=str(tmp_path / "w"))
+    assert os.path.splitext(written)[1] in plugin.harness_backend_info()["supports"]["weights"]
+    other = tmp_path / "w.bin"
+    other.write_bytes(Path(written).read_bytes())
+    with pytest.raises(HarnessError, match=r"w\.bin"):
+        plugin.harness_read_checkpoint(path=str(other))
 
 
 def test_setup_selects_mode() -> None:
@@ -666,6 +679,123 @@ def test_pynative_step_equals_graph_step(graph_run, torch_losses, train_data, tm
         np.testing.assert_allclose(weights[k], after_one[k], rtol=0, atol=1e-5, err_msg=k)
 
 
+# --- 6b. the train step's own state: save / load ------------------------------------------------------
+
+SAVE_KW = dict(TRAIN_KW, mode="pynative")
+
+
+def _fresh_step(c: Case, total: int = 4):
+    net, dev = ms_model(c)
+    step = plugin.harness_train_step(case=c, model=net, device=dev, total_steps=total, steps_per_epoch=total)
+    return net, dev, step
+
+
+def _params(cell) -> dict[str, np.ndarray]:
+    return {p.name: p.asnumpy().copy() for p in cell.get_parameters()}
+
+
+def test_train_step_is_an_object_holding_its_state() -> None:
+    c = case(**SAVE_KW)
+    net, _, step = _fresh_step(c)
+    assert isinstance(step, plugin.TrainStep) and callable(step.save) and callable(step.load)
+    assert step.with_loss.net is net and step.train_net.optimizer is step.optimizer
+    assert isinstance(step.optimizer, NesterovMomentum) and step.thor_phase is None and not step.scaled
+
+
+@pytest.mark.parametrize("scale", ["dynamic", 128.0])
+def test_loss_scale_on_cpu_is_unsupported(scale) -> None:
+    # MindSpore's loss-scale cell reads the overflow status with Ascend/GPU ops (no CPU kernel): a skip, not a crash.
+    c = case(mode="pynative", loss_scale=scale)
+    net, dev = ms_model(c)
+    with pytest.raises(Unsupported, match=r"^cpu: MindSpore's loss-scale cell .*NPUGetFloatStatusV2"):
+        plugin.harness_train_step(case=c, model=net, device=dev, total_steps=2, steps_per_epoch=2)
+
+
+def test_train_step_save_then_load_goes_on_exactly(tmp_path, train_data) -> None:
+    weights, x, y = train_data
+    c = case(**SAVE_KW)
+    net, dev, step = _fresh_step(c)
+    plugin.harness_set_weights(case=c, model=net, weights=weights)
+    batch = plugin.harness_to_device(arrays=(x, y), device=dev)
+    plugin.harness_to_host(value=[step(batch) for _ in range(2)])
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    rng_saved = ms.get_rng_state().asnumpy().copy()
+    assert step.save(str(folder)) == ["train_state.ckpt"]
+    assert sorted(os.listdir(folder)) == ["train_state.ckpt"]
+    assert os.stat(folder / "train_state.ckpt").st_mode & stat.S_IWUSR
+    saved = _params(step.train_net)
+    names = set(ms.load_checkpoint(str(folder / "train_state.ckpt")))
+    # the model, the optimizer's moments, lr table and global step, the RNG state, THOR's counter (and, on a
+    # device, the loss-scale cells': every parameter of the training cell)
+    assert {"conv1.weight", "global_step", "learning_rate", "harness_rng_state", "harness_thor_count"} <= names
+    assert any(n.startswith("moments.") for n in names)
+    assert {p.name for p in step.train_net.get_parameters()} <= names
+    going_on = [plugin.harness_to_host(value=step(batch)) for _ in range(2)]
+
+    ms.manual_seed(99)  # the RNG moves on; load puts it back
+    net2, _, step2 = _fresh_step(c)
+    fresh_loss = plugin.harness_to_host(value=step2(batch))  # a fresh step differs from the saved one ...
+    assert fresh_loss != pytest.approx(going_on[0], abs=1e-3)
+    net2, _, step2 = _fresh_step(c)
+    assert not np.array_equal(ms.get_rng_state().asnumpy(), rng_saved)
+    assert step2.load(str(folder)) is None
+    np.testing.assert_array_equal(ms.get_rng_state().asnumpy(), rng_saved)
+    for k, v in _params(step2.train_net).items():  # ... the loaded one is exactly where the saved one stood
+        np.testing.assert_array_equal(v, saved[k], err_msg=k)
+    assert int(step2.optimizer.global_step.asnumpy().reshape(())) == 2
+    resumed = [plugin.harness_to_host(value=step2(batch)) for _ in range(2)]
+    assert resumed == pytest.approx(going_on, abs=1e-6)
+
+
+def test_train_step_thor_phase_counter_is_saved(tmp_path) -> None:
+    # THOR itself runs on Ascend/GPU only; its phase counter is the step's own state, saved and restored with it.
+    from harness_mindspore.train import _ThorPhases
+
+    c = case(mode="pynative")
+    _, _, step = _fresh_step(c)
+    step.thor_phase = _ThorPhases(step.train_net, 3)
+    phases = []
+    for _ in range(5):
+        step.thor_phase()
+        phases.append(step.train_net.phase)
+    assert phases == ["train0", "train1", "train1", "train0", "train1"] and step.thor_phase.count == 5
+    step.save(str(tmp_path))
+    _, _, step2 = _fresh_step(c)
+    step2.thor_phase = _ThorPhases(step2.train_net, 3)
+    step2.load(str(tmp_path))
+    assert step2.thor_phase.count == 5
+    step2.thor_phase()
+    assert step2.train_net.phase == "train1"  # step 6 of a frequency-3 run reuses the matrices
+
+
+def test_train_step_load_refuses_missing_foreign_and_other_shapes(tmp_path) -> None:
+    c = case(mode="pynative")
+    _, _, step = _fresh_step(c)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(HarnessError, match=r"train_state\.ckpt'?: no such file"):
+        step.load(str(empty))
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "train_state.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(HarnessError, match=r"junk.train_state\.ckpt.*not a MindSpore checkpoint"):
+        step.load(str(junk))
+    weights_only = tmp_path / "weights_only"
+    weights_only.mkdir()
+    written = plugin.harness_write_checkpoint(weights={"fc.bias": np.ones(10, np.float32)},
+                                              path=str(weights_only / "train_state.ckpt"))
+    assert written.endswith("weights_only/train_state.ckpt")
+    with pytest.raises(HarnessError, match=r"train_state\.ckpt.*not a harness training state"):
+        step.load(str(weights_only))
+    other = tmp_path / "other"
+    other.mkdir()
+    _, _, seven = _fresh_step(case(mode="pynative", num_classes=7))
+    seven.save(str(other))
+    with pytest.raises(HarnessError, match=r"other.train_state\.ckpt.*fc\.weight.*\(7, \d+\).*\(10, \d+\)"):
+        step.load(str(other))
+
+
 # --- 7. data ------------------------------------------------------------------------------------------
 
 def test_synthetic_streams() -> None:
@@ -686,6 +816,13 @@ def test_synthetic_streams() -> None:
         assert labels.min() >= 0 and labels.max() < 7
     c2 = case(mode="pynative", batch_size=3, steps=4, warmup=2)
     assert len(plugin.harness_data(case=c2, split="eval", device=dev)) == 10
+    # the core's arrays (drawn from the seed, the same bytes every framework sees), one per split
+    for split, stream in (("train", train), ("eval", ev)):
+        x, y = next(iter(stream))
+        want_x, want_y = synthetic_arrays(c.settings, split)
+        np.testing.assert_array_equal(x.asnumpy(), want_x)
+        np.testing.assert_array_equal(y.asnumpy(), want_y.astype(np.int32))
+    assert not np.array_equal(next(iter(train))[0].asnumpy(), next(iter(ev))[0].asnumpy())
 
 
 CLASS_NAMES = ("b", "B", "a10", "a9")  # sorted: B, a10, a9, b (not natural, not case-insensitive order)
@@ -701,27 +838,55 @@ def folder_root(tmp_path_factory) -> str:
     return str(root)
 
 
-def test_folder_val_stream_keeps_remainder_and_class_order(folder_root) -> None:
+def test_folder_val_stream_pads_to_whole_batches_in_class_order(folder_root) -> None:
     c = case(mode="pynative", data="folder", data_root=folder_root, batch_size=5, image_size=32, num_classes=4)
     dev = setup(c)
     stream = plugin.harness_data(case=c, split="eval", device=dev)
     classes, samples = scan_folder(folder_root, "val")
     assert classes == ["B", "a10", "a9", "b"]
-    assert len(stream) == 3  # ceil(12 / 5): the last partial batch is kept
+    assert len(samples) == 12 and len(stream) == 3  # 12 images: two whole batches and one padded with 3 copies
     batches = list(stream)
-    assert [tuple(x.shape) for x, _ in batches] == [(5, 3, 32, 32), (5, 3, 32, 32), (2, 3, 32, 32)]
+    assert [tuple(x.shape) for x, _ in batches] == [(5, 3, 32, 32)] * 3  # never a short batch
     assert all(x.dtype == ms.float32 and y.dtype == ms.int32 for x, y in batches)
     labels = np.concatenate([y.asnumpy() for _, y in batches])
-    assert labels.tolist() == [label for _, label in samples]
+    assert labels.tolist() == [label for _, label in samples] + [PAD_LABEL] * 3
     # Each image is the one scan_folder lists at that position (eval preprocessing, not shuffled):
-    # the nearest of the reference images is its own.
+    # the nearest of the reference images is its own; the padding repeats the last image.
     images = np.concatenate([x.asnumpy() for x, _ in batches])
     pre = Preprocess(32, train=False)
     refs = np.stack([pre.load(path, None) for path, _ in samples])
-    dist = ((images[:, None] - refs[None]) ** 2).mean(axis=(2, 3, 4))
+    dist = ((images[:12, None] - refs[None]) ** 2).mean(axis=(2, 3, 4))
     assert dist.argmin(axis=1).tolist() == list(range(len(samples)))
-    assert float(np.abs(images - refs).mean()) < 0.1
+    assert float(np.abs(images[:12] - refs).mean()) < 0.1
+    for pad in images[12:]:
+        np.testing.assert_array_equal(pad, images[11])
     assert len(list(stream)) == 3  # a second pass is a full epoch again
+
+
+def test_folder_eval_counts_only_real_images(folder_root, tmp_path, monkeypatch) -> None:
+    # 12 val images, batch 5: the eval step (GRAPH mode, compiled for one batch shape) sees three whole
+    # batches; count is 12 and the hits are those of the 12 real images.
+    monkeypatch.chdir(tmp_path)
+    c = case(data="folder", data_root=folder_root, batch_size=5, image_size=32, num_classes=10)
+    net, dev = ms_model(c)
+    plugin.harness_set_weights(case=c, model=net, weights=randomized(plugin.harness_get_weights(case=c, model=net)))
+    stream = plugin.harness_data(case=c, split="eval", device=dev)
+    step = plugin.harness_eval_step(case=c, model=net, device=dev)
+    batches = list(stream)
+    assert {tuple(x.shape) for x, _ in batches} == {(5, 3, 32, 32)}
+    counts = [plugin.harness_to_host(value=step(b)) for b in batches]
+    assert [n for _, _, n in counts] == [5.0, 5.0, 2.0]
+    images = np.concatenate([x.asnumpy() for x, _ in batches])[:12]
+    labels = np.concatenate([y.asnumpy() for _, y in batches])[:12]
+    logits = plugin.harness_predict(case=c, model=net, device=dev, images=images)
+    order = np.argsort(-logits, axis=1)
+    want1 = int((order[:, 0] == labels).sum())
+    want5 = int((order[:, :5] == labels[:, None]).any(axis=1).sum())
+    assert np.sum(counts, axis=0).tolist() == [want1, want5, 12]
+    assert 0 < want5 < 12  # a meaningful check: some hits, some misses
+    # a batch of padding alone counts nothing
+    pad = plugin.harness_to_device(arrays=(images[:5], np.full(5, PAD_LABEL)), device=dev)
+    assert plugin.harness_to_host(value=step(pad)) == [0.0, 0.0, 0.0]
 
 
 def test_folder_train_stream_drops_remainder_and_repeats(folder_root) -> None:
@@ -768,6 +933,31 @@ def test_train_order_matches_torch_skips_unreadable_images_and_resumes_mid_epoch
     resumed.start_at(0, 4)
     tail = images(resumed, 2)  # the rest of epoch 0, then all of epoch 1
     np.testing.assert_array_equal(tail, whole[20:])
+
+
+def test_train_shard_follows_harness_dist_place(folder_root, monkeypatch) -> None:
+    # msrun's names (RANK_ID, RANK_SIZE) read through harness.dist.place: rank 1 of 2 reads half an epoch.
+    for name in ("RANK", "WORLD_SIZE", "RANK_ID", "RANK_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    c = case(mode="pynative", data="folder", data_root=folder_root, batch_size=5, image_size=32, num_classes=4,
+             augment=False)
+    dev = setup(c)
+    whole = plugin.harness_data(case=c, split="train", device=dev)
+    monkeypatch.setenv("RANK_ID", "1")
+    monkeypatch.setenv("RANK_SIZE", "2")
+    half = plugin.harness_data(case=c, split="train", device=dev)
+    assert (len(whole), len(half)) == (6, 3)  # 32 images; 16 per rank, 3 batches of 5
+    assert half.sampler.rank == 1 and half.sampler.world == 2
+
+
+@pytest.mark.parametrize("env,device_id", [({"DEVICE_ID": "3"}, 3), ({"DEVICE_ID": "3", "LOCAL_RANK": "2"}, 2),
+                                           ({}, 0)])
+def test_setup_device_id_follows_harness_dist_place(monkeypatch, env, device_id: int) -> None:
+    for name in ("RANK", "WORLD_SIZE", "RANK_ID", "RANK_SIZE", "DEVICE_ID", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert setup(case(mode="pynative"))["device_id"] == device_id
 
 
 def test_folder_too_many_classes(folder_root) -> None:
@@ -838,16 +1028,6 @@ def test_export_air_on_cpu_is_unsupported(tmp_path, monkeypatch) -> None:
     with pytest.raises(Unsupported, match="(?i)ascend"):
         plugin.harness_export(case=c, model=net, device=dev, fmt="air", path=str(tmp_path / "m"), batch=None)
     assert not list(tmp_path.glob("m.*"))
-
-
-def test_export_unknown_format_lists_supported(tmp_path) -> None:
-    c = case(mode="pynative")
-    net, dev = ms_model(c)
-    with pytest.raises(HarnessError) as info:
-        plugin.harness_export(case=c, model=net, device=dev, fmt="tflite", path=str(tmp_path / "m"), batch=None)
-    assert not isinstance(info.value, Unsupported)
-    msg = str(info.value)
-    assert "tflite" in msg and all(f in msg for f in ("mindir", "onnx", "air"))
 
 
 # --- 9. checkpoints ------------------------------------------------------------------------------------

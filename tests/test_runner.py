@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import HarnessError
 from harness.results import SCHEMA, read_records
 from harness.runner import run_suite
 from harness.suite import load_suite
@@ -156,11 +157,11 @@ def test_unwritable_results_folder(tmp_path, fake_backend):
         run_suite(load_suite(tmp_path / "s.yaml"), blocker, quiet=True)
 
 
-def test_a_backend_without_a_launcher_fails_multi_device_cases_and_the_suite_goes_on(tmp_path, fake_backend):
-    _, records = run(tmp_path, [0, 1], devices=2)
-    assert [r["status"] for r in records] == ["failed", "failed"]
-    assert records[0]["reason"] == ("launch: backend 'fake' has no multi-device launcher (launcher 'single'); "
-                                    "available: torchrun, msrun")
+def test_a_backend_without_a_launcher_is_refused_multi_device_cases_at_load(tmp_path, fake_backend):
+    with pytest.raises(HarnessError) as exc:
+        run(tmp_path, [0, 1], devices=2)
+    assert str(exc.value).endswith("case gluon_resnet50_v1b-fake-cpu-seed=0: devices: backend 'fake' names no "
+                                   "multi-device launcher, so it runs on one device")
 
 
 def test_time_to_accuracy_stops_at_the_target_and_records_the_clock(tmp_path, fake_backend, monkeypatch):
@@ -176,7 +177,7 @@ def test_time_to_accuracy_stops_at_the_target_and_records_the_clock(tmp_path, fa
 
 
 def test_time_to_accuracy_not_reached_says_so(tmp_path, fake_backend, monkeypatch):
-    _, (rec,) = run(tmp_path, [0], plan={"0": "learn"}, monkeypatch=monkeypatch, target_top1=100.5, epochs=2,
+    _, (rec,) = run(tmp_path, [0], plan={"0": "learn"}, monkeypatch=monkeypatch, target_top1=100.0, epochs=2,
                     eval_every_epochs=0.5)
     tta = rec["metrics"]["time_to_accuracy"]
     assert rec["status"] == "ok" and not tta["reached"] and tta["time_s"] is None

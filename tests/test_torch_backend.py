@@ -21,15 +21,18 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from conftest import expected_state_dict
 import harness_torch.plugin as plugin
-from harness import Case, DeviceUnavailable, HarnessError, Settings
+from harness import Case, DeviceUnavailable, HarnessError, Settings, hookspecs
 from harness.config import coerce_settings
+from harness.contract import check_counts, check_info
+from harness.data import PAD_LABEL, synthetic_arrays
+from harness.dist import Place
 from harness.models import get_model
 from harness.schedules import lr_at
 from harness.tinydata import make_tiny_dataset
 from harness_torch.data import make_stream
 from harness_torch.export import export_model
 from harness_torch.models import ResNet, build_model
-from harness_torch.train import make_eval_step, make_train_step, param_groups
+from harness_torch.train import TrainStep, make_eval_step, make_train_step, param_groups
 
 MODEL = "gluon_resnet50_v1b"
 CPU = torch.device("cpu")
@@ -458,18 +461,114 @@ def test_channels_last_trains() -> None:
     assert math.isfinite(float(step((x, y))))
 
 
-@pytest.mark.parametrize("mode", ["graph", "pynative"])
-def test_mindspore_modes_are_rejected(mode: str) -> None:
-    case = small_case(mode=mode)
-    model = small_model(case)
-    with pytest.raises(HarnessError, match=mode):
-        make_train_step(case, model, CPU, total_steps=1, steps_per_epoch=1)
-    with pytest.raises(HarnessError, match=mode):
-        make_eval_step(case, model, CPU)
-
-
 def test_eager_mode_trains() -> None:
     assert_trains(small_case(mode="eager"))
+
+
+# --- 6b. the train step's own state and its checkpoint -------------------------------------------
+
+MULTIGRAIN = "multigrain_resnet50"
+
+
+def resumable_case(model: str = MODEL, **kw) -> Case:
+    base = dict(lr=0.2, momentum=0.9, nesterov=True, weight_decay=1e-3, schedule="cosine", lr_warmup_epochs=1,
+                lr_warmup_init=0.01, label_smoothing=0.1, batch_size=6 if model == MULTIGRAIN else 4)
+    base.update(kw)
+    case = small_case(**base)
+    return Case(name="r", model=model, backend="torch", device="cpu", settings=case.settings)
+
+
+def fresh_step(case: Case, total: int = 6) -> TrainStep:
+    model = plugin.harness_build_model(case=case, device=CPU)  # seeds: the same initial weights every time
+    return plugin.harness_train_step(case=case, model=model, device=CPU, total_steps=total, steps_per_epoch=2)
+
+
+def test_train_step_is_an_object_with_its_own_state() -> None:
+    case = small_case(precision="fp16", loss_scale="dynamic")
+    step = fresh_step(case)
+    assert isinstance(step, TrainStep) and callable(step)
+    assert isinstance(step.optimizer, torch.optim.SGD) and isinstance(step.scaler, torch.amp.GradScaler)
+    assert step.count == 0
+    step(batch(case))
+    assert step.count == 1
+
+
+@pytest.mark.parametrize("model,kw", [(MODEL, {}), (MODEL, {"precision": "fp16", "loss_scale": "dynamic"}),
+                                      (MULTIGRAIN, {})], ids=["fp32", "fp16-dynamic", "multigrain"])
+def test_train_step_save_and_load_go_on_exactly(tmp_path, model: str, kw: dict) -> None:
+    # Three steps, save, three more; a fresh step of the same case loads the save and gives the same last three
+    # losses and weights bit for bit: optimizer momentum, schedule position (cosine lr), loss scale,
+    # Multigrain's beta and the RNG (Multigrain's sampling noise is drawn from it) all come back.
+    case = resumable_case(model, **kw)
+    batches = [batch(case, seed=i) for i in range(6)]
+    a = fresh_step(case)
+    for b in batches[:3]:
+        a(b)
+    if model == MULTIGRAIN:  # a beta the fresh step does not start from, so that its restore shows
+        with torch.no_grad():
+            a.criterion.beta.fill_(0.77)
+    files = a.save(str(tmp_path))
+    rng_at_save = torch.get_rng_state()
+    assert files == os.listdir(tmp_path) and len(files) == 1
+    saved_scale = a.scaler.get_scale() if a.scaler is not None else None
+    tail_a = [float(a(b)) for b in batches[3:]]
+    b_step = fresh_step(case)
+    torch.manual_seed(12345)  # the RNG stands elsewhere, as in a new process
+    assert b_step.load(str(tmp_path)) is None
+    assert torch.equal(torch.get_rng_state(), rng_at_save)
+    assert b_step.count == 3
+    if model == MULTIGRAIN:
+        assert float(b_step.criterion.beta) == pytest.approx(0.77)
+    if saved_scale is not None:
+        assert b_step.scaler.get_scale() == saved_scale
+    tail_b = [float(b_step(b)) for b in batches[3:]]
+    assert tail_b == tail_a
+    for (name, p), q in zip(a.model.state_dict().items(), b_step.model.state_dict().values()):
+        assert torch.equal(p, q), name
+    if model == MULTIGRAIN:  # beta (a criterion parameter) is part of the state
+        assert torch.equal(a.criterion.beta, b_step.criterion.beta)
+
+
+def test_train_step_load_refuses_missing_foreign_and_mismatched_files(tmp_path) -> None:
+    case = resumable_case()
+    step = fresh_step(case)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(HarnessError, match=r"train_state\.pt': no such file") as exc:
+        step.load(str(empty))
+    assert str(empty) in str(exc.value)
+    # not a torch file
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "train_state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(HarnessError, match="train_state.pt.*not a PyTorch checkpoint"):
+        step.load(str(junk))
+    # a torch file, but a plain weights file rather than a training state
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    torch.save({"fc.weight": torch.zeros(2, 2)}, plain / "train_state.pt")
+    with pytest.raises(HarnessError, match="train_state.pt': not a harness training state"):
+        step.load(str(plain))
+    # a pickled object is refused by weights_only loading
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    torch.save({"model": {}, "optimizer": {}, "criterion": {}, "count": 0, "rng": {"cpu": Place()}},
+               pickled / "train_state.pt")
+    with pytest.raises(HarnessError, match="weights_only=True"):
+        step.load(str(pickled))
+    # the state of another shape (7 classes) names the parameter
+    other = tmp_path / "other"
+    other.mkdir()
+    fresh_step(resumable_case(num_classes=7)).save(str(other))
+    with pytest.raises(HarnessError, match=r"train_state\.pt' for gluon_resnet50_v1b: parameter 'fc.weight' has shape"):
+        step.load(str(other))
+    # a dynamic-loss-scale case does not take the state of an fp32 one
+    fp32 = tmp_path / "fp32"
+    fp32.mkdir()
+    step.save(str(fp32))
+    with pytest.raises(HarnessError, match="train_state.pt' has no dynamic loss-scale state"):
+        fresh_step(resumable_case(precision="fp16", loss_scale="dynamic")).load(str(fp32))
+    assert step.count == 0
 
 
 # --- 7. eval step -------------------------------------------------------------------------------
@@ -513,6 +612,12 @@ def test_eval_step_top1_top5_counts() -> None:
     # a partial batch
     top1, top5, n = plugin.harness_to_host(value=step((x[:3], labels[:3])))
     assert (top1, top5, n) == (1.0, 2.0, 3.0)
+    # the first three rows, then three pad rows (PAD_LABEL): the pads count nowhere, not even in `count`
+    padded = torch.tensor([1, 4, 5, PAD_LABEL, PAD_LABEL, PAD_LABEL])
+    top1, top5, n = plugin.harness_to_host(value=step((x, padded)))
+    assert (top1, top5, n) == (1.0, 2.0, 3.0)
+    # all pads: nothing counted
+    assert plugin.harness_to_host(value=step((x, torch.full((6,), PAD_LABEL)))) == [0.0, 0.0, 0.0]
 
 
 def test_eval_step_fewer_than_five_classes() -> None:
@@ -535,6 +640,34 @@ def test_eval_step_on_real_model_puts_it_in_eval_mode() -> None:
     assert top1 == float((ranks[:, 0] == y).sum())
     assert top5 == float((ranks[:, :5] == y[:, None]).any(dim=1).sum())
     assert n == 4.0
+
+
+class ConstantClass(nn.Module):
+    """Ranks class ``c`` first for every image."""
+
+    def __init__(self, classes: int, c: int) -> None:
+        super().__init__()
+        self.register_buffer("row", torch.roll(torch.arange(classes, 0, -1).float(), c))
+        self.lin = nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.row.expand(x.shape[0], -1).clone()
+
+
+def test_eval_stream_is_full_batches_and_padding_is_not_counted(tmp_path) -> None:
+    # 3 classes x 3 val images = 9, batch 4: 4 + 4 + (1 real + 3 pads). A model that always says class 2 gets
+    # exactly the 3 class-2 images right; the pads (copies of the last image, a class-2 one) count nowhere.
+    root = make_tiny_dataset(str(tmp_path / "tiny"), classes=3, train_per_class=2, val_per_class=3, size=32)
+    case = small_case(data="folder", data_root=root, batch_size=4, image_size=32, workers=0, num_classes=3)
+    stream = plugin.harness_data(case=case, split="eval", device=CPU)
+    batches = list(stream)
+    assert len(stream) == len(batches) == 3
+    assert [tuple(x.shape) for x, _ in batches] == [(4, 3, 32, 32)] * 3  # every batch full
+    labels = torch.cat([y for _, y in batches]).tolist()
+    assert labels == [0, 0, 0, 1, 1, 1, 2, 2, 2] + [PAD_LABEL] * 3
+    step = plugin.harness_eval_step(case=case, model=ConstantClass(3, 2), device=CPU)
+    totals = np.sum([check_counts("torch", plugin.harness_to_host(value=step(b))) for b in batches], axis=0)
+    assert totals.tolist() == [3.0, 9.0, 9.0]  # top-1: the class-2 images; top-5 (k = 3 classes): all; count: 9
 
 
 # --- 8. export ----------------------------------------------------------------------------------
@@ -632,6 +765,12 @@ def test_synthetic_stream(channels_last: bool) -> None:
     assert len(list(train)) == 6  # iterating again is another epoch
     ev = plugin.harness_data(case=case, split="eval", device=CPU)
     assert len(ev) == 5 and len(list(ev)) == 5
+    # the very bytes of the core's synthetic arrays (which MindSpore sees too), a different batch per split
+    for split, stream in (("train", train), ("eval", ev)):
+        x, y = next(iter(stream))
+        images, labels = synthetic_arrays(case.settings, split)
+        assert np.array_equal(x.numpy(), images) and np.array_equal(y.numpy(), labels)
+    assert not torch.equal(next(iter(train))[0], next(iter(ev))[0])
 
 
 def test_synthetic_stream_by_epochs_is_imagenet_sized() -> None:
@@ -663,13 +802,17 @@ def test_folder_stream(tiny_root: str, workers: int) -> None:
         labels += y.tolist()
     assert len(labels) == 30
     assert max(np.bincount(labels, minlength=4)) <= 8
-    # val keeps the partial batch: 16 = 5 + 5 + 5 + 1, in folder order (not shuffled)
+    # val: 16 = 5 + 5 + 5 + 1 images in folder order (not shuffled), the last batch padded to 5 with copies of
+    # the last image labelled PAD_LABEL (-1), so every eval batch is full
     ev = plugin.harness_data(case=case, split="eval", device=CPU)
     assert len(ev) == 4
     ev_batches = list(ev)
-    assert [tuple(x.shape) for x, _ in ev_batches] == [(5, 3, 24, 24)] * 3 + [(1, 3, 24, 24)]
+    assert [tuple(x.shape) for x, _ in ev_batches] == [(5, 3, 24, 24)] * 4
     assert all(x.dtype == torch.float32 for x, _ in ev_batches)
-    assert torch.cat([y for _, y in ev_batches]).tolist() == [c for c in range(4) for _ in range(4)]
+    assert torch.cat([y for _, y in ev_batches]).tolist() == [c for c in range(4) for _ in range(4)] + [-1] * 4
+    last_x = ev_batches[-1][0]
+    for i in (1, 2, 3, 4):
+        assert torch.equal(last_x[i], last_x[0])  # the padding is the last image again
 
 
 def test_folder_stream_channels_last(tiny_root: str) -> None:
@@ -695,6 +838,37 @@ def test_backend_info() -> None:
     assert info["framework_version"] == torch.__version__
     assert MODEL in info["models"]
     assert set(info["devices"]) == {"cpu", "gpu", "ascend"}
+
+
+def test_backend_info_declares_what_it_supports() -> None:
+    # The core refuses undeclared values when the suite loads (and checks amp_level against precision), so the
+    # backend no longer refuses them itself: thor, MindSpore's modes, amp_level O3 are simply not declared.
+    info = check_info("torch", plugin.harness_backend_info())
+    assert info["supports"] == {"optimizer": ["sgd"], "precision": ["fp32", "bf16", "fp16"],
+                                "amp_level": ["auto", "O0", "O1", "O2"], "mode": ["default", "eager", "compile"],
+                                "export": ["onnx", "torchscript", "pt2"], "weights": [".pt", ".pth", ".bin"],
+                                "checkpoint": True}
+    # every runtime that loads an export loads a declared format
+    assert {f for f in info["runtimes"].values() if f} <= set(info["supports"]["export"])
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin"])
+def test_declared_weight_suffixes_are_read(tmp_path, suffix: str) -> None:
+    weights = {"fc.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "fc.bias": np.zeros(2, np.float32)}
+    path = plugin.harness_write_checkpoint(weights=weights, path=str(tmp_path / f"w{suffix}"))
+    got = plugin.harness_read_checkpoint(path=path)
+    assert set(got) == set(weights) and all(np.array_equal(got[k], weights[k]) for k in weights)
+
+
+def test_plugin_registers_against_the_hook_specs() -> None:
+    # pluggy refuses a hookimpl without a spec: the train-state hooks are gone (the step saves itself)
+    import pluggy
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(plugin)
+    pm.check_pending()
+    assert not hasattr(plugin, "harness_save_train_state") and not hasattr(plugin, "harness_load_train_state")
 
 
 def test_probe_cpu() -> None:
@@ -748,6 +922,22 @@ def test_setup_cpu_seeds() -> None:
     assert plugin.harness_device_memory(device=device) is None
 
 
+def test_setup_takes_the_world_from_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    # harness.dist.place() alone says the world size: no WORLD_SIZE in the environment, yet a world of 2 joins
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "RANK_ID", "RANK_SIZE", "DEVICE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    joined = []
+    monkeypatch.setattr(plugin, "place", lambda: Place(rank=1, world=2, local_device=1))
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda **kw: joined.append(kw))
+    assert plugin.harness_setup(case=small_case()) == CPU
+    assert joined == [{"backend": "gloo", "device_id": None}]
+    monkeypatch.setattr(plugin, "place", lambda: Place())
+    joined.clear()
+    plugin.harness_setup(case=small_case())
+    assert joined == []
+
+
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
 def test_cuda_train_and_eval_step() -> None:
     case = small_case(device="gpu", precision="bf16", channels_last=True)
@@ -771,6 +961,29 @@ def test_cuda_train_and_eval_step() -> None:
     assert plugin.harness_device_memory(device=device) > 0
 
 
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_cuda_train_step_save_and_load(tmp_path) -> None:
+    # fp16 with dynamic loss scaling on the GPU: the scale, the step count and the CUDA RNG state come back
+    case = small_case(device="gpu", precision="fp16", loss_scale="dynamic")
+    device = plugin.harness_setup(case=case)
+    x, y = next(iter(plugin.harness_data(case=case, split="train", device=device)))
+    a = plugin.harness_train_step(case=case, model=plugin.harness_build_model(case=case, device=device),
+                                  device=device, total_steps=4, steps_per_epoch=2)
+    for _ in range(2):
+        a((x, y))
+    a.save(str(tmp_path))
+    cuda_rng, scale = torch.cuda.get_rng_state(device), a.scaler.get_scale()
+    torch.cuda.manual_seed(999)
+    b = plugin.harness_train_step(case=case, model=plugin.harness_build_model(case=case, device=device),
+                                  device=device, total_steps=4, steps_per_epoch=2)
+    b.load(str(tmp_path))
+    assert b.count == 2 and b.scaler.get_scale() == scale
+    assert torch.equal(torch.cuda.get_rng_state(device), cuda_rng)
+    for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(p, q)
+    assert math.isfinite(float(b((x, y))))
+
+
 # --- 11. to_host --------------------------------------------------------------------------------
 
 def test_to_host_list_of_scalars() -> None:
@@ -788,12 +1001,6 @@ def test_to_host_tuple_with_int() -> None:
 def test_to_host_scalar() -> None:
     out = plugin.harness_to_host(value=torch.tensor(0.25))
     assert out == 0.25 and type(out) is float
-
-
-def test_thor_is_refused_by_the_torch_backend() -> None:
-    c = small_case(optimizer="thor")
-    with pytest.raises(HarnessError, match="THOR exists only in MindSpore"):
-        plugin.harness_train_step(case=c, model=small_model(c), device=CPU, total_steps=2, steps_per_epoch=2)
 
 
 def test_smoothing_off_value_conventions_give_the_written_out_loss() -> None:

@@ -1,9 +1,12 @@
-"""Data for the MindSpore backend: synthetic tensors, or an ImageNet-layout folder
-through ``mindspore.dataset.ImageFolderDataset`` and vision transforms in
-parallel workers, with the same preprocessing as the PyTorch backend
-(:class:`harness.data.Preprocess`): random-resized-crop 0.08-1 / 3:4-4:3,
+"""Data for the MindSpore backend: the core's synthetic arrays as tensors, or an ImageNet-layout folder
+decoded by ``mindspore.dataset`` vision transforms in parallel workers, with the same preprocessing as the
+PyTorch backend (:class:`harness.images.Preprocess`): random-resized-crop 0.08-1 / 3:4-4:3,
 flip, colour jitter/hue/lighting as set for training; resize to size/eval_resize_ratio (bicubic) and
-centre crop for evaluation; ImageNet mean/std."""
+centre crop for evaluation; ImageNet mean/std.
+
+Training reads the folder with ``ImageFolderDataset`` in :func:`harness.data.epoch_order`; evaluation reads
+:func:`harness.data.eval_samples` (in order, the last batch padded with :data:`harness.data.PAD_LABEL` images),
+so every eval batch is whole and a graph compiled for it is never recompiled for a short last batch."""
 from __future__ import annotations
 
 import os
@@ -17,12 +20,14 @@ from mindspore.dataset import vision
 from mindspore.dataset.vision import Inter
 
 from harness.config import Case, Settings
-from harness.data import (IMAGE_EXTENSIONS, LIGHTING_EIGVAL, LIGHTING_EIGVEC, SyntheticStream, epoch_order,
-                          repeat_synthetic, scan_split, shard_order, synthetic_batches)
+from harness.data import (IMAGE_EXTENSIONS, SyntheticStream, epoch_order, eval_samples, scan_split, shard_order,
+                          synthetic_arrays, synthetic_batches)
+from harness.dist import place
 from harness.errors import HarnessError
+from harness.images import LIGHTING_EIGVAL, LIGHTING_EIGVEC
 from harness.models import check_batch, get_model
 
-__all__ = ["make_stream", "TrainSampler"]
+__all__ = ["make_stream", "TrainSampler", "EvalFiles"]
 
 
 class TrainSampler(ds.Sampler):
@@ -62,6 +67,21 @@ class _Lighting:
             self.rng = np.random.default_rng([self.seed, os.getpid()])
         alpha = self.rng.normal(0.0, self.std, 3)
         return (x + (LIGHTING_EIGVEC @ (alpha * LIGHTING_EIGVAL)).astype(np.float32) * self.scale).astype(np.float32)
+
+
+class EvalFiles:
+    """Random-access source of ``GeneratorDataset``: the encoded bytes and label of each of
+    :func:`harness.data.eval_samples` (decoded by the pipeline's ``Decode``, as ``ImageFolderDataset`` does)."""
+
+    def __init__(self, samples: list[tuple[str, int]]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        path, label = self.samples[i]
+        return np.fromfile(path, dtype=np.uint8), np.array(label, dtype=np.int32)
 
 
 class FolderStream:
@@ -112,28 +132,15 @@ def _transforms(s: Settings, train: bool, mean: tuple[float, ...], std: tuple[fl
             vision.CenterCrop(size), *norm, *chw]
 
 
-def _world() -> tuple[int, int]:
-    if int(os.environ.get("RANK_SIZE", "1")) > 1:
-        from mindspore.communication import get_group_size, get_rank
-
-        return get_group_size(), get_rank()
-    return 1, 0
-
-
 def make_stream(case: Case, split: str, device: Any) -> Any:
     s = case.settings
     train = split == "train"
     spec = get_model(case.model)
     repeats = spec.repeats if train else 1
     check_batch(s.batch_size, repeats, case.model)
-    if s.data == "synthetic":
-        rng = np.random.default_rng(s.seed + (0 if train else 1))
-        x = rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32)
-        y = rng.integers(0, s.num_classes, s.batch_size).astype(np.int32)
-        if repeats > 1:  # whole instances, as the repeated-augmentation sampler gives
-            pick = repeat_synthetic(s.batch_size, repeats)
-            x, y = x[pick], y[pick]
-        return SyntheticStream((ms.Tensor(x), ms.Tensor(y)), synthetic_batches(s, split))
+    if s.data == "synthetic":  # the core's bytes (the same as every framework's), on the device once
+        x, y = synthetic_arrays(s, split, repeats)
+        return SyntheticStream((ms.Tensor(x), ms.Tensor(y.astype(np.int32))), synthetic_batches(s, split))
     folder = "train" if train else "val"
     # the core's checks and messages, its class order and file order (which ImageFolderDataset lists alike)
     classes, samples, bad = scan_split(s, folder)
@@ -141,18 +148,18 @@ def make_stream(case: Case, split: str, device: Any) -> Any:
         raise HarnessError(f"data_root '{s.data_root}' has {len(classes)} classes but num_classes is {s.num_classes}")
     ds.config.set_seed(s.seed)
     workers = max(1, s.workers)
-    exts = sorted({e for ext in IMAGE_EXTENSIONS for e in (ext, ext.upper())})
-    world, rank = _world()
-    keep = np.delete(np.arange(len(samples)), bad)
     if train:  # each rank its shard of a shuffle shared by all ranks
-        sampler: Any = TrainSampler(keep, repeats, s.seed, rank, world)
-    else:
-        sampler = ds.SubsetSampler(keep.tolist()) if bad else None
-    data = ds.ImageFolderDataset(f"{s.data_root}/{folder}", sampler=sampler,
-                                 shuffle=None if sampler is not None else False, num_parallel_workers=workers,
-                                 extensions=exts, class_indexing={c: i for i, c in enumerate(classes)})
+        exts = sorted({e for ext in IMAGE_EXTENSIONS for e in (ext, ext.upper())})
+        where = place()
+        sampler = TrainSampler(np.delete(np.arange(len(samples)), bad), repeats, s.seed, where.rank, where.world)
+        data = ds.ImageFolderDataset(f"{s.data_root}/{folder}", sampler=sampler, num_parallel_workers=workers,
+                                     extensions=exts, class_indexing={c: i for i, c in enumerate(classes)})
+        data = data.map(operations=ds.transforms.TypeCast(ms.int32), input_columns="label")
+    else:  # readable images in order, padded to whole batches (labels -1, not counted by the eval step)
+        sampler = None
+        data = ds.GeneratorDataset(EvalFiles(eval_samples(s)), column_names=["image", "label"], shuffle=False,
+                                   num_parallel_workers=workers, python_multiprocessing=False)
     data = data.map(operations=_transforms(s, train, spec.mean, spec.std),
                     input_columns="image", num_parallel_workers=workers)
-    data = data.map(operations=ds.transforms.TypeCast(ms.int32), input_columns="label")
     data = data.batch(s.batch_size, drop_remainder=train)
-    return FolderStream(data, train, sampler if train else None)
+    return FolderStream(data, train, sampler)

@@ -15,17 +15,23 @@ from mindspore import nn
 
 from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
+from harness.dist import place
 from harness.env import cpu_model
-from harness.errors import HarnessError
 from harness.models import MODELS, get_model
 from harness.weights import check_weights, from_mindspore_names, to_mindspore_names
 
 from . import __version__, absorb_numpy_abi_first_failure
 from .data import make_stream
-from .export import RUNTIMES, export_model, inference_session
+from .export import FORMATS, RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model
-from .train import (AMP_DTYPES, amp_level, check_optimizer, load_checkpoint, load_train_state, make_eval_step,
-                    make_train_step, save_train_state)
+from .train import AMP_DTYPES, TrainStep, amp_level, check_optimizer, load_checkpoint, make_eval_step
+
+#: The framework-specific settings this backend takes (checked by the core when a suite loads, with the rules
+#: between them: amp_level O0 is fp32, O1-O3 need fp16 or bf16). Device limits are skipped by the hooks:
+#: THOR and mixed precision need GPU or Ascend, AIR export Ascend, the ``lite`` runtime MindSpore Lite.
+SUPPORTS: dict[str, Any] = {"optimizer": ["sgd", "thor"], "precision": ["fp32", "bf16", "fp16"],
+                            "amp_level": ["auto", "O0", "O1", "O2", "O3"], "mode": ["default", "graph", "pynative"],
+                            "export": list(FORMATS), "weights": [".ckpt"], "checkpoint": True}
 
 _TARGET = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 _MODES = {"default": ms.GRAPH_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
@@ -59,7 +65,8 @@ def harness_backend_info() -> dict[str, Any]:
     return {"name": "mindspore", "framework": "MindSpore", "framework_version": ms.__version__,
             "version": __version__, "devices": list(_TARGET), "launcher": "msrun",
             "scenarios": ["train", "eval", "inference", "export"], "runtimes": dict(RUNTIMES),
-            "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS]}
+            "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS],
+            "supports": {k: list(v) if isinstance(v, list) else v for k, v in SUPPORTS.items()}}
 
 
 @hookimpl
@@ -70,25 +77,24 @@ def harness_probe_device(device: str) -> dict[str, Any]:
 @hookimpl
 def harness_setup(case: Case) -> dict[str, Any]:
     s = case.settings
-    if s.mode not in _MODES:
-        raise HarnessError(f"mode '{s.mode}' is not a MindSpore mode (use default, graph or pynative)")
     status = _device_status(case.device)
     if not status["available"]:
         raise DeviceUnavailable(status["reason"])
     target = _TARGET[case.device]
-    device_id = int(os.environ.get("DEVICE_ID", os.environ.get("LOCAL_RANK", "0")))
+    where = place()  # rank, world size and local device as the launcher set them (harness.dist)
+    device_id = where.local_device
     if target == "CPU":
         ms.set_device(target)
     else:
         ms.set_device(target, device_id)
     ms.set_context(mode=_MODES[s.mode])
     absorb_numpy_abi_first_failure()
-    if int(os.environ.get("RANK_SIZE", "1")) > 1:  # started by msrun: one process per device
-        from mindspore.communication import get_group_size, init
+    if where.distributed:  # started by msrun: one process per device
+        from mindspore.communication import init
 
         init()  # HCCL on Ascend, NCCL on GPU, MindSpore's own collectives on CPU
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
-                                     device_num=get_group_size())
+                                     device_num=where.world)
     if s.threads:
         ms.device_context.cpu.op_tuning.threads_num(s.threads)  # the CPU kernels' pool
     ms.set_seed(s.seed)
@@ -115,8 +121,8 @@ def harness_data(case: Case, split: str, device: Any) -> Any:
 
 
 @hookimpl
-def harness_train_step(case: Case, model: nn.Cell, device: Any, total_steps: int, steps_per_epoch: int) -> Any:
-    return make_train_step(case, model, device, total_steps, steps_per_epoch)
+def harness_train_step(case: Case, model: nn.Cell, device: Any, total_steps: int, steps_per_epoch: int) -> TrainStep:
+    return TrainStep(case, model, device, total_steps, steps_per_epoch)
 
 
 @hookimpl
@@ -206,17 +212,6 @@ def harness_write_checkpoint(weights: dict[str, np.ndarray], path: str) -> str:
                        path)
     os.chmod(path, 0o644)  # MindSpore writes checkpoints read-only
     return path
-
-
-@hookimpl
-def harness_save_train_state(case: Case, model: nn.Cell, device: Any, step: Any, path: str) -> list[str]:
-    return save_train_state(step, path)
-
-
-@hookimpl
-def harness_load_train_state(case: Case, model: nn.Cell, device: Any, step: Any, path: str) -> bool:
-    load_train_state(step, path, case.model)
-    return True
 
 
 @hookimpl

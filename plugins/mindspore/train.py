@@ -1,5 +1,7 @@
 """Train and eval step factories for the MindSpore backend.
 
+The train step is a :class:`TrainStep` object holding its own state (the training cell with the optimizer and
+loss-scale cells, the THOR phase counter) and saving/restoring it (``save``/``load``).
 Momentum (optionally Nesterov) with weight decay on >1-D parameters (or on all),
 or THOR (``mindspore.nn.thor``, Ascend/GPU); cross-entropy with label smoothing
 in the case's off-value convention (:func:`harness.losses.smoothing_targets`) or
@@ -25,9 +27,9 @@ from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indi
 from harness.schedules import damping_table, lr_table
 from harness.weights import check_weights
 
-__all__ = ["make_train_step", "make_eval_step", "make_optimizer", "param_groups", "amp_level", "NesterovMomentum",
-           "AMP_DTYPES", "MultigrainWithLoss", "SmoothedCrossEntropy", "check_optimizer", "save_train_state",
-           "load_train_state", "load_checkpoint"]
+__all__ = ["TrainStep", "make_train_step", "make_eval_step", "make_optimizer", "param_groups", "amp_level",
+           "NesterovMomentum", "AMP_DTYPES", "MultigrainWithLoss", "SmoothedCrossEntropy", "check_optimizer",
+           "load_checkpoint", "TRAIN_STATE"]
 
 AMP_DTYPES = {"fp16": ms.float16, "bf16": ms.bfloat16}
 
@@ -50,13 +52,10 @@ def check_optimizer(case: Case, device_target: str) -> None:
 
 
 def amp_level(case: Case, device_target: str) -> str:
-    """The AMP level to use, refusing what the device cannot run."""
+    """The AMP level to use, refusing what the device cannot run. (The core checks at suite load that the level
+    and precision agree: O0 is fp32, O1-O3 need fp16 or bf16.)"""
     s = case.settings
     level = s.amp_level if s.amp_level != "auto" else ("O0" if s.precision == "fp32" else "O2")
-    if level == "O0" and s.precision != "fp32":
-        raise HarnessError(f"amp_level O0 means fp32, but precision is {s.precision}")
-    if level != "O0" and s.precision == "fp32":
-        raise HarnessError(f"amp_level {level} needs precision fp16 or bf16")
     if level != "O0" and device_target == "CPU":
         raise Unsupported(f"cpu: MindSpore mixed precision ({s.precision}, {level}) is not supported on CPU "
                           "(CPU Conv2D is fp32 only)")
@@ -123,8 +122,6 @@ def make_optimizer(case: Case, net: nn.Cell, total_steps: int, steps_per_epoch: 
                        s.momentum, weight_decay=s.weight_decay, loss_scale=scale, batch_size=s.batch_size,
                        decay_filter=lambda p: s.weight_decay_on == "all" or len(p.shape) > 1,
                        frequency=s.thor_frequency)
-    if s.optimizer != "sgd":
-        raise HarnessError(f"optimizer '{s.optimizer}' is not available in the MindSpore backend (sgd, thor)")
     groups = param_groups(net, s.weight_decay, s.weight_decay_on)
     if s.nesterov and _device_target() == "CPU":
         return NesterovMomentum(groups, learning_rate=lrs, momentum=s.momentum)
@@ -214,7 +211,7 @@ class MultigrainWithLoss(nn.Cell):
 
 
 class _TopK(nn.Cell):
-    """(top-1 hits, top-k hits) of a batch, computed on the device."""
+    """(top-1 hits, top-k hits, images counted) of a batch, computed on the device; only labels >= 0 count."""
 
     def __init__(self, net: nn.Cell, k: int) -> None:
         super().__init__(auto_prefix=False)
@@ -223,68 +220,117 @@ class _TopK(nn.Cell):
     def construct(self, x, y):
         logits = self.net(x).astype(ms.float32)
         _, idx = ops.topk(logits, self.k)
-        hits = ops.equal(idx, y.reshape((-1, 1)).astype(idx.dtype)).astype(ms.float32)
-        return hits[:, 0].sum(), hits.sum()
+        y = y.reshape((-1, 1)).astype(idx.dtype)
+        real = y >= 0  # padding images (harness.data.PAD_LABEL) are compared with, never indexed by, and not counted
+        hits = ops.logical_and(ops.equal(idx, y), real).astype(ms.float32)
+        return hits[:, 0].sum(), hits.sum(), real.astype(ms.float32).sum()
 
 
 def _device_target() -> str:
     return ms.get_context("device_target")
 
 
-def make_train_step(case: Case, net: nn.Cell, device: Any, total_steps: int,
-                    steps_per_epoch: int) -> Callable[[Any], Any]:
-    s = case.settings
-    net.set_train(True)  # mixed precision, if any, was applied when the model was built
-    spec = get_model(case.model)
-    multigrain = spec.loss == "multigrain"
-    ce = _cross_entropy(case)
-    with_loss = MultigrainWithLoss(net, ce, s.batch_size, spec.repeats) if multigrain else _WithLoss(net, ce)
-    opt = make_optimizer(case, with_loss, total_steps, steps_per_epoch)
-    scale = s.loss_scale if s.loss_scale is not None else ("dynamic" if s.precision == "fp16" else None)
-    if scale is None:
-        train_net = nn.TrainOneStepCell(with_loss, opt)
-    else:
-        manager = (nn.DynamicLossScaleUpdateCell(loss_scale_value=2.0 ** 16, scale_factor=2, scale_window=2000)
-                   if scale == "dynamic" else nn.FixedLossScaleUpdateCell(loss_scale_value=float(scale)))
-        train_net = nn.TrainOneStepWithLossScaleCell(with_loss, opt, scale_sense=manager)
-    train_net.set_train(True)
-    scaled = scale is not None
-    thor_phase = _thor_phases(train_net, s.thor_frequency) if s.optimizer == "thor" else None
+class _ThorPhases:
+    """THOR's two graphs, switched as ``mindspore.train.train_thor.ModelThor`` does without dataset sinking:
+    every ``frequency`` steps one step recomputes the second-order matrices (``thor=True``, phase
+    ``train0``); the steps between reuse them (``thor=False``, phase ``train1``). The flags are read when a
+    phase's graph compiles, so they are set only on the first step of each phase. ``count`` (steps taken) is
+    saved in training checkpoints."""
 
-    def step(batch: tuple[ms.Tensor, ...]) -> ms.Tensor:
-        if not net.training:  # an evaluation ran in between (time to accuracy)
-            train_net.set_train(True)
-        if thor_phase is not None:
-            thor_phase()
-        if multigrain and len(batch) == 2:  # sampling noise from the framework RNG unless the batch brings it
-            n = batch[0].shape[0]
-            batch = (*batch, ops.rand(n, n, dtype=ms.float32))
-        out = train_net(*batch)
-        return out[0] if scaled else out  # with a loss scale: (loss, overflow, scale)
+    def __init__(self, train_net: nn.Cell, frequency: int) -> None:
+        self.train_net, self.frequency = train_net, frequency
+        self.count = 0
+        self.compiled: set[str] = set()
 
-    # what a training checkpoint saves (harness_save_train_state)
-    step.with_loss, step.train_net, step.thor_phase = with_loss, train_net, thor_phase
-    return step
+    def __call__(self) -> None:
+        phase = "train0" if self.count % self.frequency == 0 else "train1"
+        self.count += 1
+        if phase not in self.compiled:
+            self.train_net.add_flags_recursive(thor=phase == "train0")
+            self.compiled.add(phase)
+        self.train_net.phase = phase
 
 
 TRAIN_STATE = "train_state.ckpt"
-_EXTRA = ("harness_rng_state", "harness_thor_count")
+_RNG, _THOR = "harness_rng_state", "harness_thor_count"
 
 
-def save_train_state(step: Any, folder: str) -> list[str]:
-    """Every parameter of the training cell (network, Multigrain's beta, optimizer moments, its learning-rate
-    table and global step, which indexes the schedule, the loss-scale cells' state), the THOR phase counter and
-    the default generator's state (``mindspore.get_rng_state``), in one checkpoint file."""
-    path = os.path.join(folder, TRAIN_STATE)
-    extra = {"harness_rng_state": ms.get_rng_state(),
-             "harness_thor_count": step.thor_phase.count[0] if step.thor_phase is not None else 0}
-    ms.save_checkpoint(step.train_net, path, append_dict=extra)
-    os.chmod(path, 0o644)  # MindSpore writes checkpoints read-only
-    return [TRAIN_STATE]
+class TrainStep:
+    """One optimisation step of ``case`` (see :class:`harness.hookspecs.TrainStep`).
+
+    Holds the network with its loss (``with_loss``), the training cell (``train_net``: the optimizer, its
+    moments, learning-rate table and global step, the loss-scale cells) and THOR's phase counter
+    (``thor_phase``); ``save``/``load`` write and restore all of it with the framework's RNG state.
+    """
+
+    def __init__(self, case: Case, net: nn.Cell, device: Any, total_steps: int, steps_per_epoch: int) -> None:
+        s = case.settings
+        self.case, self.net, self.device = case, net, device
+        net.set_train(True)  # mixed precision, if any, was applied when the model was built
+        spec = get_model(case.model)
+        self.multigrain = spec.loss == "multigrain"
+        ce = _cross_entropy(case)
+        self.with_loss = (MultigrainWithLoss(net, ce, s.batch_size, spec.repeats) if self.multigrain
+                          else _WithLoss(net, ce))
+        self.optimizer = make_optimizer(case, self.with_loss, total_steps, steps_per_epoch)
+        scale = s.loss_scale if s.loss_scale is not None else ("dynamic" if s.precision == "fp16" else None)
+        if scale is not None and _device_target() == "CPU":
+            raise Unsupported(f"cpu: MindSpore's loss-scale cell (TrainOneStepWithLossScaleCell, loss_scale {scale}) "
+                              "checks overflow with Ascend/GPU ops only (NPUGetFloatStatusV2 has no CPU kernel)")
+        if scale is None:
+            self.train_net = nn.TrainOneStepCell(self.with_loss, self.optimizer)
+        else:
+            manager = (nn.DynamicLossScaleUpdateCell(loss_scale_value=2.0 ** 16, scale_factor=2, scale_window=2000)
+                       if scale == "dynamic" else nn.FixedLossScaleUpdateCell(loss_scale_value=float(scale)))
+            self.train_net = nn.TrainOneStepWithLossScaleCell(self.with_loss, self.optimizer, scale_sense=manager)
+        self.train_net.set_train(True)
+        self.scaled = scale is not None
+        self.thor_phase = _ThorPhases(self.train_net, s.thor_frequency) if s.optimizer == "thor" else None
+
+    def __call__(self, batch: tuple[ms.Tensor, ...]) -> ms.Tensor:
+        if not self.net.training:  # an evaluation ran in between (time to accuracy)
+            self.train_net.set_train(True)
+        if self.thor_phase is not None:
+            self.thor_phase()
+        if self.multigrain and len(batch) == 2:  # sampling noise from the framework RNG unless the batch brings it
+            n = batch[0].shape[0]
+            batch = (*batch, ops.rand(n, n, dtype=ms.float32))
+        out = self.train_net(*batch)
+        return out[0] if self.scaled else out  # with a loss scale: (loss, overflow, scale)
+
+    def save(self, path: str) -> list[str]:
+        """Every parameter of the training cell (network, Multigrain's beta, optimizer moments, its learning-rate
+        table and global step, which indexes the schedule, the loss-scale cells' state), the THOR phase counter
+        and the default generator's state (``mindspore.get_rng_state``), in one checkpoint file in the existing
+        folder ``path``."""
+        file = os.path.join(path, TRAIN_STATE)
+        extra = {_RNG: ms.get_rng_state(), _THOR: self.thor_phase.count if self.thor_phase is not None else 0}
+        ms.save_checkpoint(self.train_net, file, append_dict=extra)
+        os.chmod(file, 0o644)  # MindSpore writes checkpoints read-only
+        return [TRAIN_STATE]
+
+    def load(self, path: str) -> None:
+        """Restore :meth:`save`'s file from the folder ``path`` into this (fresh) step, strictly."""
+        file = os.path.join(path, TRAIN_STATE)
+        params = load_checkpoint(file)
+        if not {_RNG, _THOR} <= set(params):
+            raise HarnessError(f"checkpoint '{file}': not a harness training state")
+        rng, thor = params.pop(_RNG), params.pop(_THOR)
+        check_weights(params, {p.name: tuple(p.shape) for p in self.train_net.get_parameters()},
+                      f"checkpoint '{file}' for {self.case.model}")
+        ms.load_param_into_net(self.train_net, params, strict_load=True)
+        ms.set_rng_state(ms.Tensor(rng.asnumpy(), ms.uint8) if hasattr(rng, "asnumpy") else rng)
+        if self.thor_phase is not None:
+            self.thor_phase.count = int(thor.asnumpy()) if hasattr(thor, "asnumpy") else int(thor)
+
+
+def make_train_step(case: Case, net: nn.Cell, device: Any, total_steps: int, steps_per_epoch: int) -> TrainStep:
+    return TrainStep(case, net, device, total_steps, steps_per_epoch)
 
 
 def load_checkpoint(path: str) -> dict[str, Any]:
-    """``mindspore.load_checkpoint``, its failures as one-line errors naming ``path``."""
+    """``mindspore.load_checkpoint``, its failures as one-line errors naming ``path`` (the backend's one
+    checkpoint reader: weights files and training states)."""
     if not os.path.isfile(path):
         raise HarnessError(f"checkpoint '{path}': no such file")
     try:
@@ -294,51 +340,16 @@ def load_checkpoint(path: str) -> dict[str, Any]:
         raise HarnessError(f"checkpoint '{path}': not a MindSpore checkpoint ({first[:200]})") from None
 
 
-def load_train_state(step: Any, folder: str, name: str) -> None:
-    """Restore :func:`save_train_state`'s file into ``step``'s training cell, strictly."""
-    path = os.path.join(folder, TRAIN_STATE)
-    params = load_checkpoint(path)
-    if not set(_EXTRA) <= set(params):
-        raise HarnessError(f"checkpoint '{path}': not a harness training state")
-    rng, thor = params.pop("harness_rng_state"), params.pop("harness_thor_count")
-    check_weights(params, {p.name: tuple(p.shape) for p in step.train_net.get_parameters()},
-                  f"checkpoint '{path}' for {name}")
-    ms.load_param_into_net(step.train_net, params, strict_load=True)
-    ms.set_rng_state(ms.Tensor(rng.asnumpy(), ms.uint8) if hasattr(rng, "asnumpy") else rng)
-    if step.thor_phase is not None:
-        step.thor_phase.count[0] = int(thor.asnumpy()) if hasattr(thor, "asnumpy") else int(thor)
-
-
-def _thor_phases(train_net: nn.Cell, frequency: int) -> Callable[[], None]:
-    """THOR's two graphs, switched as ``mindspore.train.train_thor.ModelThor`` does without dataset sinking:
-    every ``frequency`` steps one step recomputes the second-order matrices (``thor=True``, phase
-    ``train0``); the steps between reuse them (``thor=False``, phase ``train1``). The flags are read when a
-    phase's graph compiles, so they are set only on the first step of each phase."""
-    count = [0]  # steps taken, saved in training checkpoints
-    compiled: set[str] = set()
-
-    def switch() -> None:
-        phase = "train0" if count[0] % frequency == 0 else "train1"
-        count[0] += 1
-        if phase not in compiled:
-            train_net.add_flags_recursive(thor=phase == "train0")
-            compiled.add(phase)
-        train_net.phase = phase
-
-    switch.count = count
-    return switch
-
-
 def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tuple]:
+    """``step(batch) -> (top1_correct, top5_correct, count)`` on the device. Every eval batch is whole (the last
+    one padded with :data:`harness.data.PAD_LABEL` images), so a graph compiles once; only labels >= 0 count."""
     net.set_train(False)
     topk = _TopK(net, min(5, case.settings.num_classes))
     topk.set_train(False)
 
-    def step(batch: tuple[ms.Tensor, ...]) -> tuple[ms.Tensor, ms.Tensor, int]:
-        x, y = batch[0], batch[1]
+    def step(batch: tuple[ms.Tensor, ...]) -> tuple[ms.Tensor, ms.Tensor, ms.Tensor]:
         if net.training:
             topk.set_train(False)
-        top1, top5 = topk(x, y)
-        return top1, top5, x.shape[0]
+        return topk(batch[0], batch[1])
 
     return step

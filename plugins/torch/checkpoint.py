@@ -1,4 +1,7 @@
-"""Reading PyTorch checkpoints safely (``weights_only=True``) into neutral NumPy weights."""
+"""Reading PyTorch checkpoints safely (``weights_only=True``) into neutral NumPy weights; the RNG states a training
+checkpoint (:meth:`harness_torch.train.TrainStep.save`) keeps.
+
+:func:`_load` is the backend's one checkpoint reader: weights files and training states both go through it."""
 from __future__ import annotations
 
 import os
@@ -8,11 +11,10 @@ import numpy as np
 import torch
 
 from harness.errors import HarnessError
-from harness.weights import check_weights
 
-__all__ = ["read_state_dict", "save_train_state", "load_train_state", "TRAIN_STATE"]
+__all__ = ["read_state_dict", "rng_state", "set_rng_state", "TRAIN_STATE"]
 
-#: The file of a training checkpoint, inside the folder the core gives.
+#: The file of a training checkpoint (:class:`harness_torch.train.TrainStep`), inside the folder the core gives.
 TRAIN_STATE = "train_state.pt"
 
 
@@ -39,7 +41,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     return {k.removeprefix("module."): v.detach().cpu().numpy().copy() for k, v in obj.items()}
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
@@ -48,40 +50,9 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(device: torch.device, state: dict[str, Any]) -> None:
+def set_rng_state(device: torch.device, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
     elif device.type == "npu" and "npu" in state:
         torch.npu.set_rng_state(state["npu"], device)
-
-
-def save_train_state(model: torch.nn.Module, device: torch.device, step: Any, folder: str) -> list[str]:
-    """Model, optimizer (momentum buffers, learning rates), criterion (Multigrain's beta), gradient scaler, the
-    step count that indexes the schedule, and the RNG states, in one ``torch.save`` file."""
-    state = {"model": model.state_dict(), "optimizer": step.optimizer.state_dict(),
-             "criterion": step.criterion.state_dict(), "count": step.count[0], "rng": _rng_state(device),
-             "scaler": step.scaler.state_dict() if step.scaler is not None else None}
-    torch.save(state, os.path.join(folder, TRAIN_STATE))
-    return [TRAIN_STATE]
-
-
-def load_train_state(model: torch.nn.Module, device: torch.device, step: Any, folder: str, name: str) -> None:
-    """Restore :func:`save_train_state`'s file into ``model`` and ``step``; ``weights_only`` loading."""
-    path = os.path.join(folder, TRAIN_STATE)
-    state = _load(path)
-    if not isinstance(state, dict) or not {"model", "optimizer", "criterion", "count", "rng"} <= set(state):
-        raise HarnessError(f"checkpoint '{path}': not a harness training state")
-    own = model.state_dict()
-    check_weights(state["model"], {k: tuple(v.shape) for k, v in own.items()},
-                  f"checkpoint '{path}' for {name}")
-    model.load_state_dict(state["model"])
-    step.criterion.load_state_dict(state["criterion"])
-    try:
-        step.optimizer.load_state_dict(state["optimizer"])
-    except ValueError as exc:
-        raise HarnessError(f"checkpoint '{path}': optimizer state does not fit ({exc})") from None
-    if step.scaler is not None and state.get("scaler"):
-        step.scaler.load_state_dict(state["scaler"])
-    step.count[0] = int(state["count"])
-    _set_rng_state(device, state["rng"])

@@ -1,5 +1,8 @@
-"""Data streams for the PyTorch backend: synthetic tensors on the device, or an
-ImageNet-layout folder decoded with Pillow in DataLoader workers (no torchvision)."""
+"""Data streams for the PyTorch backend: the core's synthetic arrays on the device, or an
+ImageNet-layout folder decoded with Pillow in DataLoader workers (no torchvision).
+
+The eval split is :func:`harness.data.eval_samples`: every batch full, the last one padded with images labelled
+:data:`harness.data.PAD_LABEL` that the eval step does not count."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,8 +13,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from harness.config import Case
-from harness.data import (Preprocess, SyntheticStream, augment_rng, epoch_order, preprocess_for, repeat_synthetic,
-                          scan_split, shard_order, synthetic_batches)
+from harness.data import (Preprocess, SyntheticStream, augment_rng, epoch_order, eval_samples, preprocess_for,
+                          scan_split, shard_order, synthetic_arrays, synthetic_batches)
 from harness.errors import HarnessError
 from harness.models import check_batch, get_model
 
@@ -92,14 +95,9 @@ def make_stream(case: Case, split: str, device: torch.device) -> Any:
     train = split == "train"
     repeats = spec.repeats if train else 1
     check_batch(s.batch_size, repeats, case.model)
-    if s.data == "synthetic":
-        g = torch.Generator(device="cpu").manual_seed(s.seed + (0 if train else 1))
-        x = torch.randn(s.batch_size, 3, s.image_size, s.image_size, generator=g)
-        y = torch.randint(0, s.num_classes, (s.batch_size,), generator=g)
-        if repeats > 1:  # whole instances, as the repeated-augmentation sampler gives
-            pick = torch.from_numpy(repeat_synthetic(s.batch_size, repeats))
-            x, y = x[pick], y[pick]
-        x, y = x.to(device), y.to(device)
+    if s.data == "synthetic":  # the core's arrays (the same bytes in every framework), on the device once
+        images, labels = synthetic_arrays(s, split, repeats)
+        x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
         if s.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return SyntheticStream((x, y), synthetic_batches(s, split))
@@ -107,15 +105,14 @@ def make_stream(case: Case, split: str, device: torch.device) -> Any:
     classes, samples, bad = scan_split(s, "train" if train else "val")
     if len(classes) > s.num_classes:
         raise HarnessError(f"data_root '{s.data_root}' has {len(classes)} classes but num_classes is {s.num_classes}")
-    ds = FolderDataset(samples, pre, s.seed)
-    keep = np.delete(np.arange(len(samples)), bad)
-    world, rank = _world()
-    if train:  # each rank its shard of a shuffle shared by all ranks
-        sampler: Any = TrainSampler(keep, repeats, s.seed, rank, world)
-    else:
-        sampler = keep.tolist() if bad else None
+    sampler: Any = None
+    if train:  # each rank its shard of a shuffle shared by all ranks, over the readable images
+        world, rank = _world()
+        sampler = TrainSampler(np.delete(np.arange(len(samples)), bad), repeats, s.seed, rank, world)
+    else:  # the readable images in order, padded to whole batches with PAD_LABEL copies (the eval step skips them)
+        samples = eval_samples(s)
     loader = DataLoader(
-        ds, batch_size=s.batch_size, sampler=sampler, drop_last=train, num_workers=s.workers,
-        pin_memory=device.type == "cuda", persistent_workers=s.workers > 0,
+        FolderDataset(samples, pre, s.seed), batch_size=s.batch_size, sampler=sampler, drop_last=train,
+        num_workers=s.workers, pin_memory=device.type == "cuda", persistent_workers=s.workers > 0,
     )
     return DeviceLoader(loader, device, s.channels_last)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from typing import Any
 
 import numpy as np
@@ -16,19 +15,23 @@ import torch
 
 from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
+from harness.dist import place
 from harness.env import cpu_model
 from harness.models import MODELS, get_model
 from harness.weights import OPTIONAL_SUFFIXES, check_weights
 
 from . import __version__
-from .checkpoint import load_train_state, read_state_dict, save_train_state
+from .checkpoint import read_state_dict
 from .data import make_stream
-from .export import RUNTIMES, export_model, inference_session
+from .export import FORMATS, RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model, unwrap
-from .train import make_eval_step, make_train_step
+from .train import AMP_LEVELS, MODES, OPTIMIZERS, PRECISIONS, TrainStep, make_eval_step, make_train_step
 
 _TORCH_TYPE = {"cpu": "cpu", "gpu": "cuda", "ascend": "npu"}
 _PROCESS_GROUP = {"cpu": "gloo", "gpu": "nccl", "ascend": "hccl"}
+#: The suffixes of the files harness_read_checkpoint reads (any ``torch.save`` state dict, safely loaded): .pt and
+#: .pth, and .bin as Hugging Face's ``pytorch_model.bin`` (the suffixes ``harness convert`` gives to torch).
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin")
 
 
 def _npu() -> Any:
@@ -68,7 +71,10 @@ def harness_backend_info() -> dict[str, Any]:
     return {"name": "torch", "framework": "PyTorch", "framework_version": torch.__version__,
             "version": __version__, "devices": list(_TORCH_TYPE), "launcher": "torchrun",
             "scenarios": ["train", "eval", "inference", "export"], "runtimes": dict(RUNTIMES),
-            "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS]}
+            "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS],
+            "supports": {"optimizer": list(OPTIMIZERS), "precision": list(PRECISIONS), "amp_level": list(AMP_LEVELS),
+                         "mode": list(MODES), "export": list(FORMATS), "weights": list(WEIGHTS_SUFFIXES),
+                         "checkpoint": True}}
 
 
 @hookimpl
@@ -81,8 +87,8 @@ def harness_setup(case: Case) -> torch.device:
     status = _device_status(case.device)
     if not status["available"]:
         raise DeviceUnavailable(status["reason"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(_TORCH_TYPE[case.device], local_rank if case.device != "cpu" else None)
+    where = place()
+    device = torch.device(_TORCH_TYPE[case.device], where.local_device if case.device != "cpu" else None)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
@@ -92,7 +98,7 @@ def harness_setup(case: Case) -> torch.device:
         torch.npu.reset_peak_memory_stats(device)
     if case.settings.threads:
         torch.set_num_threads(case.settings.threads)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+    if where.distributed and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend=_PROCESS_GROUP[case.device],
                                              device_id=device if device.type != "cpu" else None)
     torch.manual_seed(case.settings.seed)
@@ -121,7 +127,7 @@ def harness_data(case: Case, split: str, device: torch.device) -> Any:
 
 @hookimpl
 def harness_train_step(case: Case, model: torch.nn.Module, device: torch.device, total_steps: int,
-                       steps_per_epoch: int) -> Any:
+                       steps_per_epoch: int) -> TrainStep:
     return make_train_step(case, model, device, total_steps, steps_per_epoch)
 
 
@@ -167,18 +173,6 @@ def harness_export(case: Case, model: torch.nn.Module, device: torch.device, fmt
 def harness_inference_session(case: Case, device: torch.device, model: torch.nn.Module | None, runtime: str,
                               path: str | None, batch: int) -> Any:
     return inference_session(case, device, unwrap(model) if model is not None else None, runtime, path)
-
-
-@hookimpl
-def harness_save_train_state(case: Case, model: torch.nn.Module, device: torch.device, step: Any,
-                             path: str) -> list[str]:
-    return save_train_state(unwrap(model), device, step, path)
-
-
-@hookimpl
-def harness_load_train_state(case: Case, model: torch.nn.Module, device: torch.device, step: Any, path: str) -> bool:
-    load_train_state(unwrap(model), device, step, path, case.model)
-    return True
 
 
 @hookimpl

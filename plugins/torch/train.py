@@ -1,7 +1,8 @@
-"""Train and eval step factories for the PyTorch backend."""
+"""The PyTorch backend's train step (:class:`TrainStep`, with its checkpoint) and eval step."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +15,25 @@ from harness.losses import smoothing_targets
 from harness.models import MULTIGRAIN_LOSS, MultigrainLoss, get_model
 from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indices
 from harness.schedules import lr_at
+from harness.weights import check_weights
 
+from .checkpoint import TRAIN_STATE, _load, rng_state, set_rng_state
 from .models import unwrap
 
-__all__ = ["make_train_step", "make_eval_step", "param_groups", "make_criterion", "MultigrainCriterion",
-           "SmoothedCrossEntropy"]
+__all__ = ["TrainStep", "make_train_step", "make_eval_step", "param_groups", "make_criterion",
+           "MultigrainCriterion", "SmoothedCrossEntropy", "OPTIMIZERS", "PRECISIONS", "AMP_LEVELS", "MODES"]
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: What the backend takes (declared in ``harness_backend_info()["supports"]``); the core refuses anything else
+#: when the suite loads, so each is handled here without a fallback.
+OPTIMIZERS = ("sgd",)
+#: Precision -> autocast dtype (None: no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: The precision decides: autocast for bf16/fp16 (auto, O1, O2), none for fp32 (auto, O0); the core checks the
+#: pairing. O3 (the whole network in low precision) is not offered.
+AMP_LEVELS = ("auto", "O0", "O1", "O2")
+#: Mode -> what it does to a forward function.
+MODES: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
+    "default": lambda fn: fn, "eager": lambda fn: fn, "compile": torch.compile}
 
 
 def param_groups(model: nn.Module, weight_decay: float, on: str = "weights",
@@ -112,13 +125,9 @@ def make_criterion(case: Case, device: torch.device) -> nn.Module:
 
 
 def _autocast(case: Case, device: torch.device) -> Callable[[], Any]:
-    s = case.settings
-    if s.amp_level == "O3":
-        raise HarnessError("amp_level O3 (whole network in low precision) is not offered by the torch backend; "
-                           "use O1/O2 (autocast)")
-    if s.amp_level == "O0" and s.precision != "fp32":
-        raise HarnessError(f"amp_level O0 means fp32, but precision is {s.precision}")
-    dtype = _DTYPES.get(s.precision)
+    """Autocast to the case's precision (amp levels auto/O1/O2 with bf16/fp16); fp32 (auto/O0) runs as it is. The
+    core has already checked the precision against ``supports`` and the amp level against the precision."""
+    dtype = PRECISIONS[case.settings.precision]
     if dtype is None:
         return contextlib.nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
@@ -126,88 +135,131 @@ def _autocast(case: Case, device: torch.device) -> Callable[[], Any]:
 
 def _forward(case: Case, model: nn.Module, outputs: bool = False) -> Callable[..., Any]:
     """The model's forward (``outputs``: all of Multigrain's outputs), compiled in mode ``compile``."""
-    mode = case.settings.mode
     fn = (lambda x: model(x, all_outputs=True)) if outputs else model
-    if mode in ("default", "eager"):
-        return fn
-    if mode == "compile":
-        return torch.compile(fn)
-    raise HarnessError(f"mode '{mode}' is not a PyTorch mode (use default, eager or compile)")
+    return MODES[case.settings.mode](fn)
 
 
-def make_train_step(case: Case, model: nn.Module, device: torch.device, total_steps: int,
-                    steps_per_epoch: int) -> Callable[[Any], torch.Tensor]:
-    s = case.settings
-    if s.optimizer != "sgd":
-        raise HarnessError(f"optimizer '{s.optimizer}' is not available in the PyTorch backend (sgd; THOR exists "
-                           "only in MindSpore)")
-    model.train()
-    criterion = make_criterion(case, device)
-    multigrain = isinstance(criterion, MultigrainCriterion)
-    forward = _forward(case, model, outputs=multigrain)
-    extra = (criterion.beta,) if multigrain else ()
-    opt = torch.optim.SGD(param_groups(model, s.weight_decay, s.weight_decay_on, extra),
-                          lr=lr_at(0, s, total_steps, steps_per_epoch), momentum=s.momentum, nesterov=s.nesterov)
-    autocast = _autocast(case, device)
-    params = [p for g in opt.param_groups for p in g["params"]]
-    # fp16: dynamic scaling through GradScaler unless a fixed scale is given.
-    scaler = None
-    static_scale = None
-    if s.precision == "fp16":
-        if isinstance(s.loss_scale, (int, float)) and not isinstance(s.loss_scale, bool):
-            static_scale = float(s.loss_scale)
-        else:
-            scaler = torch.amp.GradScaler(device.type)
-    lrs = [lr_at(i, s, total_steps, steps_per_epoch) for i in range(total_steps)]
-    count = [0]
+class TrainStep:
+    """One SGD step of ``case`` with its state: the model, optimizer, loss (Multigrain's beta included), loss
+    scaling and the step count that indexes the learning-rate schedule. :meth:`save` and :meth:`load` checkpoint
+    all of it, with the framework's RNG states (see :class:`harness.hookspecs.TrainStep`)."""
 
-    def step(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def __init__(self, case: Case, model: nn.Module, device: torch.device, total_steps: int,
+                 steps_per_epoch: int) -> None:
+        s = case.settings
+        self.name, self.model, self.device = case.model, model, device
+        model.train()
+        self.criterion = make_criterion(case, device)
+        self.multigrain = isinstance(self.criterion, MultigrainCriterion)
+        self.forward = _forward(case, model, outputs=self.multigrain)
+        extra = (self.criterion.beta,) if self.multigrain else ()
+        self.optimizer = torch.optim.SGD(param_groups(model, s.weight_decay, s.weight_decay_on, extra),
+                                         lr=lr_at(0, s, total_steps, steps_per_epoch), momentum=s.momentum,
+                                         nesterov=s.nesterov)
+        self.autocast = _autocast(case, device)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        # fp16: dynamic scaling through GradScaler unless a fixed scale is given.
+        self.scaler: torch.amp.GradScaler | None = None
+        self.static_scale: float | None = None
+        if s.precision == "fp16":
+            if isinstance(s.loss_scale, (int, float)) and not isinstance(s.loss_scale, bool):
+                self.static_scale = float(s.loss_scale)
+            else:
+                self.scaler = torch.amp.GradScaler(device.type)
+        self.lrs = [lr_at(i, s, total_steps, steps_per_epoch) for i in range(total_steps)]
+        self.count = 0  # steps run: the schedule position
+
+    def __call__(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, y = batch[0], batch[1]
+        model, opt = self.model, self.optimizer
         if not model.training:  # an evaluation ran in between (time to accuracy)
             model.train()
-        i = min(count[0], total_steps - 1)
-        count[0] += 1
+        lr = self.lrs[min(self.count, len(self.lrs) - 1)]
+        self.count += 1
         for g in opt.param_groups:
-            g["lr"] = lrs[i]
-        with autocast():
-            if multigrain:  # the sampling noise comes with the batch (parity checks) or from the device RNG
+            g["lr"] = lr
+        with self.autocast():
+            if self.multigrain:  # the sampling noise comes with the batch (parity checks) or from the device RNG
                 noise = batch[2] if len(batch) > 2 else torch.rand(x.shape[0], x.shape[0], device=x.device)
-                loss = criterion(forward(x), y, noise)
+                loss = self.criterion(self.forward(x), y, noise)
             else:
-                loss = criterion(forward(x), y)
+                loss = self.criterion(self.forward(x), y)
         opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        elif static_scale is not None:
-            (loss * static_scale).backward()
-            torch._foreach_mul_([p.grad for p in params if p.grad is not None], 1.0 / static_scale)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
+        elif self.static_scale is not None:
+            (loss * self.static_scale).backward()
+            torch._foreach_mul_([p.grad for p in self.params if p.grad is not None], 1.0 / self.static_scale)
             opt.step()
         else:
             loss.backward()
             opt.step()
         return loss.detach()
 
-    # what a training checkpoint saves (harness_save_train_state)
-    step.criterion, step.optimizer, step.scaler, step.count = criterion, opt, scaler, count
-    return step
+    def save(self, path: str) -> list[str]:
+        """Write into the existing folder ``path``, as one ``torch.save`` file: the model's parameters and buffers,
+        the optimizer (momentum buffers, learning rates), the criterion (Multigrain's beta), the gradient scaler,
+        the step count that indexes the schedule, and the CPU and device RNG states. Returns the file names."""
+        state = {"model": unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "criterion": self.criterion.state_dict(), "count": self.count, "rng": rng_state(self.device),
+                 "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+        torch.save(state, os.path.join(path, TRAIN_STATE))
+        return [TRAIN_STATE]
+
+    def load(self, path: str) -> None:
+        """Restore :meth:`save`'s file from the folder ``path`` into this fresh step of the same case (safe
+        ``weights_only`` loading); a missing, foreign or mismatched file is a HarnessError naming it."""
+        file = os.path.join(path, TRAIN_STATE)
+        state = _load(file)
+        if (not isinstance(state, dict) or not {"model", "optimizer", "criterion", "count", "rng"} <= set(state)
+                or not isinstance(state["model"], dict) or not isinstance(state["rng"], dict)):
+            raise HarnessError(f"checkpoint '{file}': not a harness training state")
+        model = unwrap(self.model)
+        own = model.state_dict()
+        check_weights(state["model"], {k: tuple(v.shape) for k, v in own.items()},
+                      f"checkpoint '{file}' for {self.name}")
+        if (state.get("scaler") is None) != (self.scaler is None):
+            what = "has no" if self.scaler is not None else "has a"
+            raise HarnessError(f"checkpoint '{file}' {what} dynamic loss-scale state, unlike this case")
+        try:
+            model.load_state_dict(state["model"])
+            self.criterion.load_state_dict(state["criterion"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler is not None:
+                self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(self.device, state["rng"])
+            self.count = int(state["count"])
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise HarnessError(f"checkpoint '{file}': training state does not fit this case "
+                               f"({type(exc).__name__}: {first[:200]})") from None
+
+
+def make_train_step(case: Case, model: nn.Module, device: torch.device, total_steps: int,
+                    steps_per_epoch: int) -> TrainStep:
+    return TrainStep(case, model, device, total_steps, steps_per_epoch)
 
 
 def make_eval_step(case: Case, model: nn.Module, device: torch.device) -> Callable[[Any], tuple]:
+    """``step(batch) -> (top1_correct, top5_correct, count)`` over the images whose label is >= 0: the core pads
+    the last eval batch with :data:`harness.data.PAD_LABEL` (-1) images, which count nowhere. All three stay on
+    the device."""
     model = unwrap(model)  # rank 0 evaluates alone: no collectives from a DDP wrapper
     model.eval()
     forward = _forward(case, model)
     autocast = _autocast(case, device)
 
-    def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
         if model.training:
             model.eval()
         with torch.inference_mode(), autocast():
             logits = forward(x)
+        real = y >= 0
         k = min(5, logits.shape[1])
-        hits = logits.topk(k, dim=1).indices.eq(y[:, None])
-        return hits[:, 0].sum(), hits.any(dim=1).sum(), y.shape[0]
+        hits = logits.topk(k, dim=1).indices.eq(y[:, None]) & real[:, None]
+        return hits[:, 0].sum(), hits.any(dim=1).sum(), real.sum()
 
     return step

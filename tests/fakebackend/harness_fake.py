@@ -6,6 +6,10 @@ case's seed: ``{"1": "raise", "2": "sigkill", "3": "hang", "4": "nodevice",
 "5": "nan", "6": "slow"}``; ``"sigkill_once"`` kills the worker at step 7 the
 first time only (a checkpointed case then resumes). Every hook call is appended to ``calls.log`` in the
 case's working folder, so tests can check the order the core calls them in.
+
+Its data are the core's host batches (:mod:`harness.hostdata`) moved with its own ``harness_to_device``; synthetic
+epochs are 7 train batches and ``eval_batches`` (or 3) eval batches. Its train step is an object with
+``save``/``load`` (``supports["checkpoint"]``); a test turns that off with ``SUPPORTS["checkpoint"] = False``.
 """
 from __future__ import annotations
 
@@ -18,7 +22,15 @@ import time
 import numpy as np
 
 from harness import DeviceUnavailable, HarnessError, hookimpl
-from harness.models import MODELS
+from harness.dist import place
+from harness.hostdata import HostStream, device_stream
+from harness.models import MODELS, get_model
+
+#: What the fake takes: every value the shipped backends take (it trains nothing real, so it ignores them), its
+#: export format, and its train step checkpoints.
+SUPPORTS = {"optimizer": ["sgd", "thor"], "precision": ["fp32", "bf16", "fp16"],
+            "amp_level": ["auto", "O0", "O1", "O2", "O3"], "mode": ["default", "eager", "compile", "graph", "pynative"],
+            "export": ["npy"], "checkpoint": True}
 
 
 def _plan(case) -> str:
@@ -33,7 +45,10 @@ def _log(what: str) -> None:
 @hookimpl
 def harness_backend_info():
     return {"name": "fake", "framework": "numpy", "framework_version": np.__version__, "version": "0.1",
-            "devices": ["cpu"], "models": list(MODELS)}
+            "devices": ["cpu"], "models": list(MODELS),
+            "supports": {k: v if isinstance(v, bool) else list(v) for k, v in SUPPORTS.items()},
+            # a test names a launcher a package of its own registers (tests/test_roles.py)
+            **({"launcher": os.environ["HARNESS_FAKE_LAUNCHER"]} if os.environ.get("HARNESS_FAKE_LAUNCHER") else {})}
 
 
 @hookimpl
@@ -62,34 +77,40 @@ def harness_build_model(case, device):
     return {"w": rng.normal(size=(4, case.settings.num_classes))}
 
 
-class _Stream:
-    def __init__(self, n, batch):
-        self.n, self.batch, self.start = n, batch, 0
+class _Logged:
+    """The core's device stream, logging ``start_at`` for the resume tests."""
+
+    def __init__(self, stream):
+        self.stream = stream
 
     def __len__(self):
-        return self.n
+        return len(self.stream)
+
+    def __iter__(self):
+        return iter(self.stream)
 
     def start_at(self, epoch, batch):
         _log(f"start_at {epoch} {batch}")
-        self.start = batch
-
-    def __iter__(self):
-        start, self.start = self.start, 0
-        for i in range(start, self.n):
-            yield (np.ones((self.batch, 4)), np.zeros(self.batch, dtype=int))
+        self.stream.start_at(epoch, batch)
 
 
 @hookimpl
 def harness_data(case, split, device):
     _log(f"data {split}")
-    return _Stream(case.settings.eval_batches or 3 if split == "eval" else 7, case.settings.batch_size)
+    s, spec, here = case.settings, get_model(case.model), place()
+    host = HostStream(s, split, repeats=spec.repeats, mean=spec.mean, std=spec.std, rank=here.rank,
+                      world=here.world, batches=7 if split == "train" else s.eval_batches or 3)
+    return _Logged(device_stream(host, lambda arrays: harness_to_device(arrays=arrays, device=device)))
 
 
-@hookimpl
-def harness_train_step(case, model, device, total_steps, steps_per_epoch):
-    _log(f"train_step total={total_steps} spe={steps_per_epoch}")
+class TrainStep:
+    """One fake optimisation step: the weights shrink by 0.1%, the loss of global step n is 1/n."""
 
-    def step(batch):
+    def __init__(self, model, device):
+        self.model, self.device = model, device
+
+    def __call__(self, batch):
+        device, model = self.device, self.model
         device["steps"] += 1
         n = device["steps"]
         _log(f"step {n}")
@@ -112,7 +133,27 @@ def harness_train_step(case, model, device, total_steps, steps_per_epoch):
         model["w"] = model["w"] * 0.999  # an update, as a real step makes
         return float("nan") if plan == "nan" and n == 4 else 1.0 / n
 
-    return step
+    def save(self, path):
+        _log(f"save_train_state {self.device['steps']}")
+        np.savez(os.path.join(path, "state.npz"), w=self.model["w"], steps=self.device["steps"])
+        return ["state.npz"]
+
+    def load(self, path):
+        file = os.path.join(path, "state.npz")
+        if not os.path.isfile(file):
+            raise HarnessError(f"checkpoint '{file}': no such file")
+        with np.load(file) as z:
+            w, steps = np.array(z["w"]), int(z["steps"])
+        if w.shape != self.model["w"].shape:
+            raise HarnessError(f"checkpoint '{file}': w has shape {w.shape}, the model's is {self.model['w'].shape}")
+        self.model["w"], self.device["steps"] = w, steps
+        _log(f"load_train_state {steps}")
+
+
+@hookimpl
+def harness_train_step(case, model, device, total_steps, steps_per_epoch):
+    _log(f"train_step total={total_steps} spe={steps_per_epoch}")
+    return TrainStep(model, device)
 
 
 @hookimpl
@@ -120,9 +161,10 @@ def harness_eval_step(case, model, device):
     def step(batch):
         _log("eval")
         x, y = batch
+        n = int(np.sum(y >= 0))  # the core pads the last batch with label -1
         if device["plan"] == "learn":  # top-1 grows 5 points per training step, up to 100%
-            return (len(y) * min(1.0, device["steps"] / 20), len(y), len(y))
-        return (len(y) // 2, len(y), len(y))
+            return (n * min(1.0, device["steps"] / 20), n, n)
+        return (n // 2, n, n)
 
     return step
 
@@ -193,21 +235,3 @@ def harness_write_checkpoint(weights, path):
     with open(path, "wb") as f:
         np.savez(f, **weights)
     return path
-
-
-@hookimpl
-def harness_save_train_state(case, model, device, step, path):
-    _log(f"save_train_state {device['steps']}")
-    np.savez(os.path.join(path, "state.npz"), w=model["w"], steps=device["steps"])
-    return ["state.npz"]
-
-
-@hookimpl
-def harness_load_train_state(case, model, device, step, path):
-    file = os.path.join(path, "state.npz")
-    if not os.path.isfile(file):
-        raise HarnessError(f"checkpoint '{file}': no such file")
-    with np.load(file) as z:
-        model["w"], device["steps"] = np.array(z["w"]), int(z["steps"])
-    _log(f"load_train_state {device['steps']}")
-    return True

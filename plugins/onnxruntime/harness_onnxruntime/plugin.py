@@ -7,7 +7,6 @@ provider is not in this build of onnxruntime is reported unavailable with the pr
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ import onnxruntime as ort
 
 from harness import DeviceUnavailable, HarnessError, hookimpl
 from harness.config import Case
+from harness.dist import place
 from harness.models import MODELS
 
 from . import __version__
@@ -55,7 +55,7 @@ def harness_setup(case: Case) -> dict[str, Any]:
         options.intra_op_num_threads = case.settings.threads
         options.inter_op_num_threads = 1
     provider = PROVIDERS[case.device]
-    device_id = int(os.environ.get("LOCAL_RANK", os.environ.get("DEVICE_ID", "0")))
+    device_id = place().local_device
     provider_options = {} if case.device == "cpu" else {"device_id": device_id}
     return {"device": case.device, "provider": provider, "provider_options": provider_options,
             "device_id": device_id, "options": options, "status": status}

@@ -1,44 +1,17 @@
-"""Launchers: how a case's processes are started, apart from backends and scenarios.
-
-* ``single``: one ``python -m harness.worker`` process (``devices: 1``, one node);
-* ``torchrun``: ``python -m torch.distributed.run`` with one worker per device (PyTorch DDP; process
-  group gloo on cpu, nccl on cuda, hccl on npu);
-* ``msrun``: ``python -m mindspore.parallel.cluster.run`` (``msrun``) with one worker per device
-  (mindspore.communication: HCCL on Ascend, NCCL on GPU, MindSpore's own on CPU).
-
-A backend names its launcher in ``harness_backend_info()["launcher"]``. Every worker writes
-``result.rank<R>.json``; :func:`merge_ranks` folds them into one record. The runner starts the
-launcher in its own session and kills the whole group on timeout, so no worker survives the case.
-"""
+"""Ranks of a multi-device case: their result files, the rank at fault, and one record from all of them."""
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
-from .config import Case
-from .errors import HarnessError
-from .timing import summarize
+from ..config import Case, Settings
+from ..timing import summarize
 
-__all__ = ["LAUNCHERS", "launch_command", "rank_result_file", "merge_ranks", "world_of", "rank_of"]
-
-LAUNCHERS = ("single", "torchrun", "msrun")
-WORKER = [sys.executable, "-m", "harness.worker"]
-
-
-def world_of(env: dict[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    return int(env.get("WORLD_SIZE") or env.get("RANK_SIZE") or 1)
-
-
-def rank_of(env: dict[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
-    return int(env.get("RANK") or env.get("RANK_ID") or 0)
+__all__ = ["rank_result_file", "merge_ranks", "root_cause_rank", "rendezvous_port"]
 
 
 def rank_result_file(result_file: str | Path, rank: int) -> Path:
@@ -46,43 +19,15 @@ def rank_result_file(result_file: str | Path, rank: int) -> Path:
     return p.with_name(f"{p.stem}.rank{rank}{p.suffix}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def launch_command(case: Case, launcher: str, case_file: Path, result_file: Path,
-                   case_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """The argv and extra environment that start ``case``'s processes on this node."""
-    s = case.settings
-    if s.devices == 1 and s.nodes == 1:
-        return [*WORKER, str(case_file), str(result_file)], {}
-    if s.node_rank >= s.nodes:
-        raise HarnessError(f"node_rank {s.node_rank} is not below nodes {s.nodes}")
-    port = s.master_port or (_free_port() if s.nodes == 1 else 29500)
-    logs = case_dir / "ranks"
-    env = {"HARNESS_LAUNCHED": "1"}
-    if launcher == "torchrun":
-        argv = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={s.devices}",
-                f"--nnodes={s.nodes}", f"--node-rank={s.node_rank}", f"--master-addr={s.master_addr}",
-                f"--master-port={port}", f"--log-dir={logs}", "--tee=3", "--max-restarts=0",
-                "-m", "harness.worker", str(case_file), str(result_file)]
-        env["OMP_NUM_THREADS"] = str(s.threads or max(1, (os.cpu_count() or 1) // s.devices))
-        return argv, env
-    if launcher == "msrun":
-        if s.rank_table_file:
-            env["RANK_TABLE_FILE"] = str(Path(s.rank_table_file).resolve())
-        argv = [sys.executable, "-m", "mindspore.parallel.cluster.run", f"--worker_num={s.devices * s.nodes}",
-                f"--local_worker_num={s.devices}", f"--master_addr={s.master_addr}", f"--master_port={port}",
-                f"--node_rank={s.node_rank}", f"--log_dir={logs}", "--join=True",
-                f"--cluster_time_out={int(min(s.timeout, 86400))}",
-                str(Path(__file__).with_name("_worker_main.py")), str(case_file), str(result_file)]
-        # msrun starts workers with the `python` found on PATH: make it this interpreter
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        return argv, env
-    raise HarnessError(f"backend '{case.backend}' has no multi-device launcher (launcher '{launcher}'); "
-                       f"available: torchrun, msrun")
+def rendezvous_port(s: Settings) -> int:
+    """``master_port``, else a free port on a single node, else 29500 (every node must agree)."""
+    if s.master_port:
+        return s.master_port
+    if s.nodes > 1:
+        return 29500
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _rank_log_tail(case_dir: Path, rank: int, lines: int = 15) -> str:

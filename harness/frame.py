@@ -1,0 +1,76 @@
+"""Records as a pandas frame: one row per record, flat metric columns and the case settings as ``cfg.<key>``."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["METRIC_ROWS", "ACCURACY", "records_frame", "get"]
+
+# (row label, column in the frame, format)
+
+METRIC_ROWS = (
+    ("train images/s", "train_images_per_s", "{:.1f}"),
+    ("train ms/step (mean)", "train_ms_mean", "{:.1f}"),
+    ("train ms/step (p50)", "train_ms_p50", "{:.1f}"),
+    ("train ms/step (p90)", "train_ms_p90", "{:.1f}"),
+    ("train ms/step (p99)", "train_ms_p99", "{:.1f}"),
+    ("train ms/step (stdev)", "train_ms_stdev", "{:.2f}"),
+    ("timed steps", "train_steps", "{:.0f}"),
+    ("first step / compile (s)", "train_first_step_s", "{:.2f}"),
+    ("final loss", "train_loss_last", "{:.3f}"),
+    ("eval images/s", "eval_images_per_s", "{:.1f}"),
+    ("top-1 (%)", "eval_top1", "{:.2f}"),
+    ("top-5 (%)", "eval_top5", "{:.2f}"),
+    ("time to target top-1 (s)", "tta_s", "{:.1f}"),
+    ("peak host memory (MiB)", "host_peak_mib", "{:.0f}"),
+    ("peak device memory (MiB)", "device_peak_mib", "{:.0f}"),
+)
+ACCURACY = {"eval_top1", "eval_top5"}
+
+
+def get(d: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)  # type: ignore[assignment]
+    return d
+
+
+def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per record with flat metric columns and the case settings as ``cfg.<key>``."""
+    rows = []
+    for r in records:
+        m, env = r.get("metrics", {}), r.get("env", {})
+        cfg = r.get("config", {})
+        mem = m.get("memory") or {}
+        row = {
+            "run_id": r.get("run_id"), "case": r.get("case"), "status": r.get("status"), "reason": r.get("reason"),
+            "kind": r.get("kind", "measured"),
+            "model": cfg.get("model"), "backend": cfg.get("backend"), "device": cfg.get("device"),
+            "device_model": env.get("device_model"), "framework_version": env.get("framework_version"),
+            "train_images_per_s": get(m, "train", "images_per_s"),
+            "train_steps": get(m, "train", "timed_steps"),
+            "train_first_step_s": get(m, "train", "first_step_s"),
+            "train_loss_last": get(m, "train", "loss_last"),
+            "eval_images_per_s": get(m, "eval", "images_per_s"),
+            "eval_top1": get(m, "eval", "top1"), "eval_top5": get(m, "eval", "top5"),
+            "tta_s": get(m, "time_to_accuracy", "time_s"),
+            "train_total_h": (get(m, "train", "total_time_s") or float("nan")) / 3600,
+            "infer_latency_ms": get(m, "inference", "latency_ms", "p50") or get(m, "inference", "latency_ms", "mean"),
+            "infer_images_per_s": get(m, "inference", "images_per_s"),
+            "devices": (cfg.get("settings") or {}).get("devices") or 1,
+            # the suite's matrix values that made the case, as data (never parsed from its name)
+            "variant": ", ".join(f"{k}={v}" for k, v in (cfg.get("variant") or {}).items()),
+            "framework": env.get("framework"),
+            "source": get(r, "source", "file"),
+            "host_peak_mib": (mem.get("host_peak_bytes") or float("nan")) / 2**20,
+            "device_peak_mib": (mem.get("device_peak_bytes") or float("nan")) / 2**20,
+        }
+        for stat in ("mean", "p50", "p90", "p99", "stdev"):
+            row[f"train_ms_{stat}"] = get(m, "train", "ms_per_step", stat)
+        for key, value in (cfg.get("settings") or {}).items():
+            row[f"cfg.{key}"] = tuple(value) if isinstance(value, list) else value
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,116 @@
+"""The one timed loop every scenario uses, and the clock's rules.
+
+* The first call (graph compilation, allocator warm-up) is timed on its own (``first_s``).
+* Warm-up calls are not timed; nothing queued during them spills into the first timed interval (the device is
+  synchronised before it).
+* Each timed interval is bracketed by the backend's ``harness_synchronize`` and holds only what ``step`` does
+  (a batch fetch and the backend's step): no logging, no reading values to the host.
+* ``after(i)`` runs between steps, outside every timed interval (checkpoints, evaluations, reading losses);
+  when it did work it returns True and the device is settled again before the next timed step, or
+  :data:`STOP` to end the loop.
+* Progress goes to the parent between steps.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TimedLoop", "Timed", "STOP"]
+
+#: Returned by ``after`` to end the loop early (a target reached, a run diverged).
+STOP = "stop"
+
+
+@dataclass
+class Timed:
+    """What one run of the loop measured: per-step seconds of the timed steps, the first step's seconds (None when
+    the loop did not time one) and how many steps ran in all (``done``, counting from ``start``)."""
+
+    samples: list[float] = field(default_factory=list)
+    first_s: float | None = None
+    done: int = 0
+
+
+class TimedLoop:
+    """Runs ``step(i)`` under the clock's rules; ``sync()`` waits for the device, ``progress(phase, i, n)``
+    reports between steps."""
+
+    def __init__(self, sync: Callable[[], Any], progress: Callable[..., None] = lambda *a, **k: None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.sync, self.progress, self.clock = sync, progress, clock
+
+    def first(self, call: Callable[[], Any]) -> float:
+        """Seconds of ``call()`` alone, the device idle before and after."""
+        self.sync()
+        t0 = self.clock()
+        call()
+        self.sync()
+        return self.clock() - t0
+
+    def prime(self, call: Callable[[], Any], warmup: int) -> float:
+        """The first ``call()`` timed alone, then ``warmup - 1`` untimed ones, the device settled after; returns
+        the first call's seconds. For passes that repeat one input (evaluation, inference)."""
+        first = self.first(call)
+        for _ in range(1, warmup):
+            call()
+        self.sync()
+        return first
+
+    def run(self, step: Callable[[int], Any], start: int = 0, stop: int | None = None, *, timed_from: int = 0,
+            first_alone: bool = True, phase: str = "run", after: Callable[[int], Any] | None = None,
+            min_runs: int = 0, min_s: float = 0.0, samples: list[float] | None = None) -> Timed:
+        """Steps ``start .. stop - 1`` (``stop=None``: until ``min_runs`` timed steps and ``min_s`` timed seconds).
+
+        With ``first_alone`` the first step is timed on its own into ``first_s``; steps before ``timed_from`` are
+        warm-up (untimed); the rest are the samples. ``after(i)`` is called with ``i`` steps done after each step.
+        Samples are appended to ``samples`` when given (a run resumed from a checkpoint goes on with its list).
+        """
+        out = Timed(samples=[] if samples is None else samples)
+        i = start
+        total_s, runs = 0.0, 0
+
+        def more() -> bool:
+            if stop is not None:
+                return i < stop
+            return runs < min_runs or total_s < min_s
+
+        settle = True
+        if first_alone and more():
+            out.first_s = self.first(lambda: step(i))
+            i += 1
+            settle = self._after(after, i, out)
+            if settle is STOP:
+                out.done = i - start
+                return out
+        while more():
+            if i < timed_from:
+                step(i)
+                i += 1
+                self.progress("warmup", i, timed_from)
+                settle = self._after(after, i, out) or i == timed_from
+            else:
+                if settle:
+                    self.sync()
+                t0 = self.clock()
+                step(i)
+                self.sync()
+                dt = self.clock() - t0
+                out.samples.append(dt)
+                total_s += dt
+                runs += 1
+                i += 1
+                self.progress(phase, i - timed_from, (stop - timed_from) if stop is not None else max(min_runs, i))
+                settle = self._after(after, i, out)
+            if settle is STOP:
+                break
+        out.done = i - start
+        return out
+
+    @staticmethod
+    def _after(after: Callable[[int], Any] | None, i: int, out: Timed) -> Any:
+        if after is None:
+            return False
+        return after(i)
+

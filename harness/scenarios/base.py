@@ -1,0 +1,96 @@
+"""What a scenario is: a name, the hooks it needs, its load-time checks, any case that must run first, and
+``run(ctx)`` filling the case's result. Scenarios own their loops through :class:`harness.loop.TimedLoop`."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ..config import Case, Settings
+from ..dist import Place
+from ..hookspecs import MODEL_HOOKS
+from ..loop import TimedLoop
+
+__all__ = ["Scenario", "Context"]
+
+
+@dataclasses.dataclass
+class Context:
+    """What a scenario's ``run`` works with, in the case's process."""
+
+    case: Case
+    hook: Any  # the backend's pluggy hook relay
+    info: dict[str, Any]  # harness_backend_info()
+    device: Any
+    model: Any  # None when the scenario builds no model on this backend
+    place: Place
+    result: dict[str, Any]  # {"status", "reason", "metrics", "samples", "env"}: the scenario adds metrics/samples
+    progress: Callable[..., None]
+    result_path: str
+    init_s: float = 0.0  # seconds from the process's start to the model being ready
+    phase: str = "setup"
+
+    @property
+    def settings(self) -> Settings:
+        return self.case.settings
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.result["metrics"]
+
+    @property
+    def samples(self) -> dict[str, Any]:
+        return self.result["samples"]
+
+    def loop(self) -> TimedLoop:
+        return TimedLoop(lambda: self.hook.harness_synchronize(device=self.device), self.progress)
+
+    def save(self) -> None:
+        """Write the result as it stands (after each phase, so a later failure keeps what was measured)."""
+        tmp = f"{self.result_path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.result, f)
+        os.replace(tmp, self.result_path)
+
+
+class Scenario:
+    """A kind of measurement. Subclasses set ``name`` and override what they need; register them in
+    :mod:`harness.scenarios` (or, from another package, under the entry-point group ``harness.scenarios``)."""
+
+    #: The value of ``settings.scenario`` that selects it.
+    name: ClassVar[str] = ""
+    #: One line for ``harness list``.
+    help: ClassVar[str] = ""
+    #: The backend hooks it needs beyond :data:`harness.hookspecs.REQUIRED_HOOKS`.
+    hooks: ClassVar[tuple[str, ...]] = MODEL_HOOKS
+    #: Whether it may run on several devices (a launcher's ranks).
+    multi_device: ClassVar[bool] = False
+
+    def check(self, settings: Settings) -> None:
+        """Rules between settings this scenario has, checked when settings are made (raise HarnessError)."""
+
+    def check_backend(self, case: Case, info: dict[str, Any], info_of: Callable[[str], dict[str, Any]]) -> None:
+        """Rules between the case and what its backend declares, checked when the suite loads (``info_of(name)``
+        gives another backend's info)."""
+
+    def builds_model(self, info: dict[str, Any]) -> bool:
+        """Whether the case's process builds the model on this backend."""
+        return True
+
+    def prerequisite(self, case: Case, info: dict[str, Any]) -> Case | None:
+        """A case that must run first, in its own process, or None."""
+        return None
+
+    def after_prerequisite(self, case: Case, made: dict[str, Any], folder: str) -> tuple[Case, dict[str, Any]]:
+        """The case as it runs once ``made`` (the prerequisite's result, run in ``folder``) is there, and what
+        to merge into its metrics afterwards."""
+        return case, {}
+
+    def merge(self, result: dict[str, Any], extra: dict[str, Any]) -> None:
+        """Fold what :meth:`after_prerequisite` returned into the case's result."""
+        result.setdefault("metrics", {}).update(extra)
+
+    def run(self, ctx: Context) -> None:
+        raise NotImplementedError
