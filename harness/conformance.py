@@ -10,23 +10,21 @@ in a process of its own. Each check passes, fails with one line saying what was 
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from .checks import Checks, check_weights, expect, expect_raises, train_state_checks, waits, weights_equal
 from .child import report_errors, run_json
 from .config import DEVICES, Case, Settings
 from .contract import (check_counts, check_export, check_info, check_logits, check_probe, check_session,
                        loads_exports_only, scenarios_of, supports_of)
 from .data import PAD_LABEL
-from .errors import HarnessError, Unsupported
 from .models import MODELS, get_model
 from .plugins import load_backend
 
@@ -43,42 +41,10 @@ def tiny_case(backend: str, device: str, model: str, **settings: Any) -> Case:
     return Case(name=f"conformance-{backend}", model=model, backend=backend, device=device, settings=s)
 
 
-class _Checks:
-    def __init__(self) -> None:
-        self.results: list[dict[str, str]] = []
-        self.model: Any = None  # the built model, once built
-
-    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
-        try:
-            value = fn()
-        except Unsupported as exc:
-            self.results.append({"check": name, "status": "skip", "detail": str(exc)})
-            return None
-        except HarnessError as exc:
-            self.results.append({"check": name, "status": "fail", "detail": str(exc)})
-            return None
-        except Exception as exc:  # noqa: BLE001 - a backend's own error fails the check, in one line
-            self.results.append({"check": name, "status": "fail",
-                                 "detail": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"})
-            return None
-        self.results.append({"check": name, "status": "pass", "detail": "" if value is None or value is True
-                             else str(value)[:200]})
-        return value
-
-
-def _expect(cond: bool, what: str) -> None:
-    if not cond:
-        raise HarnessError(what)
-
-
-def _weights_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
-
-
 def run_checks(name: str, device: str = "cpu", model: str | None = None,
                model_file: str | None = None) -> list[dict[str, str]]:
     """In this process: load backend ``name`` and check its hooks on a tiny case on ``device``."""
-    checks = _Checks()
+    checks = Checks()
     pm = checks("load: entry point, hook names and signatures, required hooks", lambda: load_backend(name))
     if pm is None:
         return checks.results
@@ -86,7 +52,7 @@ def run_checks(name: str, device: str = "cpu", model: str | None = None,
     info = checks("harness_backend_info", lambda: check_info(name, hook.harness_backend_info()))
     if info is None:
         return checks.results
-    checks("backend models are harness models", lambda: _expect(
+    checks("backend models are harness models", lambda: expect(
         set(info["models"]) <= set(MODELS), f"unknown models: {sorted(set(info['models']) - set(MODELS))}"))
     for d in DEVICES:
         checks(f"harness_probe_device({d})", lambda d=d: check_probe(name, d, hook.harness_probe_device(device=d)))
@@ -104,9 +70,9 @@ def run_checks(name: str, device: str = "cpu", model: str | None = None,
             dev = checks("harness_setup", lambda: hook.harness_setup(case=case))
             if dev is None:
                 return checks.results
-            checks("harness_synchronize returns True", lambda: _expect(
+            checks("harness_synchronize returns True", lambda: expect(
                 hook.harness_synchronize(device=dev) is True, "harness_synchronize must return True"))
-            checks("harness_environment", lambda: _expect(
+            checks("harness_environment", lambda: expect(
                 all(isinstance(p, dict) for p in hook.harness_environment(case=case, device=dev)),
                 "every harness_environment result must be a dict"))
             if any(s in scenarios for s in ("train", "eval", "export")):
@@ -118,7 +84,7 @@ def run_checks(name: str, device: str = "cpu", model: str | None = None,
     return checks.results
 
 
-def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, info: dict[str, Any],
+def _model_checks(checks: Checks, hook: Any, name: str, case: Case, dev: Any, info: dict[str, Any],
                   scenarios: list[str], tmp: str) -> None:
     s = case.settings
     net = checks("harness_build_model", lambda: hook.harness_build_model(case=case, device=dev))
@@ -127,41 +93,41 @@ def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, i
     rng = np.random.default_rng(0)
     images = rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32)
     labels = rng.integers(0, s.num_classes, s.batch_size).astype(np.int64)
-    checks("harness_predict: (batch, classes) float logits, deterministic", lambda: _expect(np.array_equal(
+    checks("harness_predict: (batch, classes) float logits, deterministic", lambda: expect(np.array_equal(
         check_logits(name, "harness_predict", hook.harness_predict(case=case, model=net, device=dev, images=images),
                      s.batch_size, s.num_classes),
         hook.harness_predict(case=case, model=net, device=dev, images=images)), "two calls gave different logits"))
-    weights = checks("harness_get_weights: neutral names to arrays", lambda: _check_weights(
+    weights = checks("harness_get_weights: neutral names to arrays", lambda: check_weights(
         hook.harness_get_weights(case=case, model=net)))
     if weights is not None:
-        checks("harness_set_weights: round trip", lambda: _expect(
+        checks("harness_set_weights: round trip", lambda: expect(
             hook.harness_set_weights(case=case, model=net, weights=weights) is True
-            and _weights_equal(weights, hook.harness_get_weights(case=case, model=net)),
+            and weights_equal(weights, hook.harness_get_weights(case=case, model=net)),
             "weights read back differ from those set"))
         first = next(iter(weights))
         bad = {**weights, first: np.zeros((3, 1, 4), dtype=np.float32)}
         checks("harness_set_weights refuses a wrong shape with HarnessError",
-               lambda: _expect_raises(lambda: hook.harness_set_weights(case=case, model=net, weights=bad), first))
+               lambda: expect_raises(lambda: hook.harness_set_weights(case=case, model=net, weights=bad), first))
         path = os.path.join(tmp, "ckpt")
-        checks("harness_write_checkpoint / harness_read_checkpoint: exact round trip", lambda: _expect(_weights_equal(
+        checks("harness_write_checkpoint / harness_read_checkpoint: exact round trip", lambda: expect(weights_equal(
             weights, hook.harness_read_checkpoint(path=hook.harness_write_checkpoint(weights=weights, path=path))),
             "the checkpoint read back differs from the weights written"))
         missing = os.path.join(tmp, "missing.ckpt")
         checks("harness_read_checkpoint refuses a missing file with HarnessError",
-               lambda: _expect_raises(lambda: hook.harness_read_checkpoint(path=missing), "missing"))
+               lambda: expect_raises(lambda: hook.harness_read_checkpoint(path=missing), "missing"))
     for split in ("train", "eval"):
-        checks(f"harness_data({split}): synthetic stream with a length", lambda split=split: _expect(
+        checks(f"harness_data({split}): synthetic stream with a length", lambda split=split: expect(
             len(hook.harness_data(case=case, split=split, device=dev)) >= 1, f"empty {split} stream"))
     batch = checks("harness_to_device", lambda: hook.harness_to_device(arrays=(images, labels), device=dev))
     eval_step = None
     if batch is not None:
         eval_step = hook.harness_eval_step(case=case, model=net, device=dev)
-        checks("harness_eval_step + harness_to_host: [top1, top5, count]", lambda: _expect(
+        checks("harness_eval_step + harness_to_host: [top1, top5, count]", lambda: expect(
             check_counts(name, hook.harness_to_host(value=eval_step(batch)))[2] == s.batch_size,
             f"count must be the batch size {s.batch_size}"))
         padded = labels.copy()
         padded[-1] = PAD_LABEL
-        checks(f"harness_eval_step counts only labels >= 0 (the core pads with {PAD_LABEL})", lambda: _expect(
+        checks(f"harness_eval_step counts only labels >= 0 (the core pads with {PAD_LABEL})", lambda: expect(
             check_counts(name, hook.harness_to_host(value=eval_step(hook.harness_to_device(
                 arrays=(images, padded), device=dev))))[2] == s.batch_size - 1,
             f"count must be {s.batch_size - 1} for a batch whose last label is {PAD_LABEL}"))
@@ -171,8 +137,8 @@ def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, i
             before = hook.harness_get_weights(case=case, model=net)
             loss = hook.harness_to_host(value=step(batch))
             hook.harness_synchronize(device=dev)
-            _expect(isinstance(loss, float) and math.isfinite(loss), f"loss must be a finite float, got {loss!r}")
-            _expect(not _weights_equal(before, hook.harness_get_weights(case=case, model=net)),
+            expect(isinstance(loss, float) and math.isfinite(loss), f"loss must be a finite float, got {loss!r}")
+            expect(not weights_equal(before, hook.harness_get_weights(case=case, model=net)),
                     "a train step left every weight unchanged")
             return loss
         checks("harness_train_step: finite loss, weights updated", train)
@@ -181,12 +147,12 @@ def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, i
             step = hook.harness_train_step(case=case, model=net, device=dev, total_steps=8, steps_per_epoch=8)
             hook.harness_to_host(value=step(batch))  # the first step may compile
             return lambda: [step(batch) for _ in range(3)][-1]
-        checks("harness_synchronize waits for queued work (train steps)", lambda: _waits(
+        checks("harness_synchronize waits for queued work (train steps)", lambda: waits(
             hook, dev, queue_steps(), lambda out: hook.harness_to_host(value=out)))
         if supports_of(info)["checkpoint"]:
-            _train_state_checks(checks, hook, case, dev, net, batch, tmp)
+            train_state_checks(checks, hook, case, dev, net, batch, tmp)
     elif eval_step is not None:
-        checks("harness_synchronize waits for queued work (eval steps)", lambda: _waits(
+        checks("harness_synchronize waits for queued work (eval steps)", lambda: waits(
             hook, dev, lambda: [eval_step(batch) for _ in range(3)][-1], lambda out: hook.harness_to_host(value=out)))
     formats = set(supports_of(info)["export"])
     if "export" in scenarios or "train" in scenarios:
@@ -195,96 +161,13 @@ def _model_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, i
         def export(fmt: str = fmt) -> str:
             out = check_export(name, fmt, hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
                                                               path=os.path.join(tmp, f"x_{fmt}"), batch=2))
-            _expect(os.path.isfile(os.path.join(tmp, out["path"])), f"no file {out['path']} beside the path")
+            expect(os.path.isfile(os.path.join(tmp, out["path"])), f"no file {out['path']} beside the path")
             return f"{out['path']}, max |diff| {out['check'].get('max_abs_diff')}"
         checks(f"harness_export({fmt})", export)
     checks.model = net
 
 
-def _train_state_checks(checks: _Checks, hook: Any, case: Case, dev: Any, net: Any, batch: Any, tmp: str) -> None:
-    """``supports["checkpoint"]``: the train step's ``save``/``load`` resume exactly and refuse what is not theirs."""
-    def new_step(c: Case = case, model: Any = net) -> Any:
-        step = hook.harness_train_step(case=c, model=model, device=dev, total_steps=4, steps_per_epoch=4)
-        _expect(callable(getattr(step, "save", None)) and callable(getattr(step, "load", None)),
-                f"supports['checkpoint'] is true but the train step ({type(step).__name__}) has no save/load")
-        return step
-
-    saved: list[str] = []
-
-    def resume() -> str:
-        step = new_step()
-        step(batch)  # momentum exists from here on
-        folder = tempfile.mkdtemp(dir=tmp)
-        files = step.save(folder)
-        _expect(isinstance(files, list) and files and all(isinstance(f, str) and os.path.isfile(os.path.join(
-            folder, f)) for f in files), f"save must return the names of the files it wrote, got {files!r}")
-        saved.extend(files)
-        loss = hook.harness_to_host(value=step(batch))
-        after = hook.harness_get_weights(case=case, model=net)
-        fresh = new_step()
-        fresh.load(folder)
-        again = hook.harness_to_host(value=fresh(batch))
-        _expect(again == loss and _weights_equal(after, hook.harness_get_weights(case=case, model=net)),
-                f"the step after a restore differs from the step after the save (loss {again} vs {loss})")
-        return ", ".join(files)
-    checks("TrainStep.save / TrainStep.load: the step after a restore is the same", resume)
-
-    def missing() -> None:
-        if not saved:
-            raise Unsupported("nothing was saved (see the save / load check)")
-        _expect_raises(lambda: new_step().load(tempfile.mkdtemp(dir=tmp)), *saved)
-    checks("TrainStep.load refuses a folder without the state with HarnessError naming the file", missing)
-
-    def foreign() -> None:
-        other = Case(case.name, case.model, case.backend, case.device,
-                     dataclasses.replace(case.settings, num_classes=case.settings.num_classes - 3))
-        folder = tempfile.mkdtemp(dir=tmp)
-        files = new_step(other, hook.harness_build_model(case=other, device=dev)).save(folder)
-        _expect(isinstance(files, list) and bool(files), f"save must return the names of the files it wrote, got "
-                f"{files!r}")
-        _expect_raises(lambda: new_step().load(folder), *files)
-    checks(f"TrainStep.load refuses the state of another shape (num_classes {case.settings.num_classes - 3}) with "
-           "HarnessError naming the file", foreign)
-
-
-def _waits(hook: Any, dev: Any, queue: Callable[[], Any], read: Callable[[Any], Any], tries: int = 2) -> str:
-    """``harness_synchronize`` waits for queued work: after it, reading the last result must not be where the
-    time goes. Fails when, on every try, the read takes over half of queue + synchronize + read and over 5 ms."""
-    for _ in range(tries):
-        hook.harness_synchronize(device=dev)
-        t0 = time.perf_counter()
-        out = queue()
-        t1 = time.perf_counter()
-        hook.harness_synchronize(device=dev)
-        t2 = time.perf_counter()
-        read(out)
-        t3 = time.perf_counter()
-        whole, reading = t3 - t0, t3 - t2
-        if not (reading > 0.5 * whole and reading > 0.005):
-            return f"queued in {(t1 - t0) * 1e3:.1f} ms, synchronize {(t2 - t1) * 1e3:.1f} ms, read {reading * 1e3:.1f} ms"
-    raise HarnessError(f"harness_synchronize returned before the queued work had finished: reading the last result "
-                       f"after it took {reading * 1e3:.1f} ms of {whole * 1e3:.1f} ms (synchronize returned in "
-                       f"{(t2 - t1) * 1e3:.1f} ms)")
-
-
-def _check_weights(w: Any) -> dict[str, Any]:
-    _expect(isinstance(w, dict) and w and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in w.items()),
-            "expected a non-empty dict of names to NumPy arrays")
-    return w
-
-
-def _expect_raises(fn: Callable[[], Any], *mentions: str) -> None:
-    """``fn`` raises HarnessError naming one of ``mentions``."""
-    try:
-        fn()
-    except HarnessError as exc:
-        _expect(any(m in str(exc) for m in mentions),
-                f"the message should name {' or '.join(repr(m) for m in mentions)}: {exc}")
-        return
-    raise HarnessError("accepted it without raising HarnessError")
-
-
-def _inference_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: Any, info: dict[str, Any],
+def _inference_checks(checks: Checks, hook: Any, name: str, case: Case, dev: Any, info: dict[str, Any],
                       scenarios: list[str], model_file: str | None) -> None:
     s = case.settings
     net = checks.model
@@ -300,7 +183,7 @@ def _inference_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: An
                                                                       batch=b))
                     path = os.path.abspath(out["path"])
                 elif fmt:
-                    _expect(model_file is not None, f"no {fmt} file to load (give --model-file or --export-from)")
+                    expect(model_file is not None, f"no {fmt} file to load (give --model-file or --export-from)")
                     path = model_file.replace("{batch}", str(b))
                 session = check_session(name, runtime, hook.harness_inference_session(
                     case=case, device=dev, model=net if exports else None, runtime=runtime, path=path, batch=b))
@@ -309,18 +192,18 @@ def _inference_checks(checks: _Checks, hook: Any, name: str, case: Case, dev: An
                 first = check_logits(name, f"{runtime} logits", session.logits(session.run(inputs)), b, s.num_classes)
                 hook.harness_synchronize(device=dev)
                 again = session.logits(session.run(inputs))
-                _expect(np.allclose(first, again, rtol=1e-5, atol=1e-5), "two runs on the same input differ")
+                expect(np.allclose(first, again, rtol=1e-5, atol=1e-5), "two runs on the same input differ")
                 if net is not None:
                     own = hook.harness_predict(case=case, model=net, device=dev, images=x)
                     diff = float(np.max(np.abs(own - first)))
-                    _expect(diff <= 1e-3 * max(1.0, float(np.max(np.abs(own)))),
+                    expect(diff <= 1e-3 * max(1.0, float(np.max(np.abs(own)))),
                             f"logits differ from harness_predict by {diff:.3g}")
                 made.append((session, inputs))
                 return session.runtime
             checks(f"harness_inference_session({runtime}, batch {b})", session_check)
     if made and net is None:  # no train or eval step to queue: an inference session's runs
         session, inputs = made[-1]
-        checks("harness_synchronize waits for queued work (inference runs)", lambda: _waits(
+        checks("harness_synchronize waits for queued work (inference runs)", lambda: waits(
             hook, dev, lambda: [session.run(inputs) for _ in range(3)][-1], session.logits))
 
 

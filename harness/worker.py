@@ -37,10 +37,9 @@ def _host_peak_bytes() -> int:
 
 
 def _load_weights(hook: Any, case: Case, model: Any) -> None:
-    """``settings.weights``: a checkpoint of this backend, or a neutral ``.npz``, loaded strictly."""
+    """``settings.weights`` (a file the suite checked at load): a checkpoint of this backend, or a neutral
+    ``.npz``, loaded strictly."""
     path = case.settings.weights
-    if not os.path.isfile(path):
-        raise HarnessError(f"weights '{path}': no such file")
     if path.endswith(".npz"):
         try:
             with np.load(path, allow_pickle=False) as f:

@@ -7,6 +7,7 @@ from conftest import have, needs_mindspore
 
 from harness.report import render_markdown
 from harness.references import reference_records
+from harness.errors import HarnessError
 from harness.results import read_records
 from harness.runner import run_suite
 from harness.suite import load_suite
@@ -117,9 +118,17 @@ matrix: {{model_file: ['/nonexistent/model_b{{batch}}.onnx', '{bad}']}}
 exclude:
   - {{backend: torch, model_file: '{bad}'}}
 """)
+    # what is known before anything runs is refused at load, one line naming the case
+    with pytest.raises(HarnessError, match=r"case gluon_resnet50_v1b-torch-cpu-model_file=/nonexistent/model_b\{batch\}"
+                                           r"\.onnx: runtime 'tensorrt': backend 'torch' has eager, torchscript, pt2"):
+        load_suite(path)
+    path.write_text(path.read_text().replace("runtime: tensorrt", "runtime: eager"))
+    with pytest.raises(HarnessError, match=r"onnxruntime-cpu-model_file=/nonexistent/model_b\{batch\}\.onnx: "
+                                           r"model_file '/nonexistent/model_b1\.onnx': no such file"):
+        load_suite(path)
+    # a file that exists but does not load fails its case in one line, and the suite goes on
+    path.write_text(path.read_text().replace("'/nonexistent/model_b{batch}.onnx', ", ""))
     run_dir = run_suite(load_suite(path), tmp_path / "results", run_id="bad", quiet=True)
-    reasons = sorted(r["reason"] for r in read_records(run_dir / "results.jsonl"))
-    assert reasons[0] == "inference: model_file '/nonexistent/model_b1.onnx': no such file", reasons
-    assert reasons[1].startswith(f"inference: model_file '{bad}': onnxruntime cannot load it"), reasons
-    assert reasons[2].startswith("inference: runtime 'tensorrt': backend 'torch' has eager, torchscript, pt2"), reasons
-    assert all("\n" not in r for r in reasons)
+    reasons = {r["case"].split("-")[1]: r["reason"] for r in read_records(run_dir / "results.jsonl")}
+    assert reasons["onnxruntime"].startswith(f"inference: model_file '{bad}': onnxruntime cannot load it"), reasons
+    assert list(reasons) == ["onnxruntime"] and "\n" not in reasons["onnxruntime"]

@@ -80,7 +80,12 @@ class Inference(Scenario):
             raise HarnessError(f"runtime '{runtime}': backend '{case.backend}' has "
                                f"{', '.join(runtimes) or 'no runtimes'}{near(str(runtime), runtimes)}")
         fmt = export_format_for(info, s.runtime)
-        if fmt is None or s.model_file or not loads_exports_only(info) or info_of is None:
+        if fmt is not None and s.model_file:
+            for b in inference_batches(s):
+                path = s.model_file.replace("{batch}", str(b))
+                if not os.path.isfile(path):
+                    raise HarnessError(f"model_file '{path}': no such file")
+        if fmt is None or s.model_file or not loads_exports_only(info):
             return
         source = info_of(s.export_from)
         if "export" not in scenarios_of(source):
@@ -138,10 +143,8 @@ class Inference(Scenario):
                 ctx.progress("export", i + 1, len(batch_sizes), force=True)
                 exports.append(export_model(ctx, fmt, b))
                 path = os.path.join(os.getcwd(), exports[-1]["path"])
-            elif fmt is not None:
+            elif fmt is not None:  # (its files were checked when the suite loaded)
                 path = s.model_file.replace("{batch}", str(b))
-                if not os.path.isfile(path):
-                    raise HarnessError(f"model_file '{path}': no such file")
             session = check_session(ctx.case.backend, runtime, ctx.hook.harness_inference_session(
                 case=ctx.case, device=ctx.device, model=ctx.model, runtime=runtime, path=path, batch=b))
             out["runtime_detail"] = session.runtime
