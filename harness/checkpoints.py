@@ -41,7 +41,7 @@ META = "meta.json"
 
 #: Settings that do not change the training trajectory: a checkpoint stays valid when only these change.
 _NOT_TRAJECTORY = frozenset({"timeout", "checkpoint_every", "checkpoint_every_epochs", "checkpoint_keep", "eval",
-                             "eval_batches", "export", "workers", "threads", "max_bad_images"})
+                             "eval_batches", "export", "workers", "threads", "max_bad_images", "repeats"})
 
 
 def interval(case: Case, steps_per_epoch: int) -> int | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DEVICES
-from .cli_tools import (_cmd_check_backend, _cmd_convert, _cmd_list, _cmd_parity, _cmd_plugins, _cmd_references,
+from .cli_tools import (_cmd_check_backend, _cmd_doctor, _cmd_convert, _cmd_list, _cmd_parity, _cmd_plugins, _cmd_references,
                         _cmd_tiny, _write_output)
 from .errors import HarnessError
 
@@ -30,8 +30,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.only:
         suite = select_cases(suite, args.only)
     if args.resume:
-        root, run_id = resume_target(args.resume, suite)
-        run_dir = run_suite(suite, root, run_id=run_id, quiet=args.quiet, resume=True)
+        run_dir = run_suite(suite, args.results, quiet=args.quiet, resume=True,
+                            run_dir=resume_target(args.resume, suite))
     else:
         run_dir = run_suite(suite, args.results, run_id=args.run_id, quiet=args.quiet)
     records = read_records(run_dir / RESULTS_FILE)
@@ -71,7 +71,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import REGRESSIONS, compare_runs, render_comparison
+    from .compare import REGRESSIONS, UNJUDGEABLE, compare_runs, render_comparison
     from .results import find_result_files, read_records
 
     runs = []
@@ -80,12 +80,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if not records:
             raise HarnessError(f"{path}: no measured records")
         runs.append(records)
-    results = compare_runs(*runs, alpha=args.alpha, min_effect=args.min_effect, top1_tolerance=args.top1_tolerance)
+    results = compare_runs(*runs, alpha=args.alpha, min_effect=args.min_effect, top1_tolerance=args.top1_tolerance,
+                           allow_different_settings=args.allow_different_settings)
     text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance)
     if args.output:
         _write_output(args.output, text)
     print(text)
-    return 1 if any(r.verdict in REGRESSIONS for r in results) else 0
+    if any(r.verdict in REGRESSIONS for r in results):
+        return 1
+    unjudged = [r for r in results if r.verdict in UNJUDGEABLE]
+    if unjudged:
+        print(f"harness: error: {len(unjudged)} case(s) cannot be judged (unstable): {unjudged[0].case}: "
+              f"{unjudged[0].why}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,12 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-effect", type=float, default=0.10,
                    help="smallest relative growth of the median step time that counts (default 0.10 = 10%%)")
     p.add_argument("--top1-tolerance", type=float, default=1.0, help="top-1 points that may be lost (default 1.0)")
+    p.add_argument("--allow-different-settings", action="store_true",
+                   help="compare cases whose settings differ (refused by default, naming the first difference)")
     p.add_argument("-o", "--output", help="also write the markdown summary here")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("references", help="write the seeds' published numbers as reference records (JSON Lines)")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
     p.set_defaults(func=_cmd_references)
+
+    p = sub.add_parser("doctor", help="check this host before a benchmark: other busy processes, load, CPU "
+                       "governor and boost, memory and swap, thread settings, NVIDIA (NVML) and Ascend (npu-smi); "
+                       "exit 0 fit, 1 unfit")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds to watch for busy processes (default 1)")
+    p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser("list", help="models, backends and the devices usable on this machine")
     p.add_argument("--recipes", action="store_true", help="also list the published training recipes")

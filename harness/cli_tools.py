@@ -157,3 +157,11 @@ def _cmd_parity(args: argparse.Namespace) -> int:
           f"update relative diff {r.update_rel_max:.1e} "
           f"-> {'same function' if ok else 'DIFFERENT'}")
     return 0 if ok else 1
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import exit_status, render, run_doctor
+
+    findings = run_doctor(interval=args.interval)
+    print(render(findings))
+    return exit_status(findings)

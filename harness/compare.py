@@ -1,17 +1,22 @@
 """``harness compare BASELINE CURRENT``: regression gating for CI.
 
-Cases are matched by name. For each case measured in both runs:
+Cases are matched by name, and must have been measured with the same settings (the first difference is named;
+``--allow-different-settings`` overrides). For each case measured in both runs:
 
-* **throughput**: the per-step train samples (seconds) of the two runs are compared with a one-sided
-  Mann-Whitney U test (H1: the current steps take longer), normal approximation with tie and
-  continuity corrections. A slowdown is a regression only when it is significant (``p < alpha``) *and*
-  at least ``min_effect`` (relative change of the median step time): significance alone flags
-  microseconds on a quiet machine, effect size alone flags noise on a busy one;
-* **accuracy**: top-1 may fall by at most ``top1_tolerance`` points.
+* **throughput**: with repetitions (``repeats: 3`` or more in both runs) the per-run median step times are
+  compared with a one-sided Welch t-test on their logarithms: that is run-to-run noise, which per-step samples
+  miss (two back-to-back runs of the same code can differ by far more than their steps do). Otherwise the
+  per-step train samples of the two runs are compared with a one-sided Mann-Whitney U test
+  (``scipy.stats.mannwhitneyu``, H1: the current steps take longer), which needs at least ``MIN_SAMPLES`` of them.
+  A slowdown is a regression only when it is significant (``p < alpha``) *and* at least ``min_effect``
+  (relative change of the median step time): significance alone flags microseconds on a quiet machine, effect
+  size alone flags noise on a busy one;
+* **accuracy**: top-1 may fall by at most ``top1_tolerance`` points;
+* **noise**: a case marked unstable (:mod:`harness.noise`) in either run is not judged.
 
 A case that was ok in the baseline and failed, or is missing, in the current run is a regression.
 
-Exit status: 0 no regression, 1 regression, 2 usage or input error.
+Exit status: 0 no regression, 1 regression, 2 usage or input error, or a case that cannot be judged.
 """
 from __future__ import annotations
 
@@ -21,75 +26,93 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as st
 
 from .config import has_accuracy
+from .errors import HarnessError
 
-__all__ = ["mann_whitney_greater", "CaseComparison", "compare_runs", "render_comparison", "ALPHA", "MIN_EFFECT",
-           "TOP1_TOLERANCE"]
+__all__ = ["mann_whitney_greater", "welch_slower", "CaseComparison", "compare_runs", "render_comparison",
+           "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE", "MIN_SAMPLES", "MIN_REPEATS", "REGRESSIONS",
+           "UNJUDGEABLE"]
 
 ALPHA = 0.01
 MIN_EFFECT = 0.10
 TOP1_TOLERANCE = 1.0
 
 
-def _ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Average ranks (1-based) and the sizes of the groups of tied values."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_v = values[order]
-    ranks = np.empty(len(values), dtype=np.float64)
-    ties = []
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        ties.append(j - i + 1)
-        i = j + 1
-    return ranks, np.asarray(ties, dtype=np.float64)
-
-
 def mann_whitney_greater(current: Sequence[float], baseline: Sequence[float]) -> tuple[float, float]:
-    """(U, p) for H1 "``current`` tends to be larger than ``baseline``".
+    """(U, p) for H1 "``current`` tends to be larger than ``baseline``" (``scipy.stats.mannwhitneyu``).
 
     ``U`` counts pairs (c, b) with c > b (ties count one half). ``p`` is from the normal approximation
     with the tie-corrected variance and a continuity correction of 0.5.
     """
-    x = np.asarray(current, dtype=np.float64)
-    y = np.asarray(baseline, dtype=np.float64)
-    n1, n2 = len(x), len(y)
-    if n1 == 0 or n2 == 0:
+    if len(current) == 0 or len(baseline) == 0:
         raise ValueError("both samples need at least one value")
-    ranks, ties = _ranks(np.concatenate([x, y]))
-    u = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2.0)
-    n = n1 + n2
-    mean = n1 * n2 / 2.0
-    var = n1 * n2 / 12.0 * ((n + 1) - float((ties ** 3 - ties).sum()) / (n * (n - 1))) if n > 1 else 0.0
-    if var <= 0:
-        return u, 1.0 if u <= mean else 0.0
-    z = (u - mean - 0.5) / math.sqrt(var)
-    return u, 0.5 * math.erfc(z / math.sqrt(2.0))
+    r = st.mannwhitneyu(current, baseline, alternative="greater", method="asymptotic", use_continuity=True)
+    return float(r.statistic), float(r.pvalue) if math.isfinite(r.pvalue) else 1.0
+
+
+def welch_slower(current: Sequence[float], baseline: Sequence[float]) -> float:
+    """p for H1 "``current`` per-run times are longer" from repetitions: one-sided Welch t on the logs."""
+    lc, lb = np.log(np.asarray(current, float)), np.log(np.asarray(baseline, float))
+    if lc.std(ddof=1) == 0 and lb.std(ddof=1) == 0:
+        return 0.0 if lc.mean() > lb.mean() else 1.0
+    return float(st.ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
+
+
+#: Per-step samples per run a judgement needs: with fewer, Mann-Whitney cannot reach p < 0.01 at all.
+MIN_SAMPLES = 5
+#: Repetitions per case at which per-run values (run-to-run noise) are judged instead of per-step samples.
+MIN_REPEATS = 3
+#: Settings that do not change what is measured: runs that differ only in these compare.
+_NOT_MEASURED = frozenset({"timeout", "repeats", "workers", "max_bad_images", "checkpoint_keep", "data_root"})
 
 
 @dataclass
 class CaseComparison:
     case: str
-    verdict: str  # "ok", "regression", "improvement", "new", "missing", "failed", "no samples"
+    verdict: str  # "ok", "regression", "improvement", "new", "missing", "failed", "no samples", "unstable"
     why: str
     baseline_ms: float | None = None
     current_ms: float | None = None
     change: float | None = None  # relative change of the median step time (+ = slower)
     p_value: float | None = None
     top1: tuple[float | None, float | None] = (None, None)
+    basis: str = ""  # "steps" (per-step samples of one run each) or "runs" (per-run values of repetitions)
 
 
-def _measured(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The last measured record of each case (a run may be resumed)."""
-    out: dict[str, dict[str, Any]] = {}
-    for r in records:
-        if r.get("kind", "measured") == "measured":
-            out[r["case"]] = r
-    return out
+def check_options(alpha: float, min_effect: float, top1_tolerance: float) -> None:
+    """One line for an option out of range (a gate that cannot fire, or fires on nothing, is refused)."""
+    if not 0 < alpha <= 0.5:
+        raise HarnessError(f"--alpha {alpha:g}: must be in (0, 0.5] (a significance level)")
+    if not 0 <= min_effect < 1:
+        raise HarnessError(f"--min-effect {min_effect:g}: must be in [0, 1) (a fraction: 0.10 = 10% slower)")
+    if not 0 <= top1_tolerance <= 100:
+        raise HarnessError(f"--top1-tolerance {top1_tolerance:g}: must be in [0, 100] (top-1 points)")
+
+
+def _by_case(records: list[dict[str, Any]], where: str) -> dict[str, list[dict[str, Any]]]:
+    """The measured records of each case, one per repetition (a resumed run's newest record of a repetition)."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for i, r in enumerate(records, 1):
+        if r.get("kind", "measured") != "measured":
+            continue
+        if not isinstance(r.get("case"), str) or not isinstance(r.get("config"), dict):
+            raise HarnessError(f"{where}: record {i} is not a harness record (no case or config)")
+        out.setdefault(r["case"], {})[int(r.get("repeat", 0) or 0)] = r
+    return {k: [v[i] for i in sorted(v)] for k, v in out.items()}
+
+
+def _difference(b: dict[str, Any], c: dict[str, Any]) -> str | None:
+    """The first setting in which two records of a case differ, or None."""
+    for key in ("model", "backend", "device"):
+        if b.get(key) != c.get(key):
+            return f"{key}: {b.get(key)!r} in the baseline, {c.get(key)!r} in the current run"
+    sb, sc = b.get("settings") or {}, c.get("settings") or {}
+    for key in sorted((set(sb) | set(sc)) - _NOT_MEASURED):
+        if sb.get(key) != sc.get(key):
+            return f"settings.{key}: {sb.get(key)!r} in the baseline, {sc.get(key)!r} in the current run"
+    return None
 
 
 def _top1(r: dict[str, Any]) -> float | None:
@@ -99,51 +122,78 @@ def _top1(r: dict[str, Any]) -> float | None:
     return float(v) if isinstance(v, (int, float)) else None
 
 
+def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, Any]], alpha: float,
+                min_effect: float) -> tuple[list[str], list[str]]:
+    """Slower, faster or within noise: from per-run median step times when both runs have repetitions, else from
+    the per-step samples of one run each; too few of either is refused."""
+    steps = [[(r.get("samples") or {}).get("train_step_s") or [] for r in runs] for runs in (b, c)]
+    if not all(steps[0]) or not all(steps[1]):
+        res.verdict = "no samples"
+        return [], ["no train step samples to compare"]
+    if len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
+        res.basis = f"runs ({len(b)} vs {len(c)})"
+        tb, tc = ([float(np.median(x)) for x in side] for side in steps)
+        p_slower, p_faster = welch_slower(tc, tb), welch_slower(tb, tc)
+    else:
+        tb, tc = steps[0][-1], steps[1][-1]
+        for side, values in (("baseline", tb), ("current run", tc)):
+            if len(values) < MIN_SAMPLES:
+                raise HarnessError(f"case {res.case}: {len(values)} timed steps in the {side}: the gate needs at least "
+                                   f"{MIN_SAMPLES} per run (steps: {MIN_SAMPLES}), or {MIN_REPEATS} repetitions "
+                                   f"of each case (repeats: {MIN_REPEATS})")
+        res.basis = f"steps ({len(tb)} vs {len(tc)})"
+        p_slower, p_faster = mann_whitney_greater(tc, tb)[1], mann_whitney_greater(tb, tc)[1]
+    mb, mc = float(np.median(tb)), float(np.median(tc))
+    res.baseline_ms, res.current_ms, res.change, res.p_value = 1e3 * mb, 1e3 * mc, mc / mb - 1.0, p_slower
+    if p_slower < alpha and res.change >= min_effect:
+        return [f"slower by {100 * res.change:.1f}% (p = {p_slower:.2g})"], []
+    if p_faster < alpha and -res.change >= min_effect:
+        return [], [f"faster by {-100 * res.change:.1f}% (p = {p_faster:.2g})"]
+    return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise"]
+
+
 def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], alpha: float = ALPHA,
-                 min_effect: float = MIN_EFFECT, top1_tolerance: float = TOP1_TOLERANCE) -> list[CaseComparison]:
-    base, cur = _measured(baseline), _measured(current)
+                 min_effect: float = MIN_EFFECT, top1_tolerance: float = TOP1_TOLERANCE,
+                 allow_different_settings: bool = False) -> list[CaseComparison]:
+    """Each case of both runs judged; HarnessError (one line) for runs that cannot be compared: a case whose
+    settings differ (unless ``allow_different_settings``), too few samples, options out of range."""
+    check_options(alpha, min_effect, top1_tolerance)
+    base, cur = _by_case(baseline, "baseline"), _by_case(current, "current run")
+    if base and cur and not set(base) & set(cur):
+        raise HarnessError(f"the two runs have no case in common (baseline: {', '.join(sorted(base)[:3])}...; "
+                           f"current: {', '.join(sorted(cur)[:3])}...): not runs of the same suite")
     out = []
     for name in sorted(set(base) | set(cur)):
         b, c = base.get(name), cur.get(name)
         if c is None:
-            ok_before = b is not None and b.get("status") == "ok"
-            out.append(CaseComparison(name, "missing" if ok_before else "ok",
-                                      "in the baseline, not in the current run"))
+            ok_before = any(r.get("status") == "ok" for r in b)
+            out.append(CaseComparison(name, "missing" if ok_before else "ok", "in the baseline, not in the current run"))
             continue
         if b is None:
             out.append(CaseComparison(name, "new", "not in the baseline"))
             continue
-        if c.get("status") != "ok":
-            verdict = "failed" if b.get("status") == "ok" else "ok"
-            out.append(CaseComparison(name, verdict, f"current {c.get('status')}: {c.get('reason')}"))
+        diff = _difference(b[-1]["config"], c[-1]["config"])
+        if diff and not allow_different_settings:
+            raise HarnessError(f"case {name}: {diff}: the runs measure different things (--allow-different-settings "
+                               "to compare them anyway)")
+        bad = next((r for r in c if r.get("status") != "ok"), None)
+        if bad is not None:
+            verdict = "failed" if all(r.get("status") == "ok" for r in b) else "ok"
+            out.append(CaseComparison(name, verdict, f"current {bad.get('status')}: {bad.get('reason')}"))
             continue
-        if b.get("status") != "ok":
-            out.append(CaseComparison(name, "new", f"baseline {b.get('status')}"))
+        if any(r.get("status") != "ok" for r in b):
+            out.append(CaseComparison(name, "new", "baseline not ok"))
             continue
-        bs = (b.get("samples") or {}).get("train_step_s") or []
-        cs = (c.get("samples") or {}).get("train_step_s") or []
-        t1 = (_top1(b), _top1(c))
-        problems, notes = [], []
-        res = CaseComparison(name, "ok", "", top1=t1)
-        if bs and cs:
-            mb, mc = float(np.median(bs)), float(np.median(cs))
-            _, p_slower = mann_whitney_greater(cs, bs)
-            _, p_faster = mann_whitney_greater(bs, cs)
-            res.baseline_ms, res.current_ms, res.change = 1e3 * mb, 1e3 * mc, mc / mb - 1.0
-            res.p_value = p_slower
-            if p_slower < alpha and res.change >= min_effect:
-                problems.append(f"slower by {100 * res.change:.1f}% (p = {p_slower:.2g})")
-            elif p_faster < alpha and -res.change >= min_effect:
-                notes.append(f"faster by {-100 * res.change:.1f}% (p = {p_faster:.2g})")
-            else:
-                notes.append(f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise")
-        else:
-            res.verdict = "no samples"
-            notes.append("no train step samples to compare")
-        if t1[0] is not None and t1[1] is not None:
-            drop = t1[0] - t1[1]
-            if drop > top1_tolerance:
-                problems.append(f"top-1 fell {drop:.2f} points ({t1[0]:.2f} -> {t1[1]:.2f})")
+        noisy = [f"{side}: {'; '.join(r['noise']['reasons'])}" for side, runs in (("baseline", b), ("current", c))
+                 for r in runs if (r.get("noise") or {}).get("unstable")]
+        if noisy:
+            out.append(CaseComparison(name, "unstable", "cannot be judged, " + noisy[0]))
+            continue
+        res = CaseComparison(name, "ok", "", top1=(_top1(b[-1]), _top1(c[-1])))
+        problems, notes = _judge_time(res, b, c, alpha, min_effect)
+        t1 = res.top1
+        if t1[0] is not None and t1[1] is not None and t1[0] - t1[1] > top1_tolerance:
+            problems.append(f"top-1 fell {t1[0] - t1[1]:.2f} points ({t1[0]:.2f} -> {t1[1]:.2f})")
         if problems:
             res.verdict, res.why = "regression", "; ".join(problems)
         else:
@@ -155,6 +205,8 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
 
 
 REGRESSIONS = ("regression", "missing", "failed")
+#: Verdicts that make the gate exit 2: it could not judge.
+UNJUDGEABLE = ("unstable",)
 
 
 def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_effect: float = MIN_EFFECT,
@@ -162,17 +214,20 @@ def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_e
     from tabulate import tabulate
 
     bad = [r for r in results if r.verdict in REGRESSIONS]
-    rows = [[r.case, r.verdict, f"{r.baseline_ms:.2f}" if r.baseline_ms is not None else "",
+    unjudged = [r for r in results if r.verdict in UNJUDGEABLE]
+    rows = [[r.case, r.verdict, r.basis, f"{r.baseline_ms:.2f}" if r.baseline_ms is not None else "",
              f"{r.current_ms:.2f}" if r.current_ms is not None else "",
              f"{100 * r.change:+.1f}%" if r.change is not None else "",
              f"{r.p_value:.2g}" if r.p_value is not None else "",
              " -> ".join("" if v is None else f"{v:.2f}" for v in r.top1) if any(v is not None for v in r.top1) else "",
              r.why] for r in results]
-    head = (f"# harness compare: {'REGRESSION' if bad else 'no regression'} "
-            f"({len(bad)} of {len(results)} case(s))\n\n"
-            f"A slowdown counts when one-sided Mann-Whitney U on the per-step samples gives p < {alpha:g} and the "
-            f"median step time grew by at least {100 * min_effect:g}%; top-1 may fall by at most "
-            f"{top1_tolerance:g} points.\n")
-    table = tabulate(rows, headers=["case", "verdict", "baseline ms/step (median)", "current ms/step (median)",
+    verdict = "REGRESSION" if bad else "CANNOT JUDGE" if unjudged else "no regression"
+    head = (f"# harness compare: {verdict} ({len(bad)} regression(s), {len(unjudged)} unstable, of {len(results)} "
+            f"case(s))\n\n"
+            f"A slowdown counts when it is significant (p < {alpha:g}: one-sided Welch t over the per-run median step "
+            f"times when both runs have {MIN_REPEATS}+ repetitions, else one-sided Mann-Whitney U over the per-step "
+            f"samples) and the median step time grew by at least {100 * min_effect:g}%; top-1 may fall by at most "
+            f"{top1_tolerance:g} points. A case marked unstable in either run is not judged.\n")
+    table = tabulate(rows, headers=["case", "verdict", "basis", "baseline ms/step (median)", "current ms/step (median)",
                                     "change", "p (slower)", "top-1", "why"], tablefmt="github")
     return head + "\n" + table + "\n"

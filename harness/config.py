@@ -132,6 +132,9 @@ class Settings:
     max_bad_images: float = _opt(0.01, "folder data: files that are not readable images are skipped with a warning "
                                  "and counted; past this fraction of a split (or this count, when >= 1) the case "
                                  "fails", minimum=0)
+    repeats: int = _opt(1, "runs of the case, each in a fresh process, interleaved with the suite's other cases; "
+                        "its figures are the median of the runs with a 95% confidence interval from them",
+                        minimum=1, maximum=100)
     timeout: float = _opt(900.0, "seconds before the case is stopped and recorded as failed", minimum=1)
 
     def __post_init__(self) -> None:

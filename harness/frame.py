@@ -1,6 +1,7 @@
 """Records as a pandas frame: one row per record, flat metric columns and the case settings as ``cfg.<key>``."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,16 @@ def get(d: dict[str, Any], *path: str) -> Any:
     return d
 
 
+def _config_key(cfg: dict[str, Any]) -> str:
+    """A configuration's identity without its seed and repetition count: records with the same key are
+    repeated measurements of one thing."""
+    settings = {k: v for k, v in (cfg.get("settings") or {}).items() if k not in ("seed", "repeats")}
+    variant = {k: v for k, v in (cfg.get("variant") or {}).items() if k != "seed"}
+    ident = {"model": cfg.get("model"), "backend": cfg.get("backend"), "device": cfg.get("device"),
+             "settings": settings, "variant": variant}
+    return json.dumps(ident, sort_keys=True, default=str)
+
+
 def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per record with flat metric columns and the case settings as ``cfg.<key>``."""
     rows = []
@@ -61,8 +72,13 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "infer_latency_ms": get(m, "inference", "latency_ms", "p50") or get(m, "inference", "latency_ms", "mean"),
             "infer_images_per_s": get(m, "inference", "images_per_s"),
             "devices": (cfg.get("settings") or {}).get("devices") or 1,
-            # the suite's matrix values that made the case, as data (never parsed from its name)
-            "variant": ", ".join(f"{k}={v}" for k, v in (cfg.get("variant") or {}).items()),
+            # the suite's matrix values that made the case, as data (never parsed from its name); the seed apart:
+            # cases that differ only in their seed are one configuration measured several times
+            "variant": ", ".join(f"{k}={v}" for k, v in (cfg.get("variant") or {}).items() if k != "seed"),
+            "config_key": _config_key(cfg),
+            "repeat": r.get("repeat", 0),
+            "unstable": bool((r.get("noise") or {}).get("unstable")),
+            "noise_reasons": "; ".join((r.get("noise") or {}).get("reasons") or []),
             "framework": env.get("framework"),
             "source": get(r, "source", "file"),
             "host_peak_mib": (mem.get("host_peak_bytes") or float("nan")) / 2**20,

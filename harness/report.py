@@ -14,9 +14,15 @@ import pandas as pd
 from .charts import write_charts
 from .config import has_accuracy
 from .frame import ACCURACY, METRIC_ROWS, get as _get, records_frame
+from .published import DEVICE_ORDER, PUBLISHED_ROWS, fmt_value, published_tables
+from .stats import mean_ci, rate, ratio
 
 __all__ = ["records_frame", "render_markdown", "comparison_matrix", "scaling_efficiency", "write_charts",
            "PUBLISHED_ROWS"]
+
+#: Columns that are rates (their runs' spread is multiplicative: median and a log-scale interval).
+RATES = {"train_images_per_s", "eval_images_per_s", "infer_images_per_s"}
+
 
 def _column_label(row: pd.Series, multi_run: bool) -> str:
     """``backend / device``, the device model, and the matrix values that name the case."""
@@ -31,8 +37,22 @@ def _column_label(row: pd.Series, multi_run: bool) -> str:
 
 
 
+def _ratio_cell(a: pd.Series, b: pd.Series, fmt: str) -> str:
+    """``a / b`` of two configurations' per-run values: medians, the ratio and its 95% interval, and whether it is
+    a measurable difference at all."""
+    est = ratio(list(a), list(b))
+    if est is None:
+        return ""
+    values = f"{fmt.format(a.median())} / {fmt.format(b.median())} = "
+    if not est.has_ci:
+        return values + f"{est.value:.2f}x" + (" (single run)" if est.n == 1 else "")
+    values += est.fmt("{:.2f}", "x")
+    return values + (": no measurable difference" if est.includes(1.0) else "")
+
+
 def _backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
-    """Per model, device and variant: each metric for the reference backend (torch if present) and the others."""
+    """Per model, device and variant: each metric for the reference backend (torch if present) and the others,
+    over every run of each (repetitions and seeds), with the ratio's 95% confidence interval."""
     if ok.empty or ok["backend"].nunique() < 2:
         return None
     backends = sorted(ok["backend"].unique())
@@ -41,81 +61,44 @@ def _backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
                ("first step (s)", "train_first_step_s", "{:.2f}"), ("peak host MiB", "host_peak_mib", "{:.0f}"))
     rows = []
     for (model, device, variant), g in ok.groupby(["model", "device", "variant"], sort=True):
-        by = {r["backend"]: r for _, r in g.iterrows()}
+        by = {backend: runs for backend, runs in g.groupby("backend")}
         if ref not in by:
             continue
         for other in (b for b in backends if b != ref and b in by):
-            row = {"model": model, "device": device, "variant": variant or "-", "backends": f"{other} / {ref}"}
+            row = {"model": model, "device": device, "variant": variant or "-", "backends": f"{other} / {ref}",
+                   "runs": f"{len(by[other])} / {len(by[ref])}"}
             for label, col, fmt in metrics:
-                a, b = by[other].get(col), by[ref].get(col)
-                if a is None or b is None or pd.isna(a) or pd.isna(b):
-                    continue
-                row[label] = f"{fmt.format(a)} / {fmt.format(b)} = {a / b:.2f}x" if b else ""
+                a, b = by[other][col].dropna(), by[ref][col].dropna()
+                if len(a) and len(b):
+                    row[label] = _ratio_cell(a, b, fmt)
             rows.append(row)
     return pd.DataFrame(rows).fillna("") if rows else None
 
 
-#: Rows of the seed-layout tables (the seeds' "parameter rows x hardware columns").
-PUBLISHED_ROWS = (
-    ("top-1 (%)", "eval_top1", "{:.2f}"),
-    ("top-5 (%)", "eval_top5", "{:.2f}"),
-    ("train ms/step", "train_ms_mean", "{:.1f}"),
-    ("train images/s", "train_images_per_s", "{:.1f}"),
-    ("total training time (h)", "train_total_h", "{:.1f}"),
-    ("inference latency (ms)", "infer_latency_ms", "{:.3f}"),
-    ("inference images/s", "infer_images_per_s", "{:.1f}"),
-)
-_DEVICE_ORDER = {"ascend": 0, "gpu": 1, "cpu": 2}
+def _one_per_config(ok: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration of a run: its repetitions and seeds folded into the median of each number."""
+    if ok.empty or "config_key" not in ok:
+        return ok
+    numeric = [c for c in ok.columns if pd.api.types.is_numeric_dtype(ok[c]) and c not in ("repeat", "devices")]
+    rows = []
+    for _, g in ok.groupby(["run_id", "config_key"], sort=False):
+        row = g.iloc[0].copy()
+        for c in numeric:
+            row[c] = g[c].median()
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def _hardware(row: pd.Series) -> tuple[Any, ...]:
-    """The column a record belongs to in a seed-layout table: backend, device, device count, scenario kind."""
-    kind = "inference" if row.get("cfg.scenario") == "inference" else "train"
-    return (_DEVICE_ORDER.get(row["device"], 9), row["device"], int(row.get("devices") or 1), row["backend"], kind)
-
-
-def _fmt(fmt: str, v: Any) -> str:
-    return fmt.format(v) if v is not None and pd.notna(v) else ""
-
-
-def _published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
-    """Per model with published figures: measured beside published, with the difference."""
-    out: list[str] = []
-    for model, pub in refs.groupby("model", sort=True):
-        meas = measured[measured["model"] == model]
-        columns: dict[str, list[str]] = {}
-        keys = sorted({_hardware(r) for _, r in pub.iterrows()} | {_hardware(r) for _, r in meas.iterrows()})
-        for key in keys:
-            _, device, devices, backend, kind = key
-            p_rows = [r for _, r in pub.iterrows() if _hardware(r) == key]
-            m_rows = [r for _, r in meas.iterrows() if _hardware(r) == key]
-            variants = [str(r.get("framework_version") or "") for r in p_rows] or [""]
-            for i, p in enumerate(p_rows or [None]):
-                cells = []
-                for _label, col, fmt in PUBLISHED_ROWS:
-                    pv = p.get(col) if p is not None else None
-                    mv = next((r.get(col) for r in m_rows if r.get(col) is not None and pd.notna(r.get(col))
-                               and not (col in ACCURACY and not has_accuracy({"data": r.get("cfg.data")}))), None)
-                    if pv is None or pd.isna(pv):
-                        cells.append(_fmt(fmt, mv))
-                    elif mv is None:
-                        cells.append(f"— · pub {_fmt(fmt, pv)}")
-                    else:
-                        cells.append(f"{_fmt(fmt, mv)} · pub {_fmt(fmt, pv)} · Δ {100 * (mv - pv) / pv:+.1f}%")
-                suffix = " inference" if kind == "inference" else ""
-                if p is not None:
-                    label = f"{p.get('device_model') or device} ×{devices}{suffix}<br>{p.get('framework')} {variants[i]}"
-                    if m_rows:
-                        label += f"<br>measured: {backend} on {m_rows[0].get('device_model') or device}"
-                else:
-                    label = f"{device} ×{devices}{suffix}<br>{backend} (measured only)"
-                columns[label] = cells
-        table = pd.DataFrame(columns, index=[label for label, _, _ in PUBLISHED_ROWS])
-        table = table[(table != "").any(axis=1)]
-        files = ", ".join(sorted({f for f in pub["source"].dropna()}))
-        out += [f"### {model}", "", f"Published: {files} (reference records, not measured here).", "",
-                table.to_markdown(tablefmt="github", disable_numparse=True), ""]
-    return out
+def _cell(col: str, fmt: str, values: pd.Series) -> str:
+    """One metric over a configuration's runs: rates as median [95% CI], accuracy as mean [95% CI] over its seeds
+    and repetitions, anything else as the median."""
+    values = values.dropna()
+    if values.empty:
+        return ""
+    if len(values) == 1:
+        return fmt.format(values.iloc[0])
+    est = mean_ci(list(values)) if col in ACCURACY else rate(list(values)) if col in RATES else None
+    return est.fmt(fmt) if est is not None else fmt.format(values.median())
 
 
 def comparison_matrix(measured: pd.DataFrame) -> pd.DataFrame:
@@ -128,13 +111,13 @@ def comparison_matrix(measured: pd.DataFrame) -> pd.DataFrame:
     for (model, variant), g in m.groupby(["model", "variant"], sort=True):
         ips = {(r["backend"], r["device"]): r.get("train_images_per_s") for _, r in g.iterrows()}
         for _, r in g.sort_values(["backend", "device"]).iterrows():
-            ref_dev = min((d for b, d in ips if b == r["backend"]), key=lambda d: _DEVICE_ORDER.get(d, 9))
+            ref_dev = min((d for b, d in ips if b == r["backend"]), key=lambda d: DEVICE_ORDER.get(d, 9))
             other = ips.get(("torch", r["device"]))
             mine = r.get("train_images_per_s")
             rows.append({
                 "model": model, "variant": variant or "-", "backend": r["backend"], "device": r["device"],
-                "images/s": _fmt("{:.1f}", mine), "ms/step p50": _fmt("{:.1f}", r.get("train_ms_p50")),
-                "top-1 (%)": "" if not has_accuracy({"data": r.get("cfg.data")}) else _fmt("{:.2f}", r.get("eval_top1")),
+                "images/s": fmt_value("{:.1f}", mine), "ms/step p50": fmt_value("{:.1f}", r.get("train_ms_p50")),
+                "top-1 (%)": "" if not has_accuracy({"data": r.get("cfg.data")}) else fmt_value("{:.2f}", r.get("eval_top1")),
                 "backend ratio (÷ torch)": (f"{mine / other:.2f}x" if r["backend"] != "torch" and other and mine
                                              and pd.notna(mine) else ""),
                 "device ratio": (f"{mine / ips[(r['backend'], ref_dev)]:.2f}x vs {ref_dev}"
@@ -185,13 +168,13 @@ def inference_table(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         rows.append({
             "model": cfg.get("model"), "backend": cfg.get("backend"), "device": cfg.get("device"),
             "runtime": inf.get("runtime", "") + (f" (export: {src})" if src else ""),
-            "p50 ms": _fmt("{:.3f}", lat.get("p50")), "p90 ms": _fmt("{:.3f}", lat.get("p90")),
-            "p99 ms": _fmt("{:.3f}", lat.get("p99")), "runs": lat.get("count", ""),
+            "p50 ms": fmt_value("{:.3f}", lat.get("p50")), "p90 ms": fmt_value("{:.3f}", lat.get("p90")),
+            "p99 ms": fmt_value("{:.3f}", lat.get("p99")), "runs": lat.get("count", ""),
             "images/s by batch": ", ".join(f"{t['batch_size']}: {t['images_per_s']:.1f}"
                                            for t in inf.get("throughput", [])),
-            "runtime top-1": _fmt("{:.2f}", acc.get("top1")),
-            "framework top-1": _fmt("{:.2f}", acc.get("framework_top1")),
-            "top-1 agreement %": _fmt("{:.1f}", acc.get("top1_agreement")),
+            "runtime top-1": fmt_value("{:.2f}", acc.get("top1")),
+            "framework top-1": fmt_value("{:.2f}", acc.get("framework_top1")),
+            "top-1 agreement %": fmt_value("{:.1f}", acc.get("top1_agreement")),
             "run": r.get("run_id"),
         })
     table = pd.DataFrame(rows)
@@ -218,38 +201,51 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
         return "\n".join(out + ["No records."]) + "\n"
     refs = df[(df["kind"] == "reference") & (df["status"] == "ok")]
     df = df[df["kind"] != "reference"]
-    df = df.drop_duplicates(["run_id", "case"], keep="last")  # a resumed run re-records failed cases
+    df = df.drop_duplicates(["run_id", "case", "repeat"], keep="last")  # a resumed run re-records failed cases
     ok = df[df["status"] == "ok"]
     for model, group in ok.groupby("model", sort=True):
         multi_run = group["run_id"].nunique() > 1
         columns: dict[str, list[str]] = {}
-        for _, row in group.sort_values(["backend", "device", "case"]).iterrows():
+        keys = ["run_id", "config_key"] if multi_run else ["config_key"]
+        for _, runs in sorted(group.groupby(keys, sort=False), key=lambda kv: tuple(kv[1].iloc[0][["backend",
+                                                                                                 "device", "case"]])):
+            row = runs.iloc[0]
             opt, recipe = row.get("cfg.optimizer"), row.get("cfg.recipe")
             if pd.isna(row.get("train_images_per_s")):  # the optimizer means something only where it trained
                 opt = recipe = None
             cells = [(f"{opt}" if isinstance(opt, str) else "") + (f" ({recipe})" if isinstance(recipe, str) else "")]
             for _label, col, fmt in METRIC_ROWS:
-                v = row.get(col)
-                if col in ACCURACY and not has_accuracy({"data": row.get("cfg.data")}):
-                    v = None  # random labels: accuracy means nothing
-                cells.append(fmt.format(v) if v is not None and pd.notna(v) else "")
+                accuracy_means_nothing = col in ACCURACY and not has_accuracy({"data": row.get("cfg.data")})
+                cells.append("" if accuracy_means_nothing else _cell(col, fmt, runs[col]))
+            unstable = runs[runs["unstable"]]
+            cells.append(str(len(runs)) if len(runs) > 1 else "")
+            cells.append(f"{len(unstable)} of {len(runs)}: {unstable['noise_reasons'].iloc[0]}" if len(unstable) else "")
             label = _column_label(row, multi_run)
-            if label in columns:  # never let two cases share (and overwrite) a column
+            if label in columns:  # never let two configurations share (and overwrite) a column
                 label += f"<br>{row['case']}"
             columns[label] = cells
-        table = pd.DataFrame(columns, index=["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS)])
+        index = ["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS), "runs (median [95% CI])",
+                 "UNSTABLE"]
+        table = pd.DataFrame(columns, index=index)
         table = table[(table != "").any(axis=1)]
         out += [f"## {model}", "", table.to_markdown(tablefmt="github", disable_numparse=True), ""]
     out += _section("Backends side by side", _backend_ratios(ok),
                     "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
-                    "for images/s, slower for ms/step).")
+                    "for images/s, slower for ms/step): medians over each side's runs, with the 95% confidence "
+                    "interval of the ratio from the runs (repeats: N; Welch t on the logs). A ratio from one run a "
+                    "side has no interval and says so; an interval that holds 1.00x is no measurable difference.")
+    unstable = df[df["unstable"]] if "unstable" in df else df.iloc[0:0]
+    out += _section("Unstable measurements", unstable[["case", "repeat", "noise_reasons"]].rename(
+        columns={"noise_reasons": "why"}) if not unstable.empty else None,
+        "These runs passed a noise threshold (harness.noise): their figures are shown, but a comparison built on "
+        "them says little. `harness doctor` tells what on the host to fix.")
     infer = inference_table(records)
     out += _section("Inference", infer.sort_values(["model", "device", "backend", "runtime"]) if not infer.empty
                     else infer,
                     "Latency at batch 1 (percentiles over the timed runs), throughput at each batch size, and the "
                     "runtime's top-1 on the eval split (harness's own preprocessing) beside the framework's own "
                     "evaluation of the same weights; agreement: images where both give the same top-1 class.")
-    out += _section("Comparison matrix", comparison_matrix(ok),
+    out += _section("Comparison matrix", comparison_matrix(_one_per_config(ok)),
                     "Measured train throughput, step time and top-1 for every model x backend x device; the backend "
                     "ratio divides by PyTorch on the same device, the device ratio by the same backend on the first "
                     "device present (ascend, gpu, cpu order).")
@@ -258,10 +254,11 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                 "Each cell: measured · pub(lished) · Δ (measured - published, % of published). A cell with only "
                 "'— · pub' has no measured counterpart in these runs (same backend, device kind and device count).",
                 ""]
-        out += _published_tables(ok, refs)
-    out += _section("Scaling efficiency", scaling_efficiency(pd.concat([ok, refs]) if not refs.empty else ok))
+        out += published_tables(_one_per_config(ok), refs)
+    one = _one_per_config(ok)
+    out += _section("Scaling efficiency", scaling_efficiency(pd.concat([one, refs]) if not refs.empty else one))
     if charts is not None and not ok.empty:
-        names = write_charts(ok, charts[0])
+        names = write_charts(one, charts[0])
         if names:
             out += ["## Charts", ""] + [f"![{n}]({charts[1].rstrip('/')}/{n})" for n in names] + [""]
     bad = df[df["status"] != "ok"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import Case, case_slug
+from .display import Display, summary
 from .env import host_environment
 from .errors import HarnessError
 from .launchers import get_launcher, launcher_for
@@ -36,52 +37,7 @@ def tiny_data_root(results_root: Path) -> Path:
     return results_root / "_data" / "tiny"
 
 
-def _fmt_s(seconds: float) -> str:
-    return str(dt.timedelta(seconds=int(max(0, seconds))))
-
-
-class _Display:
-    """Progress on stderr: one rewritten line on a terminal, sparse lines otherwise."""
-
-    def __init__(self, stream: TextIO, quiet: bool) -> None:
-        self.stream, self.quiet = stream, quiet
-        self.tty = stream.isatty()
-        self.last_print = 0.0
-
-    def status(self, text: str) -> None:
-        if self.quiet:
-            return
-        now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r\033[K" + text[: 160])
-            self.stream.flush()
-        elif now - self.last_print >= 10:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-            self.last_print = now
-
-    def line(self, text: str) -> None:
-        if self.tty and not self.quiet:
-            self.stream.write("\r\033[K")
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def watcher(self, label: str, eta: float | None):  # noqa: ANN201 - the launcher's status callback
-        """What a launcher reports (progress lines; ``!``-prefixed notices) shown under ``label``."""
-        start, state = time.monotonic(), ["starting"]
-
-        def status(text: str) -> None:
-            if text.startswith("!"):
-                self.line(f"{label}: {text[1:]}")
-                return
-            state[0] = text or state[0]
-            elapsed = time.monotonic() - start
-            self.status(f"{label} {state[0]} | {_fmt_s(elapsed)}" + (f" | suite eta {_fmt_s(eta - elapsed)}"
-                                                                       if eta else ""))
-        return status
-
-
-def _run_case(case: Case, case_dir: Path, display: _Display, label: str, eta: float | None) -> dict[str, Any]:
+def _run_case(case: Case, case_dir: Path, display: Display, label: str, eta: float | None) -> dict[str, Any]:
     """The case's result: any case its scenario needs first (inference's export by ``export_from``) in
     ``case_dir/<scenario of that case>``, then the case itself through its launcher."""
     try:
@@ -111,37 +67,44 @@ def _run_case(case: Case, case_dir: Path, display: _Display, label: str, eta: fl
 
 
 def config_digest(config: dict[str, Any]) -> str:
-    """A case configuration's identity: a changed setting makes a different case."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    """A case configuration's identity: a changed setting makes a different case (the number of repetitions does
+    not: a resumed run with more of them runs only the new ones)."""
+    settings = {k: v for k, v in (config.get("settings") or {}).items() if k != "repeats"}
+    return hashlib.sha256(json.dumps({**config, "settings": settings}, sort_keys=True).encode()).hexdigest()
 
 
-def resume_target(run_dir: str | os.PathLike[str], suite: Suite) -> tuple[Path, str]:
-    """(results root, run id) of an earlier run of ``suite`` to resume, checked."""
+def resume_target(run_dir: str | os.PathLike[str], suite: Suite) -> Path:
+    """The folder of an earlier run of ``suite`` to resume, checked; it is resumed where it is, wherever it was
+    moved or copied to."""
     path = Path(run_dir)
     meta = path / "run.json"
     if not meta.is_file():
         raise HarnessError(f"--resume {run_dir}: not a run folder (no run.json)")
     try:
-        info = json.loads(meta.read_text())
-    except ValueError:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
         raise HarnessError(f"--resume {run_dir}: run.json is not valid JSON") from None
+    if not isinstance(info, dict):
+        raise HarnessError(f"--resume {run_dir}: run.json is not a run's description (expected an object)")
     if info.get("suite") != suite.name:
         raise HarnessError(f"--resume {run_dir}: that run is of suite '{info.get('suite')}', not '{suite.name}'")
-    return path.parent.parent, path.name
+    return path
 
 
-def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", run_id: str | None = None,
-              quiet: bool = False, stream: TextIO | None = None, resume: bool = False) -> Path:
-    """Run every case of ``suite``; return the run folder holding ``results.jsonl``.
+def _samples_of(result: dict[str, Any]) -> list[float]:
+    """The step samples a case's noise is judged on: training's, else evaluation's, else its largest inference
+    batch's."""
+    samples = result.get("samples") or {}
+    for key in ("train_step_s", "eval_step_s"):
+        if samples.get(key):
+            return samples[key]
+    inference = sorted((k for k in samples if k.startswith("inference_b")), key=lambda k: int(k[11:-2]))
+    return samples[inference[-1]] if inference else []
 
-    With ``resume``, the run folder ``run_id`` already exists: a case whose last record there has the same
-    configuration and ended ok or skipped is not run again; failed, unfinished and changed cases are. Records
-    are only ever appended.
-    """
-    stream = stream or sys.stderr
-    root = Path(results_root)
-    run_id = run_id or new_run_id()
-    run_dir = root / case_slug(suite.name) / case_slug(run_id)
+
+def _prepare(run_dir: Path, suite: Suite, root: Path, resume: bool, host: dict[str, Any]) -> tuple[list[Case], dict]:
+    """The run folder made (or reopened), the cases with the tiny dataset in place, and what a resumed run has
+    done already: ``{(case, repeat): config digest}`` of cases that ended ok or skipped."""
     try:
         (run_dir / "cases").mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -157,59 +120,79 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
         make_tiny_dataset(str(tiny))
         cases = [dataclasses.replace(c, settings=dataclasses.replace(c.settings, data_root=str(tiny.resolve())))
                  if c.settings.data == "tiny" and not c.settings.data_root else c for c in cases]
-
-    host = host_environment()
-    out_file = run_dir / RESULTS_FILE
-    done: dict[str, str] = {}
+    done: dict[tuple[str, int], str] = {}
     now = dt.datetime.now(dt.timezone.utc).isoformat()
-    if resume and (run_dir / "run.json").is_file():
-        info = json.loads((run_dir / "run.json").read_text())
+    meta = run_dir / "run.json"
+    if resume and meta.is_file():
+        info = json.loads(meta.read_text())
         info.setdefault("resumed_at", []).append(now)
         info["cases"] = list(dict.fromkeys([*info.get("cases", []), *(c.name for c in cases)]))
-        (run_dir / "run.json").write_text(json.dumps(info, indent=1))
-        if out_file.exists():
+        meta.write_text(json.dumps(info, indent=1))
+        if (run_dir / RESULTS_FILE).exists():
             from .results import read_records
 
-            for r in read_records(out_file):
+            for r in read_records(run_dir / RESULTS_FILE):
                 if r.get("kind", "measured") == "measured":
-                    done[r["case"]] = config_digest(r["config"]) if r["status"] in ("ok", "skipped") else ""
+                    key = (r["case"], r.get("repeat", 0))
+                    done[key] = config_digest(r["config"]) if r["status"] in ("ok", "skipped") else ""
     else:
-        (run_dir / "run.json").write_text(json.dumps(
-            {"suite": suite.name, "suite_path": suite.path, "run_id": run_id, "cases": [c.name for c in cases],
-             "started_at": now, "env": host}, indent=1))
-    display = _Display(stream, quiet)
+        meta.write_text(json.dumps({"suite": suite.name, "suite_path": suite.path, "run_id": run_dir.name,
+                                    "cases": [c.name for c in cases], "started_at": now, "env": host}, indent=1))
+    return cases, done
+
+
+def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", run_id: str | None = None,
+              quiet: bool = False, stream: TextIO | None = None, resume: bool = False,
+              run_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Run every case of ``suite`` (``repeats`` times each, in fresh processes, interleaved: every case once, then
+    every case again, so drift hits every backend alike); return the run folder holding ``results.jsonl``.
+
+    The run folder is ``run_dir`` when given (``--resume`` passes the folder it was given, wherever it lives), else
+    ``results_root/<suite>/<run_id>``. With ``resume`` a case (repetition) whose last record there has the same
+    configuration and ended ok or skipped is not run again; failed, unfinished and changed ones are. Records are
+    only ever appended, one per case and repetition.
+    """
+    from .doctor import quick_checks
+    from .hostcheck import HostWindow
+    from .noise import assess
+
+    root = Path(results_root)
+    run_dir = Path(run_dir) if run_dir is not None else root / case_slug(suite.name) / case_slug(run_id or new_run_id())
+    host = host_environment()
+    cases, done = _prepare(run_dir, suite, root, resume, host)
+    display = Display(stream or sys.stderr, quiet)
+    out_file = run_dir / RESULTS_FILE
+    rounds = max(c.settings.repeats for c in cases)
+    todo = [(r, c) for r in range(rounds) for c in cases if r < c.settings.repeats]
     durations: list[float] = []
-    n = len(cases)
-    display.line(f"harness: suite '{suite.name}': {n} case(s) -> {run_dir}")
-    for i, case in enumerate(cases, 1):
-        case_dir = run_dir / "cases" / case_slug(case.name)
-        label = f"[{i}/{n}] {case.name}"
-        if done.get(case.name) and done[case.name] == config_digest(case.to_dict()):
+    display.line(f"harness: suite '{suite.name}': {len(cases)} case(s)"
+                 + (f", {len(todo)} runs in {rounds} interleaved rounds" if rounds > 1 else "") + f" -> {run_dir}")
+    for i, (rep, case) in enumerate(todo, 1):
+        many = case.settings.repeats > 1
+        case_dir = run_dir / "cases" / case_slug(case.name) / (f"rep{rep}" if many else "")
+        label = f"[{i}/{len(todo)}] {case.name}" + (f" (run {rep + 1} of {case.settings.repeats})" if many else "")
+        if done.get((case.name, rep)) and done[case.name, rep] == config_digest(case.to_dict()):
             display.line(f"{label}: done in the resumed run, not run again")
             continue
         case_dir.mkdir(parents=True, exist_ok=True)
-        eta = (sum(durations) / len(durations)) * (n - i + 1) if durations else None
+        eta = (sum(durations) / len(durations)) * (len(todo) - i + 1) if durations else None
         started = dt.datetime.now(dt.timezone.utc)
-        load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # a busy host makes timings noise
+        checks = quick_checks()
+        window = HostWindow.start()
         t0 = time.monotonic()
         result = _run_case(case, case_dir, display, label, eta)
         duration = time.monotonic() - t0
+        facts = window.stop()
         durations.append(duration)
         record = {
-            "schema": SCHEMA,
-            "kind": "measured",
-            "suite": suite.name,
-            "run_id": run_id,
-            "case": case.name,
-            "config": case.to_dict(),
-            "status": result["status"],
-            "reason": result.get("reason"),
-            "started_at": started.isoformat(),
-            "duration_s": duration,
-            "metrics": result.get("metrics", {}),
-            "samples": result.get("samples", {}),
-            "env": {**host, "load_avg_1m": load_avg, "backend": case.backend, "device": case.device,
-                    **result.get("env", {})},
+            "schema": SCHEMA, "kind": "measured", "suite": suite.name, "run_id": run_dir.name, "case": case.name,
+            "repeat": rep, "repeats": case.settings.repeats, "config": case.to_dict(),
+            "status": result["status"], "reason": result.get("reason"),
+            "started_at": started.isoformat(), "duration_s": duration,
+            "metrics": result.get("metrics", {}), "samples": result.get("samples", {}),
+            "noise": assess(_samples_of(result), facts) if result["status"] == "ok" else None,
+            "env": {**host, "load_avg_1m": checks.get("load_avg_1m"), "host_checks": checks, "backend": case.backend,
+                    "device": case.device, **result.get("env", {})},
             "log": str((case_dir / "case.log").relative_to(run_dir)),
         }
         if result["status"] == "failed":
@@ -217,31 +200,5 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
             if "failed_rank" in result:
                 record["failed_rank"] = result["failed_rank"]
         append_record(out_file, record)
-        display.line(f"{label}: {_summary(record)} ({duration:.1f} s)")
+        display.line(f"{label}: {summary(record)} ({duration:.1f} s)")
     return run_dir
-
-
-def _summary(record: dict[str, Any]) -> str:
-    if record["status"] != "ok":
-        return f"{record['status']}: {record['reason']}"
-    m = record["metrics"]
-    parts = ["ok"]
-    if "train" in m:
-        parts.append(f"{m['train']['images_per_s']:.1f} img/s train, {m['train']['ms_per_step']['p50']:.1f} ms/step")
-    if "eval" in m:
-        parts.append(f"top-1 {m['eval']['top1']:.1f}%")
-    inf = m.get("inference", {})
-    if "latency_ms" in inf:
-        parts.append(f"latency p50 {inf['latency_ms']['p50']:.2f} ms")
-    if inf.get("throughput"):
-        t = inf["throughput"][-1]
-        parts.append(f"{t['images_per_s']:.1f} img/s at batch {t['batch_size']}")
-    if "accuracy" in inf:
-        parts.append(f"{inf['runtime']} top-1 {inf['accuracy']['top1']:.1f}%")
-    for r in m.get("train", {}).get("resumed", []):
-        parts.append(f"resumed from the checkpoint of step {r['step']}")
-    for split, d in m.get("data", {}).items():
-        if d.get("skipped"):
-            parts.append(f"warning: {d['skipped']} unreadable image files skipped in {split} "
-                         f"(metrics.data.{split}.examples)")
-    return ", ".join(parts)

@@ -92,3 +92,21 @@ def test_smoke_suite_end_to_end(tmp_path):
             assert (run / "cases" / f"gluon_resnet50_v1b-{backend}-cpu-data=tiny" / e["path"]).exists()
         syn = by[backend, "synthetic"]
         assert syn["metrics"]["train"]["timed_steps"] == 10 and len(syn["samples"]["train_step_s"]) == 10
+
+
+def test_doctor_prints_its_findings_and_exits_1_on_an_unfit_host(monkeypatch, capsys):
+    import harness.doctor as doctor
+    from harness.cli import main
+
+    assert main(["doctor", "--interval", "0.1"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "busy processes" in out and "memory" in out and ("unfit" in out or "fit" in out)
+    real = doctor.gather
+
+    def busy(interval, root=None):
+        facts = real(interval, root)
+        facts["load"] = (64.0, 64.0, 64.0)
+        return facts
+    monkeypatch.setattr(doctor, "gather", busy)
+    assert main(["doctor", "--interval", "0.1"]) == 1
+    assert "1-minute load 64.00" in capsys.readouterr().out

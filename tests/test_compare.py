@@ -65,7 +65,7 @@ def test_exit_0_for_two_runs_of_the_same_code_and_1_for_a_30_percent_slowdown(ru
     assert "no regression" in out and "within noise" in out
     assert main(["compare", str(runs["base"]), str(runs["slow"])]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSION (2 of 2 case(s))" in out
+    assert "REGRESSION (2 regression(s), 0 unstable, of 2 case(s))" in out
     assert re.search(r"slower by (2[5-9]|3[0-5])\.\d%", out)  # ~30%: 26 ms against 20 ms
 
 
@@ -106,3 +106,58 @@ def test_small_slowdowns_below_the_effect_size_are_not_regressions():
     assert r.verdict == "ok" and r.p_value < 0.01
     (r,) = compare_runs([rec(1.0)], [rec(1.05)], min_effect=0.04)
     assert r.verdict == "regression"
+
+
+def _write(folder, records):
+    folder.mkdir()
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def test_the_gate_refuses_what_it_cannot_judge(runs, tmp_path, capsys):
+    """Different settings, too few samples, options out of range, another suite: exit 2 with one line; an unstable
+    case is reported as such and exits 2 instead of passing."""
+    other = _records(3, 1.0)
+    other[0]["config"]["settings"]["batch_size"] = 8
+    assert main(["compare", str(runs["base"]), str(_write(tmp_path / "b8", other))]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("harness: error: case c-seed=0: settings.batch_size: 4 in the baseline, 8 in the current run: "
+                           "the runs measure different things (--allow-different-settings to compare them anyway)")
+    assert main(["compare", str(runs["base"]), str(tmp_path / "b8"), "--allow-different-settings"]) == 0
+    two = _records(4, 1.0)
+    for r in two:
+        r["samples"]["train_step_s"] = r["samples"]["train_step_s"][:2]
+    assert main(["compare", str(runs["base"]), str(_write(tmp_path / "two", two))]) == 2
+    assert "2 timed steps in the current run: the gate needs at least 5 per run" in capsys.readouterr().err
+    for option, value in (("--min-effect", "10"), ("--alpha", "0"), ("--top1-tolerance", "-1")):
+        assert main(["compare", str(runs["base"]), str(runs["slow"]), option, value]) == 2
+        assert f"{option} " in capsys.readouterr().err
+    foreign = [{**r, "case": "x" + r["case"]} for r in _records(5, 1.0)]
+    assert main(["compare", str(runs["base"]), str(_write(tmp_path / "foreign", foreign))]) == 2
+    assert "no case in common" in capsys.readouterr().err
+    noisy = _records(6, 3.0)  # 3x slower, but measured on a busy host
+    noisy[0]["noise"] = {"unstable": True, "reasons": ["other processes used 1.02 cores while it ran (limit 0.25)"]}
+    assert main(["compare", str(runs["base"]), str(_write(tmp_path / "noisy", noisy))]) == 1  # the other case
+    noisy[1]["noise"] = noisy[0]["noise"]
+    assert main(["compare", str(runs["base"]), str(_write(tmp_path / "noisy2", noisy))]) == 2
+    out = capsys.readouterr()
+    assert "| unstable" in out.out and "cannot be judged (unstable): c-seed=0" in out.err
+
+
+def test_with_repetitions_the_gate_judges_run_to_run_noise(tmp_path):
+    """Per-step samples of one run each see a drift between runs as significant; per-run values of repetitions
+    do not, and still catch a real slowdown."""
+    def runs_of(scales, seed):
+        out = []
+        for rep, scale in enumerate(scales):
+            for r in _records(seed + rep, scale)[:1]:
+                out.append({**r, "repeat": rep, "repeats": len(scales)})
+        return out
+    base = runs_of([1.0, 1.08, 0.95, 1.03], 10)  # runs of the same code differ by a few percent
+    same = runs_of([1.06, 0.97, 1.02, 1.1], 20)
+    (r,) = compare_runs(base, same)
+    assert r.basis == "runs (4 vs 4)" and r.verdict == "ok", r
+    (one,) = compare_runs(base[1:2], same[3:4])  # one run each: the steps of two runs 2% apart
+    assert one.basis == "steps (20 vs 20)"
+    (slow,) = compare_runs(base, runs_of([1.35, 1.28, 1.31, 1.4], 30))
+    assert slow.verdict == "regression" and slow.change > 0.25

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_report_hides_accuracy_of_synthetic_data_and_labels_varying_settings():
     assert "data=synthetic" in md and "data=tiny" in md
     top1 = next(line for line in md.splitlines() if line.startswith("| top-1"))
     assert "97.00" in top1 and "| 7.00" not in top1 and " 7.00 " not in top1
-    assert "55.00" in top1 and "56.00" in top1  # same backend/device/settings: still two columns
+    assert "55.50 [49.15, 61.85]" in top1  # one configuration measured twice: the mean with its 95% interval
 
 
 def test_frame_has_one_row_per_record():
@@ -123,3 +124,42 @@ def test_report_says_which_optimizer_and_recipe_each_column_ran():
     tc["config"]["settings"].update(optimizer="sgd", recipe="multigrain_sgd")
     row = next(line for line in render_markdown([ms, tc]).splitlines() if line.startswith("| optimizer (recipe)"))
     assert "thor (multigrain_thor)" in row and "sgd (multigrain_sgd)" in row
+
+
+def _runs(backend, ips_values, seeds=(0,), variant=None, unstable=None):
+    out = []
+    for seed in seeds:
+        for rep, ips in enumerate(ips_values):
+            r = _record(f"gluon_resnet50_v1b-{backend}-cpu-seed={seed}", backend, "cpu", ips=ips, data="tiny",
+                        top1=60.0 + 5 * seed + rep, variant={"seed": seed, **(variant or {})})
+            r["config"]["settings"]["seed"] = seed
+            r.update(repeat=rep, repeats=len(ips_values))
+            if unstable:
+                r["noise"] = {"unstable": True, "reasons": [unstable]}
+            out.append(r)
+    return out
+
+
+def test_every_backend_ratio_carries_its_confidence_interval():
+    md = render_markdown(_runs("torch", [100.0, 102.0, 98.0]) + _runs("mindspore", [81.0, 80.0, 82.5]))
+    row = next(line for line in md.splitlines() if "mindspore / torch" in line)
+    from scipy import stats as st
+
+    ci = st.ttest_ind(np.log([81.0, 80.0, 82.5]), np.log([100.0, 102.0, 98.0]), equal_var=False).confidence_interval()
+    assert f"81.0 / 100.0 = 0.81x [{math.exp(ci.low):.2f}, {math.exp(ci.high):.2f}]" in row and "| 3 / 3 " in row
+    md = render_markdown(_runs("torch", [100.0, 120.0, 85.0]) + _runs("mindspore", [104.0, 90.0, 115.0]))
+    row = next(line for line in md.splitlines() if "mindspore / torch" in line)
+    assert "1.04x [" in row and ": no measurable difference" in row
+    md = render_markdown(_runs("torch", [100.0]) + _runs("mindspore", [125.0]))
+    row = next(line for line in md.splitlines() if "mindspore / torch" in line)
+    assert "125.0 / 100.0 = 1.25x (single run)" in row
+
+
+def test_accuracy_over_seeds_is_a_mean_with_its_interval_and_unstable_runs_are_marked():
+    recs = _runs("torch", [100.0, 101.0], seeds=(0, 1, 2, 3),
+                 unstable="other processes used 1.02 cores while it ran (limit 0.25)")
+    md = render_markdown(recs)
+    top1 = next(line for line in md.splitlines() if line.startswith("| top-1"))
+    assert "68.00 [" in top1  # 8 runs: seeds 0-3 (60, 65, 70, 75) x repetitions (+0, +1): mean 68.0
+    assert re.search(r"\| runs \(median \[95% CI\]\) +\| 8 ", md)
+    assert "8 of 8: other processes used 1.02 cores" in md and "## Unstable measurements" in md

@@ -264,13 +264,43 @@ def test_resume_refuses_a_folder_that_is_not_a_run_of_this_suite(tmp_path, fake_
 
     run_dir, _ = run(tmp_path, [0])
     suite = load_suite(tmp_path / "fake.yaml")
-    assert resume_target(run_dir, suite) == (tmp_path / "results", "r1")
+    assert resume_target(run_dir, suite) == run_dir
     with pytest.raises(HarnessError, match=r"--resume .*nowhere: not a run folder \(no run.json\)"):
         resume_target(tmp_path / "nowhere", suite)
     other = tmp_path / "other.yaml"
     other.write_text((tmp_path / "fake.yaml").read_text() + "name: other\n")
     with pytest.raises(HarnessError, match="that run is of suite 'fake', not 'other'"):
         resume_target(run_dir, load_suite(other))
+
+
+def test_resume_works_on_the_folder_it_is_given_wherever_it_lives(tmp_path, fake_backend, monkeypatch):
+    import shutil
+
+    from harness.cli import main
+
+    run_dir, _ = run(tmp_path, [0, 1], plan={"1": "raise"}, monkeypatch=monkeypatch)
+    moved = tmp_path / "elsewhere" / "copied-run"
+    shutil.copytree(run_dir, moved)
+    shutil.rmtree(tmp_path / "results")
+    monkeypatch.setenv("HARNESS_FAKE_PLAN", "{}")
+    assert main(["run", str(tmp_path / "fake.yaml"), "--resume", str(moved), "--no-report", "--quiet"]) == 0
+    records = read_records(moved / "results.jsonl")
+    assert [(r["case"][-6:], r["status"]) for r in records] == [("seed=0", "ok"), ("seed=1", "failed"),
+                                                                ("seed=1", "ok")]
+    assert not (tmp_path / "results").exists()  # nothing started anywhere else
+
+
+def test_repeats_run_in_fresh_processes_interleaved_and_flag_their_noise(tmp_path, fake_backend):
+    run_dir, records = run(tmp_path, [0, 1], repeats=2)
+    assert [(r["case"][-6:], r["repeat"], r["repeats"]) for r in records] == [
+        ("seed=0", 0, 2), ("seed=1", 0, 2), ("seed=0", 1, 2), ("seed=1", 1, 2)]  # round by round
+    pids = {r["case"] + str(r["repeat"]): (case_dir(run_dir, int(r["case"][-1])) / f"rep{r['repeat']}" / "pid")
+            .read_text() for r in records}
+    assert len(set(pids.values())) == 4  # each run its own process
+    for r in records:
+        noise = r["noise"]
+        assert set(noise) >= {"cv", "drift", "other_cores_busy", "steal_share", "unstable", "reasons"}
+        assert r["env"]["host_checks"]["cpu_count"] == os.cpu_count()
 
 
 def test_device_out_of_memory_is_recorded_as_such(tmp_path, fake_backend, monkeypatch):

@@ -1,0 +1,66 @@
+"""Measurements that flag their own noise: per case, how steady its steps were and what else the host did.
+
+A case is *unstable* when any of these passes its threshold (the reasons are kept in the record, printed on the
+terminal line and shown by the report; ``harness compare`` refuses to judge it):
+
+* ``cv``: coefficient of variation of the timed step times (stdev / mean) above :data:`CV_MAX`;
+* ``drift``: the median step of the second half of the timed steps against the first, off by more than
+  :data:`DRIFT_MAX` (clocks ramping, thermal throttling, a cache warming, another job starting);
+* ``other_cores_busy``: CPU time other processes used while the case ran, as cores busy on average, above
+  :data:`OTHER_CORES_MAX` (a second framework process on a 2-core machine slows both many times over);
+* ``steal_share``: CPU time the hypervisor took from this VM, as a share of the case's CPU capacity, above
+  :data:`STEAL_MAX`.
+
+The load average and the CPU governor are recorded, not judged: the load average still holds the previous
+case's own work for a minute, and many VMs expose no governor.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CV_MAX", "DRIFT_MAX", "OTHER_CORES_MAX", "STEAL_MAX", "MIN_STEPS_FOR_SPREAD", "assess"]
+
+CV_MAX = 0.15
+DRIFT_MAX = 0.10
+OTHER_CORES_MAX = 0.25
+STEAL_MAX = 0.02
+#: Fewer timed steps than this say nothing about spread or drift (not judged).
+MIN_STEPS_FOR_SPREAD = 6
+
+
+def _steps(samples: Sequence[float]) -> dict[str, float | None]:
+    a = np.asarray([s for s in samples if s is not None and math.isfinite(s)], dtype=float)
+    if a.size < MIN_STEPS_FOR_SPREAD or a.mean() <= 0:
+        return {"cv": None, "drift": None}
+    half = a.size // 2
+    first, second = float(np.median(a[:half])), float(np.median(a[half:]))
+    return {"cv": float(a.std(ddof=1) / a.mean()), "drift": second / first - 1 if first > 0 else None}
+
+
+def assess(samples: Sequence[float], host: dict[str, Any] | None) -> dict[str, Any]:
+    """The noise facts of one case (its timed step samples, and the host window the runner measured around it) and
+    whether it is unstable, with one reason per threshold passed."""
+    out: dict[str, Any] = {**_steps(samples)}
+    host = host or {}
+    for key in ("other_cores_busy", "other_cpu_s", "steal_s", "wall_s", "load_avg_1m", "cpu_count", "governor"):
+        if key in host:
+            out[key] = host[key]
+    cores, wall = host.get("cpu_count") or 0, host.get("wall_s") or 0
+    out["steal_share"] = host["steal_s"] / (cores * wall) if host.get("steal_s") is not None and cores and wall else None
+    reasons = []
+    if out["cv"] is not None and out["cv"] > CV_MAX:
+        reasons.append(f"step times vary: CV {out['cv']:.0%} > {CV_MAX:.0%}")
+    if out["drift"] is not None and abs(out["drift"]) > DRIFT_MAX:
+        reasons.append(f"steps drift: second half {out['drift']:+.0%} against the first (limit {DRIFT_MAX:.0%})")
+    busy = out.get("other_cores_busy")
+    if busy is not None and busy > OTHER_CORES_MAX:
+        reasons.append(f"other processes used {busy:.2f} cores while it ran (limit {OTHER_CORES_MAX})")
+    if out["steal_share"] is not None and out["steal_share"] > STEAL_MAX:
+        reasons.append(f"the hypervisor stole {out['steal_share']:.1%} of the CPU (limit {STEAL_MAX:.0%})")
+    out["unstable"] = bool(reasons)
+    out["reasons"] = reasons
+    return out

@@ -1,0 +1,73 @@
+"""The seeds' layout: measured numbers beside the published ones, with the difference."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .config import has_accuracy
+from .frame import ACCURACY
+
+__all__ = ["PUBLISHED_ROWS", "DEVICE_ORDER", "published_tables", "fmt_value"]
+
+#: Rows of the seed-layout tables (the seeds' "parameter rows x hardware columns").
+PUBLISHED_ROWS = (
+    ("top-1 (%)", "eval_top1", "{:.2f}"),
+    ("top-5 (%)", "eval_top5", "{:.2f}"),
+    ("train ms/step", "train_ms_mean", "{:.1f}"),
+    ("train images/s", "train_images_per_s", "{:.1f}"),
+    ("total training time (h)", "train_total_h", "{:.1f}"),
+    ("inference latency (ms)", "infer_latency_ms", "{:.3f}"),
+    ("inference images/s", "infer_images_per_s", "{:.1f}"),
+)
+DEVICE_ORDER = {"ascend": 0, "gpu": 1, "cpu": 2}
+
+
+def _hardware(row: pd.Series) -> tuple[Any, ...]:
+    """The column a record belongs to in a seed-layout table: backend, device, device count, scenario kind."""
+    kind = "inference" if row.get("cfg.scenario") == "inference" else "train"
+    return (DEVICE_ORDER.get(row["device"], 9), row["device"], int(row.get("devices") or 1), row["backend"], kind)
+
+
+def fmt_value(fmt: str, v: Any) -> str:
+    return fmt.format(v) if v is not None and pd.notna(v) else ""
+
+
+def published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
+    """Per model with published figures: measured beside published, with the difference."""
+    out: list[str] = []
+    for model, pub in refs.groupby("model", sort=True):
+        meas = measured[measured["model"] == model]
+        columns: dict[str, list[str]] = {}
+        keys = sorted({_hardware(r) for _, r in pub.iterrows()} | {_hardware(r) for _, r in meas.iterrows()})
+        for key in keys:
+            _, device, devices, backend, kind = key
+            p_rows = [r for _, r in pub.iterrows() if _hardware(r) == key]
+            m_rows = [r for _, r in meas.iterrows() if _hardware(r) == key]
+            variants = [str(r.get("framework_version") or "") for r in p_rows] or [""]
+            for i, p in enumerate(p_rows or [None]):
+                cells = []
+                for _label, col, fmt in PUBLISHED_ROWS:
+                    pv = p.get(col) if p is not None else None
+                    mv = next((r.get(col) for r in m_rows if r.get(col) is not None and pd.notna(r.get(col))
+                               and not (col in ACCURACY and not has_accuracy({"data": r.get("cfg.data")}))), None)
+                    if pv is None or pd.isna(pv):
+                        cells.append(fmt_value(fmt, mv))
+                    elif mv is None:
+                        cells.append(f"— · pub {fmt_value(fmt, pv)}")
+                    else:
+                        cells.append(f"{fmt_value(fmt, mv)} · pub {fmt_value(fmt, pv)} · Δ {100 * (mv - pv) / pv:+.1f}%")
+                suffix = " inference" if kind == "inference" else ""
+                if p is not None:
+                    label = f"{p.get('device_model') or device} ×{devices}{suffix}<br>{p.get('framework')} {variants[i]}"
+                    if m_rows:
+                        label += f"<br>measured: {backend} on {m_rows[0].get('device_model') or device}"
+                else:
+                    label = f"{device} ×{devices}{suffix}<br>{backend} (measured only)"
+                columns[label] = cells
+        table = pd.DataFrame(columns, index=[label for label, _, _ in PUBLISHED_ROWS])
+        table = table[(table != "").any(axis=1)]
+        files = ", ".join(sorted({f for f in pub["source"].dropna()}))
+        out += [f"### {model}", "", f"Published: {files} (reference records, not measured here).", "",
+                table.to_markdown(tablefmt="github", disable_numparse=True), ""]
+    return out

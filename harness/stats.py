@@ -1,0 +1,95 @@
+"""Uncertainty of a number measured several times: run-to-run noise, from repetitions in fresh processes.
+
+Per-step samples of one run are autocorrelated and miss what changes between runs (placement, clocks, caches,
+other processes), so a case's throughput and a ratio of two cases get their confidence intervals from
+*repetitions*, one value per run:
+
+* a throughput (or any positive rate): the median of the runs, with a 95% interval from Student's t over the
+  runs' logarithms (run-to-run noise is multiplicative), mapped back;
+* a ratio of two such cases: the ratio of their medians, with Welch's t interval of the difference of the log
+  means, mapped back (``scipy.stats.ttest_ind(..., equal_var=False).confidence_interval``);
+* an accuracy over seeds: the mean, with Student's t interval.
+
+With a single run there is no interval: the value is shown as a single run.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as st
+
+__all__ = ["Estimate", "rate", "ratio", "mean_ci", "CONFIDENCE"]
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its interval (``lo``/``hi`` None for a single run) and how many runs it rests on."""
+
+    value: float
+    lo: float | None
+    hi: float | None
+    n: int
+
+    @property
+    def has_ci(self) -> bool:
+        return self.lo is not None
+
+    def includes(self, x: float) -> bool:
+        return self.lo is not None and self.lo <= x <= self.hi
+
+    def fmt(self, spec: str = "{:.2f}", suffix: str = "") -> str:
+        if not self.has_ci:
+            return spec.format(self.value) + suffix + (" (1 run)" if self.n == 1 else "")
+        return f"{spec.format(self.value)}{suffix} [{spec.format(self.lo)}, {spec.format(self.hi)}]"
+
+
+def _finite(values: Sequence[float], positive: bool = False) -> np.ndarray:
+    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    return a[a > 0] if positive else a
+
+
+def rate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate | None:
+    """The median of positive per-run values, with a t interval over their logs."""
+    a = _finite(values, positive=True)
+    if a.size == 0:
+        return None
+    med = float(np.median(a))
+    if a.size < 2:
+        return Estimate(med, None, None, int(a.size))
+    logs = np.log(a)
+    half = st.t.ppf(0.5 + confidence / 2, a.size - 1) * logs.std(ddof=1) / math.sqrt(a.size)
+    centre = logs.mean()
+    return Estimate(med, float(math.exp(centre - half)), float(math.exp(centre + half)), int(a.size))
+
+
+def ratio(a_values: Sequence[float], b_values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate | None:
+    """``a / b`` for positive per-run values: the ratio of medians, with Welch's t interval over the logs."""
+    a, b = _finite(a_values, positive=True), _finite(b_values, positive=True)
+    if a.size == 0 or b.size == 0:
+        return None
+    value = float(np.median(a) / np.median(b))
+    n = int(min(a.size, b.size))
+    if a.size < 2 or b.size < 2:
+        return Estimate(value, None, None, n)
+    la, lb = np.log(a), np.log(b)
+    if la.std(ddof=1) == 0 and lb.std(ddof=1) == 0:  # identical runs: no spread to speak of
+        return Estimate(value, value, value, n)
+    ci = st.ttest_ind(la, lb, equal_var=False).confidence_interval(confidence_level=confidence)
+    return Estimate(value, float(math.exp(ci.low)), float(math.exp(ci.high)), n)
+
+
+def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate | None:
+    """The mean with Student's t interval (accuracy over seeds)."""
+    a = _finite(values)
+    if a.size == 0:
+        return None
+    m = float(a.mean())
+    if a.size < 2:
+        return Estimate(m, None, None, int(a.size))
+    half = st.t.ppf(0.5 + confidence / 2, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size)
+    return Estimate(m, m - float(half), m + float(half), int(a.size))
