@@ -27,6 +27,7 @@ from .contract import (check_counts, check_export, check_info, check_logits, che
 from .data import PAD_LABEL
 from .models import MODELS, get_model
 from .plugins import load_backend
+from .scenarios.export import batch_template, export_stem
 
 __all__ = ["check_backend", "run_checks", "tiny_case"]
 
@@ -179,7 +180,7 @@ def _inference_checks(checks: Checks, hook: Any, name: str, case: Case, dev: Any
                 path = None
                 if fmt and exports:
                     out = check_export(name, fmt, hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
-                                                                      path=os.path.abspath(f"i_{runtime}_b{b}"),
+                                                                      path=os.path.abspath(export_stem(f"{runtime}_{fmt}", b)),
                                                                       batch=b))
                     path = os.path.abspath(out["path"])
                 elif fmt:
@@ -217,9 +218,9 @@ def _export_here(source: str, device: str, model: str, fmt: str, folder: str) ->
     paths = {}
     for b in _BATCHES:
         out = hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
-                                  path=os.path.join(folder, f"model_b{b}"), batch=b)
+                                  path=os.path.join(folder, export_stem(fmt, b)), batch=b)
         paths[b] = os.path.join(folder, out["path"])
-    return {"template": paths[_BATCHES[0]].replace(f"_b{_BATCHES[0]}.", "_b{batch}.")}
+    return {"template": batch_template(paths[_BATCHES[0]], _BATCHES[0])}
 
 
 def check_backend(name: str, device: str = "cpu", model: str | None = None, export_from: str = "torch",

@@ -310,6 +310,20 @@ def harness_write_checkpoint(weights: dict[str, Any], path: str) -> str:
     """
 
 
+@hookspec(firstresult=True)
+def harness_events(device: Any) -> Any:
+    """Device-event timing for a device that runs asynchronously (CUDA, Ascend NPU), or None for host timing.
+
+    Returns an object with ``record()``: an event recorded in the device's queue without blocking the host
+    (``torch.cuda.Event(enable_timing=True).record()``, torch_npu's ``torch.npu.Event``, MindSpore's
+    ``mindspore.runtime.Event``), and ``elapsed(start, end)``: the seconds the device took between two such events,
+    called only after ``harness_synchronize``. With it, the core brackets each timed step by two events and
+    synchronises only at the ends of the timed region, so the host keeps queueing while the device works; the
+    record says which timing was used (``metrics.timing``). Optional: without it (or on CPU, where it returns
+    None) every timed step is bracketed by ``harness_synchronize`` on the host clock. First non-None result wins.
+    """
+
+
 @hookspec
 def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     """Facts about the software and device for the result record.

@@ -9,9 +9,17 @@
   when it did work it returns True and the device is settled again before the next timed step, or
   :data:`STOP` to end the loop.
 * Progress goes to the parent between steps.
+
+On a device that runs asynchronously (CUDA, Ascend NPU) a host synchronisation around every step would stop
+the host from queueing the next step while the device works, so the timing itself would cost throughput. There,
+when the backend offers device events (``harness_events``), each timed step is bracketed by two events recorded
+in the device's queue without blocking the host; the device is synchronised only at the ends of the timed region
+(and before work between steps that needs the samples, :meth:`TimedLoop.flush`), and each sample is the time the
+device took between its two events.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,8 +46,43 @@ class TimedLoop:
     reports between steps."""
 
     def __init__(self, sync: Callable[[], Any], progress: Callable[..., None] = lambda *a, **k: None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        self.sync, self.progress, self.clock = sync, progress, clock
+                 clock: Callable[[], float] = time.perf_counter, events: Any = None) -> None:
+        self.sync, self.progress, self.clock, self.events = sync, progress, clock, events
+        self._pending: list[tuple[Any, Any]] = []  # device events of timed steps not yet read
+        #: ``HARNESS_GATE_SLOWDOWN=0.3`` makes every host-timed step 30% slower: how benchmarks/gate checks that
+        #: ``harness compare`` catches a real slowdown. Never set it otherwise.
+        self.slowdown = float(os.environ.get("HARNESS_GATE_SLOWDOWN") or 0)
+        self._into: list[float] = []
+
+    @property
+    def timing(self) -> str:
+        return "device events" if self.events is not None else "host clock"
+
+    def flush(self) -> None:
+        """Read the pending device events into the samples (after one synchronisation)."""
+        if self._pending:
+            self.sync()
+            self._into.extend(float(self.events.elapsed(a, b)) for a, b in self._pending)
+            self._pending.clear()
+
+    def _timed(self, step: Callable[[int], Any], i: int, settle: bool, out: Timed) -> float:
+        """One timed step; returns the host seconds it took (with events: to queue it)."""
+        if self.events is not None:
+            t0 = self.clock()
+            start = self.events.record()
+            step(i)
+            self._pending.append((start, self.events.record()))
+            return self.clock() - t0
+        if settle:
+            self.sync()
+        t0 = self.clock()
+        step(i)
+        self.sync()
+        if self.slowdown:  # a known slowdown injected inside the timed interval (benchmarks/gate only)
+            time.sleep((self.clock() - t0) * self.slowdown)
+        dt = self.clock() - t0
+        out.samples.append(dt)
+        return dt
 
     def first(self, call: Callable[[], Any]) -> float:
         """Seconds of ``call()`` alone, the device idle before and after."""
@@ -68,6 +111,7 @@ class TimedLoop:
         Samples are appended to ``samples`` when given (a run resumed from a checkpoint goes on with its list).
         """
         out = Timed(samples=[] if samples is None else samples)
+        self._into = out.samples
         i = start
         total_s, runs = 0.0, 0
 
@@ -91,20 +135,17 @@ class TimedLoop:
                 self.progress("warmup", i, timed_from)
                 settle = self._after(after, i, out) or i == timed_from
             else:
-                if settle:
+                if settle and self.events is not None:
+                    self.flush()
                     self.sync()
-                t0 = self.clock()
-                step(i)
-                self.sync()
-                dt = self.clock() - t0
-                out.samples.append(dt)
-                total_s += dt
+                total_s += self._timed(step, i, bool(settle), out)
                 runs += 1
                 i += 1
                 self.progress(phase, i - timed_from, (stop - timed_from) if stop is not None else max(min_runs, i))
                 settle = self._after(after, i, out)
             if settle is STOP:
                 break
+        self.flush()
         out.done = i - start
         return out
 

@@ -8,6 +8,7 @@ phase, so a failure later in the case keeps what was already measured.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -54,6 +55,24 @@ def _load_weights(hook: Any, case: Case, model: Any) -> None:
         raise HarnessError(f"'{path}': {exc}") from None
 
 
+#: Thread-pool variables the core sets alike for every framework (before the backend is imported).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _same_threads(case: Case, ranks_here: int) -> tuple[Case, dict[str, Any]]:
+    """Every framework gets the same thread count: ``threads``, else this process's share of the CPUs it may run
+    on (its affinity, split among the ranks on this node), in the case's settings (each backend applies it to its
+    own pools) and in the OpenMP/BLAS variables (unless already set, e.g. by a launcher). Returns the case and
+    what was set, for the record."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    threads = case.settings.threads or max(1, len(cpus) // max(1, ranks_here))
+    for var in THREAD_VARIABLES:
+        os.environ.setdefault(var, str(threads))
+    case = dataclasses.replace(case, settings=dataclasses.replace(case.settings, threads=threads))
+    return case, {"threads": threads, "affinity_cpus": len(cpus),
+                  **{var.lower(): os.environ[var] for var in THREAD_VARIABLES}}
+
+
 def _failure(exc: BaseException, phase: str, device: str) -> dict[str, Any]:
     """The status and one-line reason for what ended the case; the traceback goes to the log for bugs only."""
     if isinstance(exc, Unsupported):  # includes DeviceUnavailable
@@ -83,6 +102,8 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
     ctx = Context(case=case, hook=None, info={}, device=None, model=None, place=where, result=result,
                   progress=Progress() if where.rank == 0 else (lambda *a, **k: None), result_path=result_path)
     t_init = time.perf_counter()
+    case, result["env"]["threads_set"] = _same_threads(case, max(1, where.world // case.settings.nodes))
+    ctx.case = case
     try:
         scenario = get_scenario(case.settings.scenario)
         ctx.hook = hook = load_backend(case.backend).hook

@@ -136,9 +136,6 @@ KNOWN_GAPS = {
     ("mindspore", "test_train_step_save_and_load_go_on_exactly", REPEATED):
         (("MindSpore 2.10's ops.rand (Multigrain's sampling noise) does not follow mindspore.get_rng_state/"
           "set_rng_state, which TrainStep.save/load keep, so a resumed run draws other noise"), False),
-    ("mindspore", "test_export_refuses_an_unknown_format_naming_the_declared_ones", None):
-        (("harness_mindspore.export passes an unknown format on to mindspore.export (ValueError) instead of a "
-          "HarnessError naming its formats"), True),
 }
 
 

@@ -100,7 +100,7 @@ def test_doctor_prints_its_findings_and_exits_1_on_an_unfit_host(monkeypatch, ca
 
     assert main(["doctor", "--interval", "0.1"]) in (0, 1)
     out = capsys.readouterr().out
-    assert "busy processes" in out and "memory" in out and ("unfit" in out or "fit" in out)
+    assert "busy process" in out and "memory" in out and ("unfit" in out or "fit" in out)
     real = doctor.gather
 
     def busy(interval, root=None):

@@ -69,3 +69,61 @@ def test_prime_times_the_first_call_and_settles_after_the_warmup():
     first = TimedLoop(r.sync, clock=r.clock).prime(lambda: r.step(0), 3)
     assert first == 1.0
     assert r.log == ["sync", "step0", "sync", "step0", "step0", "sync"]
+
+
+class AsyncDevice:
+    """A device that runs queued work in order on its own clock, as a CUDA stream does: the host only queues
+    (``step``: 1 ms of host time, 20 ms of device work); events are marks in the queue; ``sync`` waits for it."""
+
+    def __init__(self) -> None:
+        self.host = 0.0  # the host's clock
+        self.device = 0.0  # when the device has finished everything queued so far
+        self.syncs = 0
+
+    def clock(self) -> float:
+        return self.host
+
+    def step(self, i: int) -> None:
+        self.host += 0.001
+        self.device = max(self.device, self.host) + 0.020
+
+    def sync(self) -> None:
+        self.syncs += 1
+        self.host = max(self.host, self.device)
+
+    def record(self) -> float:  # an event: when the device reaches this point of its queue
+        self.device = max(self.device, self.host)
+        return self.device
+
+    @staticmethod
+    def elapsed(start: float, end: float) -> float:
+        return end - start
+
+
+def test_device_events_time_the_device_and_synchronise_only_at_the_edges():
+    dev = AsyncDevice()
+    t = TimedLoop(dev.sync, clock=dev.clock, events=dev).run(dev.step, 0, 12, timed_from=2)
+    assert t.first_s == pytest.approx(0.021) and len(t.samples) == 10
+    # the device's time per step: once the queue is primed, the host's queueing overlaps the device's work
+    assert t.samples == pytest.approx([0.021] + [0.020] * 9)
+    assert dev.syncs == 4  # the first step's two edges, before the timed region, and its end: never per step
+    host = AsyncDevice()
+    h = TimedLoop(host.sync, clock=host.clock).run(host.step, 0, 12, timed_from=2)
+    assert h.samples == pytest.approx([0.021] * 10) and host.syncs == 13  # a sync per timed step
+
+
+def test_work_between_steps_reads_the_pending_events_first():
+    dev = AsyncDevice()
+    loop = TimedLoop(dev.sync, clock=dev.clock, events=dev)
+    seen = []
+
+    def after(i: int):
+        if i == 6:
+            loop.flush()
+            seen.append(len(out))
+            return True
+        return False
+
+    out: list[float] = []
+    loop.run(dev.step, 0, 10, first_alone=False, after=after, samples=out)
+    assert seen == [6] and len(out) == 10

@@ -47,6 +47,10 @@ def test_record_fields_and_layout(tmp_path, fake_backend):
     assert run_dir == tmp_path / "results" / "fake" / "r1"
     assert rec["schema"] == SCHEMA and rec["status"] == "ok" and rec["reason"] is None
     assert rec["config"]["settings"]["batch_size"] == 4 and rec["config"]["backend"] == "fake"
+    # the same threads for every framework: the CPUs this process may use, unless the case says otherwise
+    threads = rec["env"]["threads_set"]
+    assert threads["threads"] == threads["affinity_cpus"] == len(os.sched_getaffinity(0))
+    assert threads["omp_num_threads"] == os.environ.get("OMP_NUM_THREADS", str(threads["threads"]))
     train = rec["metrics"]["train"]
     assert train["timed_steps"] == 5 and len(rec["samples"]["train_step_s"]) == 5
     assert set(train["ms_per_step"]) >= {"mean", "p50", "p90", "p99", "stdev", "count"}

@@ -45,7 +45,12 @@ class Context:
         return self.result["samples"]
 
     def loop(self) -> TimedLoop:
-        return TimedLoop(lambda: self.hook.harness_synchronize(device=self.device), self.progress)
+        """The timed loop on this case's device: device events where the backend offers them (asynchronous
+        devices), the host clock otherwise; the record says which (``metrics.timing``)."""
+        events = self.hook.harness_events(device=self.device) if self.hook.harness_events.get_hookimpls() else None
+        loop = TimedLoop(lambda: self.hook.harness_synchronize(device=self.device), self.progress, events=events)
+        self.metrics["timing"] = loop.timing
+        return loop
 
     def save(self) -> None:
         """Write the result as it stands (after each phase, so a later failure keeps what was measured)."""

@@ -107,6 +107,7 @@ def _train(ctx: Context) -> None:
     def after(i: int) -> Any:
         if store is None or not store.due(i, total) or i == total:
             return False
+        loop.flush()  # the samples so far go into the checkpoint
         if not to_host():
             return STOP  # diverged: recorded below, no checkpoint past the NaN
         progress("checkpoint", i, total, force=True)

@@ -56,6 +56,8 @@ def _export(net: nn.Cell, x: np.ndarray, path: str, fmt: str) -> str:
 
 
 def export_model(case: Case, net: nn.Cell, device: Any, fmt: str, path: str, batch: int | None = None) -> dict[str, Any]:
+    if fmt not in FORMATS:  # a suite is refused at load; this is for a direct call (the hook's contract)
+        raise HarnessError(f"export format '{fmt}' is not supported by the mindspore backend ({', '.join(FORMATS)})")
     target = ms.get_context("device_target")
     if fmt == "air" and target != "Ascend":
         raise Unsupported(f"{case.device}: AIR export needs an Ascend device (this is {target})")

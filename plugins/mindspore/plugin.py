@@ -147,6 +147,27 @@ def harness_synchronize(device: Any) -> bool:
     return True
 
 
+class _Events:
+    """``mindspore.runtime.Event`` (Ascend and GPU), recorded in the current stream without blocking the host."""
+
+    @staticmethod
+    def record() -> Any:
+        event = ms.runtime.Event(enable_timing=True)
+        event.record()
+        return event
+
+    @staticmethod
+    def elapsed(start: Any, end: Any) -> float:
+        return start.elapsed_time(end) / 1e3  # milliseconds
+
+
+@hookimpl
+def harness_events(device: Any) -> _Events | None:
+    if ms.get_context("device_target") in ("Ascend", "GPU"):
+        return _Events()
+    return None  # CPU: synchronous, the host clock is right
+
+
 @hookimpl
 def harness_device_memory(device: Any) -> int | None:
     if _target(device) == "CPU":
@@ -219,4 +240,4 @@ def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     status = _device_status(case.device)
     return {"framework": "MindSpore", "framework_version": ms.__version__, "backend_version": __version__,
             "device_model": status["model"], "device_count": status["count"], "mindspore_mode": device["mode"],
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "mindspore_threads": case.settings.threads}

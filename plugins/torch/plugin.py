@@ -154,6 +154,32 @@ def harness_synchronize(device: torch.device) -> bool:
     return True
 
 
+class _Events:
+    """CUDA or NPU events (``torch.cuda.Event`` / torch_npu's ``torch.npu.Event``), recorded in the current stream
+    without blocking the host."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def record(self) -> Any:
+        event = self.module.Event(enable_timing=True)
+        event.record()
+        return event
+
+    @staticmethod
+    def elapsed(start: Any, end: Any) -> float:
+        return start.elapsed_time(end) / 1e3  # milliseconds
+
+
+@hookimpl
+def harness_events(device: torch.device) -> _Events | None:
+    if device.type == "cuda":
+        return _Events(torch.cuda)
+    if device.type == "npu":
+        return _Events(torch.npu)
+    return None  # CPU: synchronous, the host clock is right
+
+
 @hookimpl
 def harness_device_memory(device: torch.device) -> int | None:
     if device.type == "cuda":

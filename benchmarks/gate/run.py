@@ -1,0 +1,71 @@
+"""Measure the regression gate on this machine: false alarms and caught slowdowns.
+
+For each of ``--pairs`` rounds it runs the suite (a baseline), runs it again with the same code (``harness compare``
+must not fire: a false alarm when it does) and once more with a 30% slowdown injected inside every timed step
+(``HARNESS_GATE_SLOWDOWN``; the gate must fire: caught). Exit 2 from the gate (a case it could not judge, e.g.
+unstable) is counted apart. Goals: false alarms <= 1 of 10, caught >= 9 of 10. Not a test: it takes a while and its
+figures belong in a note, with the machine and the load it ran under.
+
+    python benchmarks/gate/run.py --pairs 10 --suite suites/ci_small.yaml
+    python benchmarks/gate/run.py --pairs 3 --suite suites/ci_small.yaml --only 'gluon*' --set repeats=3
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def harness(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=REPO)
+
+
+def run(suite: str, results: Path, run_id: str, extra: list[str], slowdown: float = 0.0) -> Path:
+    out = harness("run", suite, "--results", str(results), "--run-id", run_id, "--quiet", "--no-report", *extra,
+                  env={"HARNESS_GATE_SLOWDOWN": str(slowdown)} if slowdown else None)
+    if out.returncode not in (0, 1):
+        sys.exit(f"gate benchmark: harness run failed ({out.returncode}): {out.stderr.strip()[-400:]}")
+    return next(results.glob(f"*/{run_id}"))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=10)
+    p.add_argument("--suite", default="suites/ci_small.yaml")
+    p.add_argument("--only", action="append", default=[], help="case glob (harness run --only)")
+    p.add_argument("--set", action="append", default=[], help="setting override (harness run --set)")
+    p.add_argument("--slowdown", type=float, default=0.3)
+    args = p.parse_args()
+    extra = [a for o in args.only for a in ("--only", o)] + [a for s in args.set for a in ("--set", s)]
+    counts = {"false alarm": 0, "same: unjudgeable": 0, "caught": 0, "slow: unjudgeable": 0}
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="harness-gate-") as tmp:
+        results = Path(tmp)
+        for i in range(args.pairs):
+            base = run(args.suite, results, f"base{i}", extra)
+            same = run(args.suite, results, f"same{i}", extra)
+            slow = run(args.suite, results, f"slow{i}", extra, args.slowdown)
+            rc_same = harness("compare", str(base), str(same)).returncode
+            rc_slow = harness("compare", str(base), str(slow)).returncode
+            counts["false alarm"] += rc_same == 1
+            counts["same: unjudgeable"] += rc_same == 2
+            counts["caught"] += rc_slow == 1
+            counts["slow: unjudgeable"] += rc_slow == 2
+            print(f"round {i + 1}/{args.pairs}: same code -> exit {rc_same}, {args.slowdown:.0%} slower -> exit "
+                  f"{rc_slow} ({time.monotonic() - start:.0f} s)", flush=True)
+    n = args.pairs
+    print(f"\nfalse alarms: {counts['false alarm']} of {n} (goal <= {n // 10}); caught: {counts['caught']} of {n} "
+          f"(goal >= {n - n // 10}); not judged (unstable): {counts['same: unjudgeable']} same-code, "
+          f"{counts['slow: unjudgeable']} slowed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
