@@ -11,6 +11,11 @@ terminal line and shown by the report; ``harness compare`` refuses to judge it):
 * ``steal_share``: CPU time the hypervisor took from this VM, as a share of the case's CPU capacity, above
   :data:`STEAL_MAX`.
 
+The step-time limits are wide on purpose: a quiet 2-core CPU run of 7-10 eval steps (MindSpore, 64 px) showed a
+CV of up to 16% and a drift of up to 15% between its halves with nothing else running, while a host shared with
+another framework process shows CVs near 90%; the CPU-time criterion is the robust one. With fewer than
+:data:`MIN_STEPS_FOR_SPREAD` timed steps spread and drift are not judged.
+
 The load average and the CPU governor are recorded, not judged: the load average still holds the previous
 case's own work for a minute, and many VMs expose no governor.
 """
@@ -24,12 +29,12 @@ import numpy as np
 
 __all__ = ["CV_MAX", "DRIFT_MAX", "OTHER_CORES_MAX", "STEAL_MAX", "MIN_STEPS_FOR_SPREAD", "assess"]
 
-CV_MAX = 0.15
-DRIFT_MAX = 0.10
+CV_MAX = 0.25
+DRIFT_MAX = 0.20
 OTHER_CORES_MAX = 0.25
 STEAL_MAX = 0.02
 #: Fewer timed steps than this say nothing about spread or drift (not judged).
-MIN_STEPS_FOR_SPREAD = 6
+MIN_STEPS_FOR_SPREAD = 10
 
 
 def _steps(samples: Sequence[float]) -> dict[str, float | None]:
