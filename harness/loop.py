@@ -25,10 +25,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TimedLoop", "Timed", "STOP"]
+__all__ = ["TimedLoop", "Timed", "STOP", "StreamEvents"]
 
 #: Returned by ``after`` to end the loop early (a target reached, a run diverged).
 STOP = "stop"
+
+
+class StreamEvents:
+    """``harness_events`` for a framework whose timing events follow CUDA's shape (``torch.cuda.Event``, torch_npu's
+    ``torch.npu.Event``, ``mindspore.runtime.Event``): made with ``enable_timing=True``, recorded in the current
+    stream without blocking the host, ``start.elapsed_time(end)`` in milliseconds."""
+
+    def __init__(self, event_class: Any) -> None:
+        self.event_class = event_class
+
+    def record(self) -> Any:
+        event = self.event_class(enable_timing=True)
+        event.record()
+        return event
+
+    @staticmethod
+    def elapsed(start: Any, end: Any) -> float:
+        return start.elapsed_time(end) / 1e3
 
 
 @dataclass

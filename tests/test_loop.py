@@ -127,3 +127,25 @@ def test_work_between_steps_reads_the_pending_events_first():
     out: list[float] = []
     loop.run(dev.step, 0, 10, first_alone=False, after=after, samples=out)
     assert seen == [6] and len(out) == 10
+
+
+def test_stream_events_read_a_cuda_shaped_event_in_seconds():
+    from harness.loop import StreamEvents
+
+    class Event:  # the shape of torch.cuda.Event / torch.npu.Event / mindspore.runtime.Event
+        clock = 0.0
+
+        def __init__(self, enable_timing: bool = False) -> None:
+            assert enable_timing
+            self.at = None
+
+        def record(self) -> None:
+            Event.clock += 12.5
+            self.at = Event.clock
+
+        def elapsed_time(self, end: "Event") -> float:
+            return end.at - self.at  # milliseconds
+
+    events = StreamEvents(Event)
+    a, b = events.record(), events.record()
+    assert events.elapsed(a, b) == pytest.approx(0.0125)

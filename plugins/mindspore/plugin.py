@@ -17,6 +17,7 @@ from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
 from harness.dist import place
 from harness.env import cpu_model
+from harness.loop import StreamEvents
 from harness.models import MODELS, get_model
 from harness.weights import check_weights, from_mindspore_names, to_mindspore_names
 
@@ -147,24 +148,10 @@ def harness_synchronize(device: Any) -> bool:
     return True
 
 
-class _Events:
-    """``mindspore.runtime.Event`` (Ascend and GPU), recorded in the current stream without blocking the host."""
-
-    @staticmethod
-    def record() -> Any:
-        event = ms.runtime.Event(enable_timing=True)
-        event.record()
-        return event
-
-    @staticmethod
-    def elapsed(start: Any, end: Any) -> float:
-        return start.elapsed_time(end) / 1e3  # milliseconds
-
-
 @hookimpl
-def harness_events(device: Any) -> _Events | None:
+def harness_events(device: Any) -> StreamEvents | None:
     if ms.get_context("device_target") in ("Ascend", "GPU"):
-        return _Events()
+        return StreamEvents(ms.runtime.Event)
     return None  # CPU: synchronous, the host clock is right
 
 

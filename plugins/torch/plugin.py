@@ -17,6 +17,7 @@ from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
 from harness.dist import place
 from harness.env import cpu_model
+from harness.loop import StreamEvents
 from harness.models import MODELS, get_model
 from harness.weights import OPTIONAL_SUFFIXES, check_weights
 
@@ -154,29 +155,12 @@ def harness_synchronize(device: torch.device) -> bool:
     return True
 
 
-class _Events:
-    """CUDA or NPU events (``torch.cuda.Event`` / torch_npu's ``torch.npu.Event``), recorded in the current stream
-    without blocking the host."""
-
-    def __init__(self, module: Any) -> None:
-        self.module = module
-
-    def record(self) -> Any:
-        event = self.module.Event(enable_timing=True)
-        event.record()
-        return event
-
-    @staticmethod
-    def elapsed(start: Any, end: Any) -> float:
-        return start.elapsed_time(end) / 1e3  # milliseconds
-
-
 @hookimpl
-def harness_events(device: torch.device) -> _Events | None:
+def harness_events(device: torch.device) -> StreamEvents | None:
     if device.type == "cuda":
-        return _Events(torch.cuda)
+        return StreamEvents(torch.cuda.Event)
     if device.type == "npu":
-        return _Events(torch.npu)
+        return StreamEvents(torch.npu.Event)
     return None  # CPU: synchronous, the host clock is right
 
 
