@@ -561,15 +561,18 @@ def test_train_step_save_and_load_go_on_exactly(backend, model, tmp_path, reques
     h.harness_setup(case=elsewhere)  # the RNG stands elsewhere
     assert b_step.load(str(folder)) is None
     tail_b = h.harness_to_host(value=[b_step(b) for b in batches[2:]])
-    assert tail_b == tail_a
+    # Within float32 rounding here: in one process that other tests have used, MindSpore's CPU kernels can sum in
+    # another order in the newly compiled graph (a few ulp, seen under pytest-xdist). Bit-for-bit equality across
+    # a real kill and resume, in fresh processes, is tests/test_checkpoints.py's.
+    np.testing.assert_allclose(tail_b, tail_a, rtol=1e-5)
     weights_b = h.harness_get_weights(case=c, model=net_b)
     for k in weights_a:
-        np.testing.assert_array_equal(weights_b[k], weights_a[k], err_msg=k)
+        np.testing.assert_allclose(weights_b[k], weights_a[k], rtol=1e-5, atol=1e-7, err_msg=k)
     if repeats > 1:  # the comparison can fail: with the RNG left elsewhere after loading, the noise differs
         _, _, _, c_step = fresh_step(c)
         c_step.load(str(folder))
         h.harness_setup(case=elsewhere)
-        assert h.harness_to_host(value=[c_step(b) for b in batches[2:]]) != tail_a
+        assert not np.allclose(h.harness_to_host(value=[c_step(b) for b in batches[2:]]), tail_a, rtol=1e-5)
 
 
 @pytest.mark.parametrize("backend", TRAINERS)
