@@ -97,9 +97,10 @@ def _by_case(records: list[dict[str, Any]], where: str) -> dict[str, list[dict[s
     for i, r in enumerate(records, 1):
         if r.get("kind", "measured") != "measured":
             continue
-        if not isinstance(r.get("case"), str) or not isinstance(r.get("config"), dict):
-            raise HarnessError(f"{where}: record {i} is not a harness record (no case or config)")
-        out.setdefault(r["case"], {})[int(r.get("repeat", 0) or 0)] = r
+        repeat = r.get("repeat", 0) or 0
+        if not isinstance(r.get("case"), str) or not isinstance(r.get("config"), dict) or not isinstance(repeat, int):
+            raise HarnessError(f"{where}: record {i} is not a harness record (no case, config or integer repeat)")
+        out.setdefault(r["case"], {})[repeat] = r
     return {k: [v[i] for i in sorted(v)] for k, v in out.items()}
 
 
