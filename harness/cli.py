@@ -15,7 +15,7 @@ from . import __version__
 from .config import DEVICES
 from .cli_tools import (_cmd_check_backend, _cmd_doctor, _cmd_convert, _cmd_list, _cmd_parity, _cmd_plugins, _cmd_references,
                         _cmd_tiny, _write_output)
-from .errors import HarnessError
+from .errors import HarnessError, one_line
 
 __all__ = ["main"]
 
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        print(f"harness: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harness: interrupted; records already written are kept", file=sys.stderr)

@@ -12,7 +12,8 @@ Cases are matched by name, and must have been measured with the same settings (t
   (relative change of the median step time): significance alone flags microseconds on a quiet machine, effect
   size alone flags noise on a busy one;
 * **accuracy**: top-1 may fall by at most ``top1_tolerance`` points;
-* **noise**: a case marked unstable (:mod:`harness.noise`) in either run is not judged.
+* **noise**: a case marked unstable (:mod:`harness.noise`) in either run is not judged; with repetitions the
+  unstable ones are left out as long as ``MIN_REPEATS`` stable ones remain on each side.
 
 A case that was ok in the baseline and failed, or is missing, in the current run is a regression.
 
@@ -153,6 +154,27 @@ def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, 
     return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise"]
 
 
+def _unstable(r: dict[str, Any]) -> bool:
+    return bool((r.get("noise") or {}).get("unstable"))
+
+
+def _stable(b: list[dict[str, Any]], c: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The repetitions a case is judged on, and why it cannot be judged ("" when it can). Single runs: an unstable
+    one makes the case unjudgeable. Repetitions: unstable ones are left out, as long as :data:`MIN_REPEATS` stable
+    ones remain on each side (their spread is in the test already); otherwise the case is unjudgeable."""
+    if len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
+        kept = [[r for r in runs if not _unstable(r)] for runs in (b, c)]
+        if all(len(k) >= MIN_REPEATS for k in kept):
+            return kept[0], kept[1], ""
+    for side, runs in (("baseline", b), ("current", c)):
+        for r in runs:
+            if _unstable(r):
+                left = sum(not _unstable(x) for x in runs)
+                extra = f" ({left} of {len(runs)} repetitions stable, {MIN_REPEATS} needed)" if len(runs) > 1 else ""
+                return b, c, f"{side}: {'; '.join(r['noise']['reasons'])}{extra}"
+    return b, c, ""
+
+
 def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], alpha: float = ALPHA,
                  min_effect: float = MIN_EFFECT, top1_tolerance: float = TOP1_TOLERANCE,
                  allow_different_settings: bool = False) -> list[CaseComparison]:
@@ -185,10 +207,9 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
         if any(r.get("status") != "ok" for r in b):
             out.append(CaseComparison(name, "new", "baseline not ok"))
             continue
-        noisy = [f"{side}: {'; '.join(r['noise']['reasons'])}" for side, runs in (("baseline", b), ("current", c))
-                 for r in runs if (r.get("noise") or {}).get("unstable")]
+        b, c, noisy = _stable(b, c)
         if noisy:
-            out.append(CaseComparison(name, "unstable", "cannot be judged, " + noisy[0]))
+            out.append(CaseComparison(name, "unstable", "cannot be judged, " + noisy))
             continue
         res = CaseComparison(name, "ok", "", top1=(_top1(b[-1]), _top1(c[-1])))
         problems, notes = _judge_time(res, b, c, alpha, min_effect)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .config import Settings
 
 __all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "PAD_LABEL", "scan_folder", "scan_split", "scan_summary",
-           "Preprocess", "preprocess_for", "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic",
+           "Preprocess", "preprocess_for", "class_folders", "load_or_next", "note_unreadable", "unreadable_files", "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic",
            "shard_order", "synthetic_batches", "synthetic_arrays", "SyntheticStream", "eval_samples", "eval_arrays"]
 
 #: File extensions read as images (matched case-insensitively).
@@ -36,6 +36,28 @@ def _listdir(root: str, path: str) -> list[os.DirEntry]:
             return [e for e in it if not e.name.startswith(".")]
     except OSError as exc:
         raise HarnessError(f"data_root '{root}': cannot read '{path}': {exc.strerror or exc}") from None
+
+
+def _is_dir(entry: os.DirEntry, root: str) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError as exc:  # a symlink loop, a broken mount
+        raise HarnessError(f"data_root '{root}': cannot read '{entry.path}': {exc.strerror or exc}") from None
+
+
+def _maybe_file(entry: os.DirEntry) -> bool:
+    """A file, or an entry that cannot be looked at (a symlink loop, no permission): it is kept so that the
+    header check names it and counts it against ``max_bad_images``."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
+
+
+def class_folders(root: str, split: str) -> list[str]:
+    """The sorted class folder names of ``root/<split>`` (a label is a position in this list)."""
+    path = os.path.join(root, split)
+    return sorted(e.name for e in _listdir(root, path) if _is_dir(e, root))
 
 
 def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
@@ -59,14 +81,14 @@ def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tupl
         what = "is not a folder" if os.path.exists(split_dir) else "is missing"
         raise HarnessError(f"data_root '{root}': split folder '{split_dir}' {what} ({found})"
                            f"{near(split, subdirs)}")
-    classes = sorted(e.name for e in _listdir(root, split_dir) if e.is_dir())
+    classes = class_folders(root, split)
     if not classes:
         raise HarnessError(f"data_root '{root}': '{split_dir}' has no class sub-folders "
                            f"(expected {split}/<class>/<images>)")
     samples: list[tuple[str, int]] = []
     for index, name in enumerate(classes):
         class_dir = os.path.join(split_dir, name)
-        entries = [e for e in _listdir(root, class_dir) if e.is_file()]
+        entries = [e for e in _listdir(root, class_dir) if _maybe_file(e)]
         files = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS))
         if ignored is not None:
             ignored.extend(sorted(e.path for e in entries if not e.name.lower().endswith(IMAGE_EXTENSIONS)))
@@ -81,13 +103,27 @@ _SUMMARY: dict[str, dict[str, object]] = {}
 _SCANS: dict[tuple[str, str], tuple[list[str], list[tuple[str, int]], list[str | None], list[str]]] = {}
 
 
+#: The end a whole file of each format has (within its last :data:`_TAIL` bytes): JPEG's EOI marker (which entropy-
+#: coded data cannot hold: a 0xFF there is stuffed), PNG's IEND chunk.
+_ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+_TAIL = 4096
+
+
 def _header_error(path: str) -> str | None:
-    """Why ``path`` is not a readable image (Pillow identifies the format and size from the header without
-    decoding the pixels), or None."""
+    """Why ``path`` is not a readable image, or None: Pillow identifies the format and size from the header without
+    decoding the pixels, and a JPEG or PNG must also end as a whole file does (a download cut short passes the
+    header but fails to decode, in every framework's decoder)."""
     try:
         with Image.open(path) as im:
             if im.width < 1 or im.height < 1:
                 return "empty image"
+            end = _ENDS.get(im.format or "")
+            if end is not None:
+                fp = im.fp
+                size = fp.seek(0, os.SEEK_END)
+                fp.seek(max(0, size - _TAIL))
+                if end not in fp.read(_TAIL):
+                    return f"truncated {im.format} (its data stops before the end marker)"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return " ".join(str(exc).split()) or type(exc).__name__
     return None
@@ -130,6 +166,64 @@ def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[st
     _SUMMARY[split] = {"files": len(samples) - len(bad), "skipped": len(bad), "ignored": len(ignored),
                        "examples": [f"{samples[i][0]}: {errors[i]}" for i in bad[:5]]}
     return classes, samples, bad
+
+
+#: Per split, files whose header was fine but whose data could not be decoded while loading (truncated data):
+#: path -> reason, noted by :func:`note_unreadable` in the process that runs the case.
+_DECODE_BAD: dict[str, dict[str, str]] = {}
+
+
+def load_or_next(pre: Preprocess, samples: Sequence[tuple[str, int]], i: int,
+                 rng: np.random.Generator | None, scored: bool = False) -> tuple[np.ndarray, int, str]:
+    """Sample ``i`` decoded: ``(image, label, bad)``. A file that fails only now (its header was fine, its data is
+    corrupt) is replaced by the next readable sample and named in ``bad`` (one ``path: reason`` per line; empty
+    when none failed) for :func:`note_unreadable` to count. Training takes the replacement's label; an evaluation
+    (``scored``) gives it :data:`PAD_LABEL`, so the bad file is left out of the score, not scored twice. Works in
+    any loader worker process: nothing is shared."""
+    bad = []
+    for k in range(min(len(samples), 32)):
+        path, label = samples[(i + k) % len(samples)]
+        try:
+            return pre.load(path, rng), PAD_LABEL if scored and k else label, "\n".join(bad)
+        except HarnessError as exc:
+            bad.append(str(exc))
+    raise HarnessError(f"{len(bad)} images in a row cannot be decoded (first: {bad[0]})")
+
+
+def unreadable_files(split: str) -> set[str]:
+    """The files of ``split`` this process found undecodable while loading (:func:`note_unreadable`)."""
+    return set(_DECODE_BAD.get(split, ()))
+
+
+def note_unreadable(settings: Settings, split: str, reports: Iterable[str]) -> None:
+    """Count the files a loader found undecodable (the ``bad`` of :func:`load_or_next`): each is named once on
+    stderr and in the record's ``metrics.data``; past ``max_bad_images`` (with those the scan found) the case fails
+    in one line naming the first."""
+    seen = _DECODE_BAD.setdefault(split, {})
+    for report in reports:
+        for line in filter(None, report.splitlines()):
+            path, _, why = line.partition(": cannot decode image: ")
+            if path not in seen:
+                seen[path] = why or line
+                print(f"harness: warning: {path}: cannot be decoded ({why or line}); replaced by the next image",
+                      file=sys.stderr, flush=True)
+                summary = _SUMMARY.setdefault(split, {"files": 0, "skipped": 0, "ignored": 0, "examples": []})
+                summary["skipped"] = int(summary["skipped"]) + 1
+                summary["files"] = max(0, int(summary["files"]) - 1)
+                examples = summary["examples"]
+                if isinstance(examples, list) and len(examples) < 5:
+                    examples.append(f"{path}: {why or line} (while loading)")
+    summary = _SUMMARY.get(split)
+    if not seen or summary is None:
+        return
+    total = int(summary["files"]) + int(summary["skipped"])
+    limit = settings.max_bad_images if settings.max_bad_images >= 1 else settings.max_bad_images * total
+    if int(summary["skipped"]) > limit:
+        first = next(iter(seen.items()))
+        raise HarnessError(f"data_root '{settings.data_root}': {summary['skipped']} of {total} image files in "
+                           f"'{os.path.join(settings.data_root or '', split)}' cannot be decoded (more than "
+                           f"max_bad_images: {settings.max_bad_images}); first found while loading: {first[0]}: "
+                           f"{first[1]}")
 
 
 def scan_summary() -> dict[str, dict[str, object]]:

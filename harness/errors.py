@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["HarnessError", "Unsupported", "DeviceUnavailable", "near"]
+__all__ = ["HarnessError", "Unsupported", "DeviceUnavailable", "near", "one_line"]
 
 
 class HarnessError(Exception):
@@ -34,3 +34,13 @@ def near(word: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""``."""
     match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.5)
     return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def one_line(message: str, limit: int = 1000) -> str:
+    """``message`` as one line of at most about ``limit`` characters: a value quoted from a hostile file (a huge
+    list, text with line breaks) cannot flood the terminal or a record's reason."""
+    text = " ".join(message.split())
+    if len(text) <= limit:
+        return text
+    keep = limit * 2 // 3
+    return f"{text[:keep]} ... [{len(text) - limit} characters left out] ... {text[-(limit - keep):]}"

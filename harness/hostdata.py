@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import (augment_rng, epoch_order, eval_samples, scan_split, shard_order, synthetic_arrays,
+from .data import (augment_rng, epoch_order, eval_samples, load_or_next, note_unreadable, scan_split, shard_order, synthetic_arrays,
                    synthetic_batches)
 from .errors import HarnessError
 from .images import MEAN, STD, Preprocess, preprocess_for
@@ -42,11 +42,16 @@ Batch = tuple[np.ndarray, np.ndarray]
 Task = tuple[list[str], list[int], list[tuple[int, int, int, int] | None]]
 
 
-def _decode(pre: Preprocess, task: Task) -> Batch:
-    """One batch, decoded and preprocessed (in a worker process or in-process)."""
+def _decode(pre: Preprocess, task: Task) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One batch, decoded and preprocessed (in a worker process or in-process), and the files in it that could
+    not be decoded (each replaced by the next readable sample of the batch: :func:`harness.data.load_or_next`)."""
     paths, labels, keys = task
-    images = np.stack([pre.load(p, None if k is None else augment_rng(*k)) for p, k in zip(paths, keys)])
-    return np.ascontiguousarray(images, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+    batch = list(zip(paths, labels))
+    done = [load_or_next(pre, batch, j, None if k is None else augment_rng(*k), scored=not pre.train)
+            for j, k in enumerate(keys)]
+    images = np.stack([x for x, _, _ in done])
+    return (np.ascontiguousarray(images, dtype=np.float32), np.asarray([y for _, y, _ in done], dtype=np.int64),
+            [bad for _, _, bad in done if bad])
 
 
 def _watch_parent(parent: int) -> None:
@@ -135,9 +140,15 @@ class HostStream:
         if self.synthetic is not None:
             return (self.synthetic for _ in range(start, self._n))
         tasks = self.tasks(epoch, start)
-        if self.settings.workers <= 0:
-            return (_decode(self.pre, t) for t in tasks)
-        return self._prefetch(tasks)
+        decoded = (_decode(self.pre, t) for t in tasks) if self.settings.workers <= 0 else self._prefetch(tasks)
+        return self._noted(decoded)
+
+    def _noted(self, decoded: Iterator[tuple[np.ndarray, np.ndarray, list[str]]]) -> Iterator[Batch]:
+        split = "train" if self.train else "val"
+        for images, labels, bad in decoded:
+            if bad:
+                note_unreadable(self.settings, split, bad)
+            yield images, labels
 
     def _pool(self) -> ProcessPoolExecutor:
         if not self._pools:
@@ -145,10 +156,10 @@ class HostStream:
                                                    initializer=_watch_parent, initargs=(os.getpid(),)))
         return self._pools[0]
 
-    def _prefetch(self, tasks: Iterator[Task]) -> Iterator[Batch]:
+    def _prefetch(self, tasks: Iterator[Task]) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
         """Decode ``tasks`` in the workers, a few batches ahead, yielding them in order."""
         pool, todo = self._pool(), tasks
-        ahead: deque[Future[Batch]] = deque()
+        ahead: deque[Future[tuple[np.ndarray, np.ndarray, list[str]]]] = deque()
         try:
             for task in todo:
                 ahead.append(pool.submit(_decode, self.pre, task))

@@ -20,7 +20,7 @@ from .errors import HarnessError
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["MEAN", "STD", "Preprocess", "preprocess_for"]
+__all__ = ["MEAN", "STD", "Preprocess", "preprocess_for", "to_rgb"]
 
 #: ImageNet channel mean and standard deviation (RGB, on the 0..1 scale).
 MEAN = (0.485, 0.456, 0.406)
@@ -58,6 +58,28 @@ def _random_resized_crop_box(width: int, height: int, rng: np.random.Generator) 
     else:
         w, h = width, height
     return (height - h) // 2, (width - w) // 2, h, w
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow image as 8-bit RGB, by its meaning rather than by clipping: 16-bit greyscale (``I;16*``, and
+    ``I`` holding values past 255) is scaled from 0..65535, float greyscale (``F``) from 0..1 when it lies there
+    (else clipped to 0..255), palette images with transparency go through RGBA, and alpha is dropped; CMYK,
+    YCbCr, LAB, 1-bit and 8-bit greyscale use Pillow's own conversion. (A plain ``convert("RGB")`` clips a 16-bit
+    image to almost all white.)"""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I") or mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and a.size and a.max() > 255):
+            a = a / 257.0
+        elif mode == "F" and a.size and a.min() >= 0 and a.max() <= 1:
+            a = a * 255.0
+        grey = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+        return grey.convert("RGB")
+    if mode == "P" and "transparency" in im.info:
+        return im.convert("RGBA").convert("RGB")
+    return im.convert("RGB")
 
 
 class Preprocess:
@@ -100,8 +122,7 @@ class Preprocess:
 
         ``rng`` may be None only when nothing is random (eval, or train without augment).
         """
-        if img.mode != "RGB":
-            img = img.convert("RGB")
+        img = to_rgb(img)
         s = self.image_size
         if self.train and self.augment:
             if rng is None:
@@ -145,7 +166,8 @@ class Preprocess:
         """Open ``path`` with Pillow, convert to RGB and apply :meth:`__call__`."""
         try:
             with Image.open(path) as im:
-                img = im.convert("RGB")
+                img = to_rgb(im)
+                img.load()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             detail = " ".join(str(exc).split()) or type(exc).__name__
             raise HarnessError(f"{path}: cannot decode image: {detail}") from None

@@ -7,6 +7,7 @@ import pandas as pd
 
 from .config import has_accuracy
 from .frame import ACCURACY
+from .stats import Estimate, delta_text
 
 __all__ = ["PUBLISHED_ROWS", "DEVICE_ORDER", "published_tables", "fmt_value"]
 
@@ -29,12 +30,27 @@ def _hardware(row: pd.Series) -> tuple[Any, ...]:
     return (DEVICE_ORDER.get(row["device"], 9), row["device"], int(row.get("devices") or 1), row["backend"], kind)
 
 
+def _measured(rows: list[pd.Series], col: str) -> Estimate | None:
+    """The measured value of ``col`` for one table column: every run (repetitions, seeds) of the first
+    configuration that has it, as a median with its interval (accuracy: a mean over seeds)."""
+    from .stats import mean_ci, rate
+
+    usable = [r for r in rows if r.get(col) is not None and pd.notna(r.get(col))
+              and not (col in ACCURACY and not has_accuracy({"data": r.get("cfg.data")}))]
+    if not usable:
+        return None
+    key = (usable[0].get("run_id"), usable[0].get("config_key"))
+    values = [float(r[col]) for r in usable if (r.get("run_id"), r.get("config_key")) == key]
+    return mean_ci(values) if col in ACCURACY else rate(values)
+
+
 def fmt_value(fmt: str, v: Any) -> str:
     return fmt.format(v) if v is not None and pd.notna(v) else ""
 
 
 def published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
-    """Per model with published figures: measured beside published, with the difference."""
+    """Per model with published figures: measured (every run of a configuration: median or mean with its 95%
+    interval) beside published, with the difference and the interval of that difference."""
     out: list[str] = []
     for model, pub in refs.groupby("model", sort=True):
         meas = measured[measured["model"] == model]
@@ -49,14 +65,13 @@ def published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
                 cells = []
                 for _label, col, fmt in PUBLISHED_ROWS:
                     pv = p.get(col) if p is not None else None
-                    mv = next((r.get(col) for r in m_rows if r.get(col) is not None and pd.notna(r.get(col))
-                               and not (col in ACCURACY and not has_accuracy({"data": r.get("cfg.data")}))), None)
+                    est = _measured(m_rows, col)
                     if pv is None or pd.isna(pv):
-                        cells.append(fmt_value(fmt, mv))
-                    elif mv is None:
+                        cells.append(est.fmt(fmt) if est is not None else "")
+                    elif est is None:
                         cells.append(f"— · pub {fmt_value(fmt, pv)}")
                     else:
-                        cells.append(f"{fmt_value(fmt, mv)} · pub {fmt_value(fmt, pv)} · Δ {100 * (mv - pv) / pv:+.1f}%")
+                        cells.append(f"{est.fmt(fmt)} · pub {fmt_value(fmt, pv)} · {delta_text(est, float(pv))}")
                 suffix = " inference" if kind == "inference" else ""
                 if p is not None:
                     label = f"{p.get('device_model') or device} ×{devices}{suffix}<br>{p.get('framework')} {variants[i]}"

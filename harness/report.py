@@ -15,7 +15,7 @@ from .charts import write_charts
 from .config import has_accuracy
 from .frame import ACCURACY, METRIC_ROWS, get as _get, records_frame
 from .published import DEVICE_ORDER, PUBLISHED_ROWS, fmt_value, published_tables
-from .stats import mean_ci, rate, ratio
+from .stats import mean_ci, rate, ratio, ratio_text
 
 __all__ = ["records_frame", "render_markdown", "comparison_matrix", "scaling_efficiency", "write_charts",
            "PUBLISHED_ROWS"]
@@ -41,13 +41,7 @@ def _ratio_cell(a: pd.Series, b: pd.Series, fmt: str) -> str:
     """``a / b`` of two configurations' per-run values: medians, the ratio and its 95% interval, and whether it is
     a measurable difference at all."""
     est = ratio(list(a), list(b))
-    if est is None:
-        return ""
-    values = f"{fmt.format(a.median())} / {fmt.format(b.median())} = "
-    if not est.has_ci:
-        return values + f"{est.value:.2f}x" + (" (single run)" if est.n == 1 else "")
-    values += est.fmt("{:.2f}", "x")
-    return values + (": no measurable difference" if est.includes(1.0) else "")
+    return f"{fmt.format(a.median())} / {fmt.format(b.median())} = {ratio_text(est)}" if est is not None else ""
 
 
 def _backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
@@ -101,34 +95,45 @@ def _cell(col: str, fmt: str, values: pd.Series) -> str:
     return est.fmt(fmt) if est is not None else fmt.format(values.median())
 
 
-def comparison_matrix(measured: pd.DataFrame) -> pd.DataFrame:
-    """Model x backend x device: images/s, ms/step, top-1, backend ratio (MindSpore / PyTorch) and device
-    ratio (images/s over the same model and backend on the first device present, ascend, gpu, cpu order)."""
-    if measured.empty:
+def _by_config(g: pd.DataFrame) -> dict[tuple[str, str, int], pd.DataFrame]:
+    """A run's configurations of one model: ``(backend, device, devices)`` -> their runs (repetitions, seeds)."""
+    return {(b, d, int(n)): runs for (b, d, n), runs in g.groupby(["backend", "device", "devices"], sort=True)}
+
+
+def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
+    """Model x backend x device (every run of each configuration: repetitions and seeds): images/s, ms/step and
+    top-1 as median or mean with their 95% intervals, the backend ratio (÷ PyTorch on the same device) and the
+    device ratio (÷ the same backend on the first device present, ascend, gpu, cpu order), each with the interval
+    of the ratio from the runs (:func:`harness.stats.ratio`)."""
+    if ok.empty:
         return pd.DataFrame()
-    m = measured
     rows = []
-    for (model, variant), g in m.groupby(["model", "variant"], sort=True):
-        ips = {(r["backend"], r["device"]): r.get("train_images_per_s") for _, r in g.iterrows()}
-        for _, r in g.sort_values(["backend", "device"]).iterrows():
-            ref_dev = min((d for b, d in ips if b == r["backend"]), key=lambda d: DEVICE_ORDER.get(d, 9))
-            other = ips.get(("torch", r["device"]))
-            mine = r.get("train_images_per_s")
+    for (model, variant, _run), g in ok.groupby(["model", "variant", "run_id"], sort=True):
+        configs = _by_config(g)
+        ips = {k: runs["train_images_per_s"].dropna() for k, runs in configs.items()}
+        for (backend, device, n), runs in configs.items():
+            mine = ips[(backend, device, n)]
+            ref_dev = min((d for b, d, m in ips if b == backend and m == n), key=lambda d: DEVICE_ORDER.get(d, 9))
+            torch_here = ips.get(("torch", device, n), pd.Series(dtype=float))
+            backend_ratio = ratio(list(mine), list(torch_here)) if backend != "torch" else None
+            device_ratio = ratio(list(mine), list(ips[(backend, ref_dev, n)])) if ref_dev != device else None
+            data = runs.iloc[0].get("cfg.data")
             rows.append({
-                "model": model, "variant": variant or "-", "backend": r["backend"], "device": r["device"],
-                "images/s": fmt_value("{:.1f}", mine), "ms/step p50": fmt_value("{:.1f}", r.get("train_ms_p50")),
-                "top-1 (%)": "" if not has_accuracy({"data": r.get("cfg.data")}) else fmt_value("{:.2f}", r.get("eval_top1")),
-                "backend ratio (÷ torch)": (f"{mine / other:.2f}x" if r["backend"] != "torch" and other and mine
-                                             and pd.notna(mine) else ""),
-                "device ratio": (f"{mine / ips[(r['backend'], ref_dev)]:.2f}x vs {ref_dev}"
-                                  if ref_dev != r["device"] and mine and ips[(r["backend"], ref_dev)] else ""),
+                "model": model, "variant": variant or "-", "backend": backend, "device": device + (f" ×{n}" if n > 1
+                                                                                                 else ""),
+                "runs": len(runs), "images/s": _cell("train_images_per_s", "{:.1f}", runs["train_images_per_s"]),
+                "ms/step p50": _cell("train_ms_p50", "{:.1f}", runs["train_ms_p50"]),
+                "top-1 (%)": _cell("eval_top1", "{:.2f}", runs["eval_top1"]) if has_accuracy({"data": data}) else "",
+                "backend ratio (÷ torch)": ratio_text(backend_ratio) if backend_ratio else "",
+                "device ratio": f"{ratio_text(device_ratio)} vs {ref_dev}" if device_ratio else "",
             })
     return pd.DataFrame(rows)
 
 
 def scaling_efficiency(df: pd.DataFrame) -> pd.DataFrame:
     """Where a 1-device and an N-device run of the same case exist: N-device throughput over N times the
-    1-device throughput (images/s), or the 1-device over the N-device ms/step (same per-device batch)."""
+    1-device throughput (images/s), or the 1-device over the N-device ms/step (same per-device batch), from every
+    repetition of each side, with the 95% interval of that ratio; published figures are single values."""
     if df.empty:
         return pd.DataFrame()
     rows = []
@@ -137,19 +142,21 @@ def scaling_efficiency(df: pd.DataFrame) -> pd.DataFrame:
     for (kind, model, backend, device, version), g in d.groupby(key, sort=True):
         g = g[g.get("cfg.scenario", pd.Series(index=g.index, dtype=object)) != "inference"]
         one = g[g["devices"] == 1]
-        for _, r in g[g["devices"] > 1].iterrows():
-            n = int(r["devices"])
-            for _, base in one.iterrows():
-                if pd.notna(r.get("train_images_per_s")) and pd.notna(base.get("train_images_per_s")):
-                    eff, how = r["train_images_per_s"] / (n * base["train_images_per_s"]), "images/s"
-                elif pd.notna(r.get("train_ms_mean")) and pd.notna(base.get("train_ms_mean")):
-                    eff, how = base["train_ms_mean"] / r["train_ms_mean"], "ms/step"
-                else:
-                    continue
-                rows.append({"model": model, "backend": backend, "device": device, "version": version or "-",
-                             "devices": n, "efficiency": f"{100 * eff:.1f}%", "from": how,
-                             "source": "published" if kind == "reference" else "measured"})
-                break
+        for n, many in g[g["devices"] > 1].groupby("devices", sort=True):
+            n = int(n)
+            est, how = None, ""
+            if many["train_images_per_s"].notna().any() and one["train_images_per_s"].notna().any():
+                est, how = ratio(list(many["train_images_per_s"]), list(one["train_images_per_s"])), "images/s"
+                est = est.scaled(1 / n) if est else None
+            elif many["train_ms_mean"].notna().any() and one["train_ms_mean"].notna().any():
+                est, how = ratio(list(one["train_ms_mean"]), list(many["train_ms_mean"])), "ms/step"
+            if est is None:
+                continue
+            rows.append({"model": model, "backend": backend, "device": device, "version": version or "-",
+                         "devices": n, "runs": f"{len(many)} / {len(one)}" if kind != "reference" else "",
+                         "efficiency": (est.scaled(100).fmt("{:.1f}", "%") if est.has_ci else f"{100 * est.value:.1f}%"
+                                        + (" (single run)" if kind != "reference" and est.n == 1 else "")),
+                         "from": how, "source": "published" if kind == "reference" else "measured"})
     return pd.DataFrame(rows)
 
 
@@ -245,18 +252,24 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                     "Latency at batch 1 (percentiles over the timed runs), throughput at each batch size, and the "
                     "runtime's top-1 on the eval split (harness's own preprocessing) beside the framework's own "
                     "evaluation of the same weights; agreement: images where both give the same top-1 class.")
-    out += _section("Comparison matrix", comparison_matrix(_one_per_config(ok)),
-                    "Measured train throughput, step time and top-1 for every model x backend x device; the backend "
+    out += _section("Comparison matrix", comparison_matrix(ok),
+                    "Measured train throughput, step time and top-1 for every model x backend x device over its runs "
+                    "(median, or mean for top-1, with the 95% interval from repetitions and seeds); the backend "
                     "ratio divides by PyTorch on the same device, the device ratio by the same backend on the first "
-                    "device present (ascend, gpu, cpu order).")
+                    "device present (ascend, gpu, cpu order), each with the 95% interval of the ratio; an interval "
+                    "that holds 1.00x is no measurable difference, and a ratio of single runs says so.")
     if not refs.empty:
         out += ["## Measured beside published", "",
-                "Each cell: measured · pub(lished) · Δ (measured - published, % of published). A cell with only "
+                "Each cell: measured (median of the runs, mean for accuracy, with its 95% interval) · pub(lished) · "
+                "Δ (measured - published, % of published, with the measurement's 95% interval: a published figure "
+                "comes with none). A cell with only "
                 "'— · pub' has no measured counterpart in these runs (same backend, device kind and device count).",
                 ""]
-        out += published_tables(_one_per_config(ok), refs)
+        out += published_tables(ok, refs)
     one = _one_per_config(ok)
-    out += _section("Scaling efficiency", scaling_efficiency(pd.concat([one, refs]) if not refs.empty else one))
+    out += _section("Scaling efficiency", scaling_efficiency(pd.concat([ok, refs]) if not refs.empty else ok),
+                    "N-device images/s over N times 1-device images/s, from every run of each side, with the 95% "
+                    "interval of that ratio.")
     if charts is not None and not ok.empty:
         names = write_charts(one, charts[0])
         if names:

@@ -44,25 +44,48 @@ def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
         raise HarnessError(f"{path}: cannot write results: {exc.strerror}") from None
 
 
-def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All records of one file. A torn or invalid line is reported with its number and skipped."""
-    out = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise HarnessError(f"{path}: cannot read: {exc.strerror}") from None
-    for n, line in enumerate(lines, 1):
+#: What a measured record must hold for reports and the gate to read it (a published one: ``kind: published``).
+_REQUIRED = (("case", str), ("status", str), ("config", dict))
+
+
+def read_records(path: str | os.PathLike[str], empty_ok: bool = False) -> list[dict[str, Any]]:
+    """All records of one file.
+
+    A line that is not JSON (a torn last line after a crash, a stray byte) is reported with its number and skipped,
+    as is a JSON line of another tool among harness records. A file that is binary, UTF-16, or holds no harness
+    record at all (unless ``empty_ok``: a run resumed before its first record), and a harness record without its
+    case, status or config, are refused in one line naming the file and line: a report of them would be empty or
+    wrong.
+    """
+    from .files import read_text
+
+    text = read_text(path, "results file", max_bytes=None)
+    out, foreign = [], []
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:
             print(f"harness: warning: {path}:{n}: torn or invalid record skipped", file=sys.stderr)
             continue
         if not isinstance(rec, dict) or not str(rec.get("schema", "")).startswith("harness.result/"):
-            print(f"harness: warning: {path}:{n}: not a harness record, skipped", file=sys.stderr)
+            foreign.append(n)
             continue
+        if rec.get("kind", "measured") == "measured":
+            for key, kind in _REQUIRED:
+                if not isinstance(rec.get(key), kind):
+                    raise HarnessError(f"{path}:{n}: a harness record without a valid '{key}' (expected "
+                                       f"{kind.__name__}, got {type(rec.get(key)).__name__}): not a record harness "
+                                       "wrote, or edited by hand")
         out.append(rec)
+    if not out and not (empty_ok and not text.strip()):
+        what = (f"no harness records (line {foreign[0]} is JSON of another tool: no \"schema\": \"{SCHEMA}\")"
+                if foreign else "no records (the file is empty)" if not text.strip() else "no valid records")
+        raise HarnessError(f"{path}: {what}")
+    if foreign:
+        print(f"harness: warning: {path}: {len(foreign)} line(s) are not harness records, skipped (first: line "
+              f"{foreign[0]})", file=sys.stderr)
     return out
 
 

@@ -80,12 +80,16 @@ def resume_target(run_dir: str | os.PathLike[str], suite: Suite) -> Path:
     meta = path / "run.json"
     if not meta.is_file():
         raise HarnessError(f"--resume {run_dir}: not a run folder (no run.json)")
+    from .files import read_text
+
     try:
-        info = json.loads(meta.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise HarnessError(f"--resume {run_dir}: run.json is not valid JSON") from None
-    if not isinstance(info, dict):
-        raise HarnessError(f"--resume {run_dir}: run.json is not a run's description (expected an object)")
+        info = json.loads(read_text(meta, "run description"))
+    except ValueError as exc:
+        raise HarnessError(f"--resume {run_dir}: {meta}: not valid JSON ({exc})") from None
+    cases = info.get("cases", []) if isinstance(info, dict) else None
+    if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
+        raise HarnessError(f"--resume {run_dir}: {meta} is not a run's description (expected an object with "
+                           "'suite' and a list of 'cases')")
     if info.get("suite") != suite.name:
         raise HarnessError(f"--resume {run_dir}: that run is of suite '{info.get('suite')}', not '{suite.name}'")
     return path
@@ -124,14 +128,14 @@ def _prepare(run_dir: Path, suite: Suite, root: Path, resume: bool, host: dict[s
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     meta = run_dir / "run.json"
     if resume and meta.is_file():
-        info = json.loads(meta.read_text())
+        info = json.loads(meta.read_text(encoding="utf-8"))
         info.setdefault("resumed_at", []).append(now)
         info["cases"] = list(dict.fromkeys([*info.get("cases", []), *(c.name for c in cases)]))
         meta.write_text(json.dumps(info, indent=1))
         if (run_dir / RESULTS_FILE).exists():
             from .results import read_records
 
-            for r in read_records(run_dir / RESULTS_FILE):
+            for r in read_records(run_dir / RESULTS_FILE, empty_ok=True):
                 if r.get("kind", "measured") == "measured":
                     key = (r["case"], r.get("repeat", 0))
                     done[key] = config_digest(r["config"]) if r["status"] in ("ok", "skipped") else ""

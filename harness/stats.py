@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-__all__ = ["Estimate", "rate", "ratio", "mean_ci", "CONFIDENCE"]
+__all__ = ["Estimate", "rate", "ratio", "mean_ci", "ratio_text", "delta_text", "CONFIDENCE"]
 
 CONFIDENCE = 0.95
 
@@ -41,6 +41,11 @@ class Estimate:
 
     def includes(self, x: float) -> bool:
         return self.lo is not None and self.lo <= x <= self.hi
+
+    def scaled(self, k: float) -> Estimate:
+        """The estimate of ``k`` times the quantity (``k`` > 0)."""
+        return Estimate(self.value * k, None if self.lo is None else self.lo * k,
+                        None if self.hi is None else self.hi * k, self.n)
 
     def fmt(self, spec: str = "{:.2f}", suffix: str = "") -> str:
         if not self.has_ci:
@@ -93,3 +98,23 @@ def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate
         return Estimate(m, None, None, int(a.size))
     half = st.t.ppf(0.5 + confidence / 2, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size)
     return Estimate(m, m - float(half), m + float(half), int(a.size))
+
+
+def ratio_text(est: Estimate, spec: str = "{:.2f}") -> str:
+    """``0.81x [0.77, 0.85]``; ``1.02x [0.95, 1.09], no measurable difference`` when the interval holds 1; a ratio
+    from a single run a side says so."""
+    if not est.has_ci:
+        return f"{spec.format(est.value)}x" + (" (single run)" if est.n == 1 else "")
+    return est.fmt(spec, "x") + (", no measurable difference" if est.includes(1.0) else "")
+
+
+def delta_text(est: Estimate, reference: float) -> str:
+    """The difference of a measured estimate from a published value, in % of it: ``Δ +3.1% [-1.0, +7.2]`` (the
+    interval is the measurement's: a published figure comes without one); ``, within noise`` when it holds 0."""
+    if not reference:
+        return ""
+    d = est.scaled(1 / reference)
+    head = f"Δ {100 * (d.value - 1):+.1f}%"
+    if not d.has_ci:  # the measured value beside it says "(1 run)"
+        return head
+    return f"{head} [{100 * (d.lo - 1):+.1f}, {100 * (d.hi - 1):+.1f}]" + (", within noise" if d.includes(1.0) else "")

@@ -14,9 +14,9 @@
     exclude:                                # cases dropped from the product
       - {backend: torch, device: ascend}
 
-Only ``yaml.safe_load`` is used. Every problem is a :class:`HarnessError`
-naming the file and key, with the nearest valid name where there is one.
-``${VAR}`` and ``${VAR:-default}`` in string settings expand from the
+Only safe YAML is read (:func:`harness.files.load_yaml`: no key twice, aliases bounded before
+expansion). Every problem is a :class:`HarnessError` naming the file and key, with the nearest
+valid name where there is one. ``${VAR}`` and ``${VAR:-default}`` in string settings expand from the
 environment; ``--set key=value`` on the command line applies last. Relative
 ``data_root``, ``weights`` and ``model_file`` are taken from the folder
 ``harness run`` is started in (a case runs in a folder of its own); a missing
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .data import class_folders
 from .config import DEVICES, SETTING_NAMES, Case, Settings, coerce_settings
 from .errors import HarnessError, near
+from .files import load_yaml, read_text
 from .models import MODELS, check_batch
 from .recipes import resolve_recipe
 from .plugins import backend_entry_points
@@ -84,8 +84,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise HarnessError(f"--set {item!r}: expected key=value")
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            out[key] = load_yaml(raw, f"--set {key}") if raw.strip() else ""
+        except HarnessError:  # not YAML: the text itself
             out[key] = raw
     return coerce_settings(out, "--set")
 
@@ -135,19 +135,7 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
     against what its backend declares (:mod:`harness.validate`; each backend probed once, in a child)."""
     p = Path(path)
     where = str(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HarnessError(f"{where}: no such suite file") from None
-    except OSError as exc:
-        raise HarnessError(f"{where}: cannot read: {exc.strerror}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise HarnessError(f"{where}{pos}: malformed YAML: {problem}") from None
+    doc = load_yaml(read_text(p, "suite file"), where)
     if doc is None:
         raise HarnessError(f"{where}: the suite is empty")
     doc = _mapping(doc, where)
@@ -237,6 +225,10 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
     return Suite(name=name, path=str(path), description=str(doc.get("description", "")), cases=tuple(cases))
 
 
+def _show(names: list[str]) -> str:
+    return (", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")) or "none"
+
+
 def _check_data(settings: dict[str, Any], where: str) -> None:
     if settings.get("data") != "folder":
         return
@@ -254,6 +246,17 @@ def _check_data(settings: dict[str, Any], where: str) -> None:
                 found = []
             raise HarnessError(f"{where}: data_root '{root}': no '{split}' folder "
                                f"(expected {root}/{split}/<class>/*.JPEG){near(split, found)}")
+    classes = {split: class_folders(root, split) for split in wanted}
+    if len(wanted) == 2 and classes["train"] != classes["val"]:
+        only_train, only_val = sorted(set(classes["train"]) - set(classes["val"])), sorted(set(classes["val"]) -
+                                                                                          set(classes["train"]))
+        raise HarnessError(f"{where}: data_root '{root}': train and val have different class folders (only in train: "
+                           f"{_show(only_train)}; only in val: {_show(only_val)}): a label would mean another class in "
+                           "each split")
+    count = len(classes[wanted[0]])
+    if count < 2:
+        raise HarnessError(f"{where}: data_root '{root}': {count} class folder(s) in {wanted[0]}/: accuracy needs at "
+                           "least two classes (every prediction of one class is right)")
 
 
 def select_cases(suite: Suite, patterns: list[str]) -> Suite:

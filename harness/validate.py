@@ -13,7 +13,7 @@ from .errors import HarnessError, near
 from .launchers import get_launcher
 from .scenarios import SCENARIOS, get_scenario
 
-__all__ = ["check_case", "check_cases", "runs_scenario"]
+__all__ = ["check_case", "check_cases", "runs_scenario", "memory_estimate", "check_memory"]
 
 #: Settings whose values a backend declares under the same key in ``supports``.
 _DECLARED = ("optimizer", "precision", "amp_level", "mode")
@@ -64,12 +64,46 @@ def check_case(case: Case, info: dict[str, Any], info_of: Callable[[str], dict[s
     get_scenario(s.scenario).check_backend(case, info, info_of)
 
 
+#: float32 activation values a ResNet-50 keeps per input pixel for the backward pass at width 1.0 (about 85 MB per
+#: 224 px image, 22 GB at batch 256), the basis of the load-time estimate; evaluation keeps about a tenth.
+ACTIVATIONS_PER_PIXEL = 420
+
+
+def memory_estimate(case: Case) -> tuple[int, int]:
+    """Rough bytes ``(host input batch, activations)`` of the case's largest batch (the model's weights are small
+    beside them at the sizes this refuses)."""
+    s = case.settings
+    batch = max([s.batch_size, *(s.inference_batch_sizes if s.scenario == "inference" else ())])
+    pixels = batch * s.image_size ** 2
+    share = 1.0 if s.scenario == "train" else 0.1
+    return 4 * 3 * pixels, int(4 * pixels * ACTIVATIONS_PER_PIXEL * s.width * share)
+
+
+def check_memory(case: Case, total_mib: int | None) -> None:
+    """Refuse at load a batch or image size that cannot fit this host's memory (``total_mib``): the input batch on
+    any device, and on CPU the activations too. A rough estimate, so only what is far past the host is refused."""
+    if not total_mib:
+        return
+    inputs, activations = memory_estimate(case)
+    need = inputs + (activations if case.device == "cpu" else 0)
+    if need > total_mib * 2**20:
+        s = case.settings
+        what = "input batch and activations" if case.device == "cpu" else "the input batch"
+        raise HarnessError(f"batch_size {s.batch_size} x image_size {s.image_size}: needs about {need / 2**30:,.0f} "
+                           f"GiB of host memory ({what}), this host has {total_mib / 1024:,.0f} GiB: lower "
+                           "batch_size or image_size")
+
+
 def check_cases(cases: Iterable[Case], where: str, info_of: Callable[[str], dict[str, Any]] | None = None) -> None:
     """:func:`check_case` over ``cases``, each backend probed once (in a child process)."""
     if info_of is None:
         from .probe import backend_info as info_of
+    from .hostcheck import memory
+
+    mem = memory()[0]
     for case in cases:
         try:
+            check_memory(case, mem["total_mib"] if mem else None)
             check_case(case, info_of(case.backend), info_of)
         except HarnessError as exc:
             raise HarnessError(f"{where}: case {case.name}: {exc}") from None

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import HarnessError
 
-__all__ = ["OPTIONAL_SUFFIXES", "check_weights", "to_mindspore_names", "from_mindspore_names"]
+__all__ = ["OPTIONAL_SUFFIXES", "check_weights", "check_finite", "to_mindspore_names", "from_mindspore_names"]
 
 #: Entries one framework keeps and another has no place for; carried, never required.
 OPTIONAL_SUFFIXES = (".num_batches_tracked",)
@@ -39,6 +39,19 @@ def check_weights(weights: Mapping[str, Any], expected: Mapping[str, tuple[int, 
         if name not in expected and not name.endswith(OPTIONAL_SUFFIXES):
             raise HarnessError(f"{what}: parameter '{name}' has no place in the model (a checkpoint of another "
                                f"model?)")
+
+
+def check_finite(weights: Mapping[str, Any], what: str) -> None:
+    """Refuse weights holding NaN or infinity, naming the first such tensor and how much of it is bad: evaluating
+    them gives a meaningless accuracy (all-NaN logits score 0%), training them a NaN loss."""
+    for name, value in weights.items():
+        a = np.asarray(value)
+        if a.dtype.kind not in "fc" or a.size == 0:
+            continue
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise HarnessError(f"{what}: tensor '{name}' {tuple(a.shape)} has {bad} of {a.size} values NaN or "
+                               "infinite (a diverged or corrupted checkpoint)")
 
 
 def _rename_bn(weights: Mapping[str, Any], names: dict[str, str], marker: str) -> dict[str, Any]:

@@ -24,11 +24,12 @@ from .config import Case
 from .contract import check_info
 from .data import scan_summary
 from .dist import place
-from .errors import HarnessError, Unsupported
+from .errors import HarnessError, Unsupported, one_line
 from .launchers.process import Progress
 from .launchers.ranks import rank_result_file
 from .plugins import load_backend
 from .scenarios import Context, get_scenario
+from .weights import check_finite
 
 __all__ = ["run_case", "main"]
 
@@ -49,6 +50,7 @@ def _load_weights(hook: Any, case: Case, model: Any) -> None:
             raise HarnessError(f"weights '{path}': not a readable .npz: {exc}") from None
     else:
         weights = hook.harness_read_checkpoint(path=path)
+    check_finite(weights, f"weights '{path}'")
     try:
         hook.harness_set_weights(case=case, model=model, weights=weights)
     except HarnessError as exc:
@@ -76,9 +78,10 @@ def _same_threads(case: Case, ranks_here: int) -> tuple[Case, dict[str, Any]]:
 def _failure(exc: BaseException, phase: str, device: str) -> dict[str, Any]:
     """The status and one-line reason for what ended the case; the traceback goes to the log for bugs only."""
     if isinstance(exc, Unsupported):  # includes DeviceUnavailable
-        return {"status": "skipped", "reason": str(exc) if str(exc).startswith(device) else f"{device}: {exc}"}
+        why = one_line(str(exc))
+        return {"status": "skipped", "reason": why if why.startswith(device) else f"{device}: {why}"}
     if isinstance(exc, HarnessError):
-        return {"status": "failed", "reason": f"{phase}: {exc}"}
+        return {"status": "failed", "reason": f"{phase}: {one_line(str(exc))}"}
     if isinstance(exc, MemoryError):
         return {"status": "failed", "reason": f"{phase}: out of host memory"}
     if isinstance(exc, Terminated):

@@ -92,7 +92,7 @@ def test_exit_2_for_usage_and_input_errors(runs, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert main(["compare", str(runs["base"]), str(empty)]) == 2
-    assert "no measured records" in capsys.readouterr().err
+    assert "empty.jsonl: no records (the file is empty)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["compare", str(runs["base"])])
     assert info.value.code == 2

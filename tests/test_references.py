@@ -88,7 +88,7 @@ def test_measured_cell_beside_published_gives_the_difference():
     m["metrics"]["train"]["ms_per_step"]["mean"] = 111.1  # published 101 -> +10.0%
     m["metrics"]["eval"]["top1"] = 77.35
     md = render_markdown([m, ref])
-    assert "111.1 · pub 101.0 · Δ +10.0%" in md and "77.35 · pub 77.35 · Δ +0.0%" in md
+    assert "111.1 (1 run) · pub 101.0 · Δ +10.0%" in md and "77.35 (1 run) · pub 77.35 · Δ +0.0%" in md
 
 
 def test_scaling_efficiency_from_published_and_measured_runs():
@@ -98,7 +98,7 @@ def test_scaling_efficiency_from_published_and_measured_runs():
     two["case"] += "-2p"
     md = render_markdown([one, two] + reference_records())
     scaling = md.split("## Scaling efficiency", 1)[1].split("\n## ", 1)[0]
-    assert re.search(r"gluon_resnet50_v1b \| torch\s+\| cpu .*\| 2 .*\| 90.0%\s+\| images/s \| measured", scaling)
+    assert re.search(r"gluon_resnet50_v1b \| torch\s+\| cpu .*\| 2 .*\| 1 / 1\s+\| 90.0% \(single run\)\s+\| images/s \| measured", scaling)
     # published: 9145.32 / (8 * 1318.2) = 86.7%; BAM Ascend by ms/step 96 / 101 = 95.0%
     assert "86.7%" in scaling and "95.0%" in scaling
 

@@ -272,7 +272,7 @@ def test_resume_refuses_a_folder_that_is_not_a_run_of_this_suite(tmp_path, fake_
     with pytest.raises(HarnessError, match=r"--resume .*nowhere: not a run folder \(no run.json\)"):
         resume_target(tmp_path / "nowhere", suite)
     other = tmp_path / "other.yaml"
-    other.write_text((tmp_path / "fake.yaml").read_text() + "name: other\n")
+    other.write_text((tmp_path / "fake.yaml").read_text().replace("name: fake", "name: other"))
     with pytest.raises(HarnessError, match="that run is of suite 'fake', not 'other'"):
         resume_target(run_dir, load_suite(other))
 

@@ -71,8 +71,9 @@ def test_set_errors(item, expect):
 
 def test_env_expansion(tmp_path, monkeypatch):
     data = tmp_path / "imagenet"
-    (data / "train").mkdir(parents=True)
-    (data / "val").mkdir()
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (data / split / c).mkdir(parents=True)
     monkeypatch.setenv("IMAGENET_ROOT", str(data))
     suite = load(tmp_path, BASE + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: '${IMAGENET_ROOT}'}\n")
     assert suite.cases[0].settings.data_root == str(data)
@@ -133,7 +134,8 @@ def test_case_names_are_safe_paths():
 def test_shipped_suites_load(tmp_path, monkeypatch):
     from pathlib import Path
     for split in ("train", "val"):  # the ImageNet suites need a dataset root from the environment
-        (tmp_path / split).mkdir()
+        for c in ("n01", "n02"):
+            (tmp_path / split / c).mkdir(parents=True)
     monkeypatch.setenv("IMAGENET_ROOT", str(tmp_path))
     for path in sorted((Path(__file__).parent.parent / "suites").glob("*.yaml")):
         assert load_suite(path).cases
@@ -159,7 +161,8 @@ def test_imagenet_suites_use_published_recipes_on_the_seeds_devices(name, device
     with pytest.raises(HarnessError, match="environment variable IMAGENET_ROOT is not set"):
         load_suite(REPO / "suites" / f"{name}.yaml")
     for split in ("train", "val"):
-        (tmp_path / split).mkdir()
+        for c in ("n01", "n02"):
+            (tmp_path / split / c).mkdir(parents=True)
     monkeypatch.setenv("IMAGENET_ROOT", str(tmp_path))
     cases = load_suite(REPO / "suites" / f"{name}.yaml").cases
     assert {(c.model, c.backend, c.device) for c in cases} == {

@@ -35,6 +35,20 @@ def run(suite: str, results: Path, run_id: str, extra: list[str], slowdown: floa
     return next(results.glob(f"*/{run_id}"))
 
 
+def judge(pairs: list[tuple[Path, Path, Path]], min_effect: float) -> dict[str, int]:
+    """The gate's verdicts on every round at one ``--min-effect``: same code (base vs same) and slowed (base vs
+    slow). Exit 1 from the gate: it fired; exit 2: it could not judge (an unstable case, or too few samples)."""
+    counts = {"false alarm": 0, "same: unjudgeable": 0, "caught": 0, "slow: unjudgeable": 0}
+    for base, same, slow in pairs:
+        rc_same = harness("compare", str(base), str(same), "--min-effect", str(min_effect)).returncode
+        rc_slow = harness("compare", str(base), str(slow), "--min-effect", str(min_effect)).returncode
+        counts["false alarm"] += rc_same == 1
+        counts["same: unjudgeable"] += rc_same == 2
+        counts["caught"] += rc_slow == 1
+        counts["slow: unjudgeable"] += rc_slow == 2
+    return counts
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=10)
@@ -42,28 +56,32 @@ def main() -> int:
     p.add_argument("--only", action="append", default=[], help="case glob (harness run --only)")
     p.add_argument("--set", action="append", default=[], help="setting override (harness run --set)")
     p.add_argument("--slowdown", type=float, default=0.3)
+    p.add_argument("--min-effect", type=float, action="append", default=[],
+                   help="gate thresholds to judge the same runs at (default: the gate's default, then 0.2 and 0.3)")
+    p.add_argument("--keep", type=Path, help="keep the runs' results under this folder (default: a temporary one)")
     args = p.parse_args()
     extra = [a for o in args.only for a in ("--only", o)] + [a for s in args.set for a in ("--set", s)]
-    counts = {"false alarm": 0, "same: unjudgeable": 0, "caught": 0, "slow: unjudgeable": 0}
+    sys.path.insert(0, str(REPO))
+    from harness.compare import MIN_EFFECT
+
+    thresholds = args.min_effect or [MIN_EFFECT, 0.2, 0.3]
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="harness-gate-") as tmp:
-        results = Path(tmp)
+        results = args.keep or Path(tmp)
+        pairs = []
         for i in range(args.pairs):
             base = run(args.suite, results, f"base{i}", extra)
             same = run(args.suite, results, f"same{i}", extra)
             slow = run(args.suite, results, f"slow{i}", extra, args.slowdown)
-            rc_same = harness("compare", str(base), str(same)).returncode
-            rc_slow = harness("compare", str(base), str(slow)).returncode
-            counts["false alarm"] += rc_same == 1
-            counts["same: unjudgeable"] += rc_same == 2
-            counts["caught"] += rc_slow == 1
-            counts["slow: unjudgeable"] += rc_slow == 2
-            print(f"round {i + 1}/{args.pairs}: same code -> exit {rc_same}, {args.slowdown:.0%} slower -> exit "
-                  f"{rc_slow} ({time.monotonic() - start:.0f} s)", flush=True)
-    n = args.pairs
-    print(f"\nfalse alarms: {counts['false alarm']} of {n} (goal <= {n // 10}); caught: {counts['caught']} of {n} "
-          f"(goal >= {n - n // 10}); not judged (unstable): {counts['same: unjudgeable']} same-code, "
-          f"{counts['slow: unjudgeable']} slowed")
+            pairs.append((base, same, slow))
+            print(f"round {i + 1}/{args.pairs} measured ({time.monotonic() - start:.0f} s)", flush=True)
+        n = args.pairs
+        print(f"\n{n} rounds of {args.suite} {' '.join(extra)}: base, same code, {args.slowdown:.0%} slower\n")
+        for t in thresholds:
+            c = judge(pairs, t)
+            print(f"--min-effect {t:g}: false alarms {c['false alarm']} of {n} (goal <= {n // 10}); caught "
+                  f"{c['caught']} of {n} (goal >= {n - n // 10}); not judged (unstable): {c['same: unjudgeable']} "
+                  f"same-code, {c['slow: unjudgeable']} slowed", flush=True)
     return 0
 
 

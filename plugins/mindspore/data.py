@@ -10,18 +10,20 @@ so every eval batch is whole and a graph compiled for it is never recompiled for
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import mindspore as ms
 import mindspore.dataset as ds
 import numpy as np
+from PIL import Image
 from mindspore.dataset import vision
 from mindspore.dataset.vision import Inter
 
 from harness.config import Case, Settings
-from harness.data import (IMAGE_EXTENSIONS, SyntheticStream, epoch_order, eval_samples, scan_split, shard_order,
-                          synthetic_arrays, synthetic_batches)
+from harness.data import (IMAGE_EXTENSIONS, PAD_LABEL, SyntheticStream, epoch_order, eval_samples, note_unreadable,
+                          scan_split, shard_order, synthetic_arrays, synthetic_batches, unreadable_files)
 from harness.dist import place
 from harness.errors import HarnessError
 from harness.images import LIGHTING_EIGVAL, LIGHTING_EIGVEC
@@ -40,6 +42,9 @@ class TrainSampler(ds.Sampler):
         super().__init__(num_samples=self.count)
         self.keep, self.repeats, self.seed, self.rank, self.world = keep, repeats, seed, rank, world
         self.epoch, self.start = 0, 0
+        #: Files found undecodable while loading: index -> the sample read in its place (the next readable one,
+        #: as the PyTorch backend's loader takes), so the order of the epoch stays as it was.
+        self.replace: dict[int, int] = {}
 
     def start_at(self, epoch: int, position: int) -> None:
         self.epoch, self.start = epoch, position
@@ -48,7 +53,7 @@ class TrainSampler(ds.Sampler):
         epoch, start = self.epoch, self.start
         self.epoch, self.start = epoch + 1, 0
         order = self.keep[epoch_order(len(self.keep), self.repeats, self.seed, epoch, self.rank, self.world)]
-        return iter(order[start:].tolist())
+        return iter([self.replace.get(i, i) for i in order[start:].tolist()])
 
     def __len__(self) -> int:
         return self.count
@@ -84,13 +89,26 @@ class EvalFiles:
         return np.fromfile(path, dtype=np.uint8), np.array(label, dtype=np.int32)
 
 
-class FolderStream:
-    """Batches of ``(image float32 NCHW, label int32)`` Tensors; one pass per ``iter()``."""
+_FAILED_FILE = re.compile(r"The corresponding data file is: (.+?)\. ")
 
-    def __init__(self, dataset: ds.Dataset, train: bool, sampler: TrainSampler | None = None) -> None:
-        self.dataset, self.train, self.sampler = dataset, train, sampler
-        self.n = dataset.get_dataset_size()
+
+class FolderStream:
+    """Batches of ``(image float32 NCHW, label int32)`` Tensors; one pass per ``iter()``.
+
+    A file that passed the scan but fails in the pipeline's decoder (MindSpore names it in its error) is counted
+    against ``max_bad_images`` and named (:func:`harness.data.note_unreadable`), the next readable sample is read
+    in its place, and the pipeline is started again at the batch it had reached."""
+
+    def __init__(self, dataset: Callable[[], ds.Dataset], train: bool, settings: Settings,
+                 samples: list[tuple[str, int]], sampler: TrainSampler | None = None,
+                 files: EvalFiles | None = None, scan_bad: list[int] | None = None) -> None:
+        self.make, self.train, self.settings, self.samples = dataset, train, settings, samples
+        self.scan_bad = set(scan_bad or ())
+        self.sampler, self.files = sampler, files
+        self.dataset = dataset()
+        self.n = self.dataset.get_dataset_size()
         self._it: Iterator[Any] | None = None
+        self._epoch = 0
 
     def __len__(self) -> int:
         return self.n
@@ -100,16 +118,71 @@ class FolderStream:
         if self.sampler is None or self._it is not None:
             raise HarnessError("this MindSpore stream cannot start mid-run (an eval stream, or already iterated)")
         self.sampler.start_at(epoch, batch * self.dataset.get_batch_size())
+        self._epoch = epoch
+
+    def _failed_file(self, exc: RuntimeError, done: int) -> str | None:
+        """The file the pipeline failed on: MindSpore names it for a folder dataset; for the eval list (encoded
+        bytes from a generator) the files after the batches already yielded are decoded with Pillow until one
+        fails."""
+        found = _FAILED_FILE.search(str(exc))
+        if found:
+            return found.group(1)
+        if self.files is None:
+            return None
+        from harness.images import to_rgb
+
+        for path, _ in self.files.samples[done * self.dataset.get_batch_size():]:
+            try:
+                with Image.open(path) as im:
+                    to_rgb(im).load()
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                return path
+        return None
+
+    def _skip_bad(self, exc: RuntimeError, done: int) -> None:
+        """Note the file MindSpore could not decode and read the next readable one in its place (evaluation: leave
+        it out of the score, as a padding image), or raise."""
+        failed = self._failed_file(exc, done)
+        index = {path: i for i, (path, _) in enumerate(self.samples)}.get(failed) if failed else None
+        if index is None:
+            detail = next((line.strip() for line in str(exc).splitlines() if line.strip().startswith("[ERROR]")),
+                          str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            raise HarnessError(f"MindSpore's data pipeline failed: {detail}") from None
+        split = "train" if self.train else "val"
+        note_unreadable(self.settings, split, [f"{failed}: cannot decode image: MindSpore's decoder failed"])
+        bad = self.scan_bad | {i for i, (path, _) in enumerate(self.samples) if path in unreadable_files(split)}
+        nxt = next((j % len(self.samples) for j in range(index + 1, index + 1 + len(self.samples))
+                    if j % len(self.samples) not in bad), None)
+        if nxt is None:
+            raise HarnessError(f"no image of '{split}' can be decoded") from None
+        if self.sampler is not None:
+            self.sampler.replace[index] = nxt
+        elif self.files is not None:  # eval: the padded list, a label of its own for each position
+            self.files.samples = [(p, y) if p != failed else (self.samples[nxt][0], PAD_LABEL)
+                                  for p, y in self.files.samples]
 
     def __iter__(self) -> Iterator[tuple[ms.Tensor, ms.Tensor]]:
-        if self.train:  # one iterator for the whole run: the pipeline keeps prefetching across epochs
-            if self._it is None:
-                self._it = self.dataset.create_tuple_iterator(num_epochs=-1)
-            for x, y in self._it:  # stops at the end of each epoch, then goes on with the next
-                yield x, y
-        else:
-            for x, y in self.dataset.create_tuple_iterator(num_epochs=1):
-                yield x, y
+        done = 0  # batches of this pass yielded
+        while True:
+            try:
+                if self.train:  # one iterator for the whole run: the pipeline keeps prefetching across epochs
+                    if self._it is None:
+                        self._it = self.dataset.create_tuple_iterator(num_epochs=-1)
+                    for x, y in self._it:  # stops at the end of each epoch, then goes on with the next
+                        done += 1
+                        yield x, y
+                else:
+                    for k, (x, y) in enumerate(self.dataset.create_tuple_iterator(num_epochs=1)):
+                        if k >= done:  # after a restart, the batches already yielded are passed over
+                            done += 1
+                            yield x, y
+                self._epoch += 1
+                return
+            except RuntimeError as exc:
+                self._skip_bad(exc, done)
+                self.dataset, self._it = self.make(), None  # a fresh pipeline, from the batch this pass reached
+                if self.sampler is not None:
+                    self.sampler.start_at(self._epoch, done * self.dataset.get_batch_size())
 
 
 def _transforms(s: Settings, train: bool, mean: tuple[float, ...], std: tuple[float, ...]) -> list:
@@ -148,18 +221,24 @@ def make_stream(case: Case, split: str, device: Any) -> Any:
         raise HarnessError(f"data_root '{s.data_root}' has {len(classes)} classes but num_classes is {s.num_classes}")
     ds.config.set_seed(s.seed)
     workers = max(1, s.workers)
+    sampler, files = None, None
     if train:  # each rank its shard of a shuffle shared by all ranks
-        exts = sorted({e for ext in IMAGE_EXTENSIONS for e in (ext, ext.upper())})
         where = place()
         sampler = TrainSampler(np.delete(np.arange(len(samples)), bad), repeats, s.seed, where.rank, where.world)
-        data = ds.ImageFolderDataset(f"{s.data_root}/{folder}", sampler=sampler, num_parallel_workers=workers,
-                                     extensions=exts, class_indexing={c: i for i, c in enumerate(classes)})
-        data = data.map(operations=ds.transforms.TypeCast(ms.int32), input_columns="label")
     else:  # readable images in order, padded to whole batches (labels -1, not counted by the eval step)
-        sampler = None
-        data = ds.GeneratorDataset(EvalFiles(eval_samples(s)), column_names=["image", "label"], shuffle=False,
-                                   num_parallel_workers=workers, python_multiprocessing=False)
-    data = data.map(operations=_transforms(s, train, spec.mean, spec.std),
-                    input_columns="image", num_parallel_workers=workers)
-    data = data.batch(s.batch_size, drop_remainder=train)
-    return FolderStream(data, train, sampler)
+        files = EvalFiles(eval_samples(s))
+
+    def pipeline() -> ds.Dataset:
+        if train:
+            exts = sorted({e for ext in IMAGE_EXTENSIONS for e in (ext, ext.upper())})
+            data = ds.ImageFolderDataset(f"{s.data_root}/{folder}", sampler=sampler, num_parallel_workers=workers,
+                                         extensions=exts, class_indexing={c: i for i, c in enumerate(classes)})
+            data = data.map(operations=ds.transforms.TypeCast(ms.int32), input_columns="label")
+        else:
+            data = ds.GeneratorDataset(files, column_names=["image", "label"], shuffle=False,
+                                       num_parallel_workers=workers, python_multiprocessing=False)
+        data = data.map(operations=_transforms(s, train, spec.mean, spec.std),
+                        input_columns="image", num_parallel_workers=workers)
+        return data.batch(s.batch_size, drop_remainder=train)
+
+    return FolderStream(pipeline, train, s, samples, sampler, files, bad)

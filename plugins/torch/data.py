@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from harness.config import Case
-from harness.data import (Preprocess, SyntheticStream, augment_rng, epoch_order, eval_samples, preprocess_for,
-                          scan_split, shard_order, synthetic_arrays, synthetic_batches)
+from harness.config import Case, Settings
+from harness.data import (Preprocess, SyntheticStream, augment_rng, epoch_order, eval_samples, load_or_next,
+                          note_unreadable, preprocess_for, scan_split, shard_order, synthetic_arrays,
+                          synthetic_batches)
 from harness.errors import HarnessError
 from harness.models import check_batch, get_model
 
@@ -59,8 +60,7 @@ class FolderDataset(Dataset):
             rng = augment_rng(self.seed, epoch, rank, position)
         else:
             i, rng = key, None
-        path, label = self.samples[i]
-        return self.pre.load(path, rng), label
+        return load_or_next(self.pre, self.samples, i, rng, scored=rng is None and not self.pre.train)
 
 
 def _world() -> tuple[int, int]:
@@ -72,8 +72,10 @@ def _world() -> tuple[int, int]:
 class DeviceLoader:
     """Wraps a DataLoader: moves each batch to the device (and NHWC when asked)."""
 
-    def __init__(self, loader: DataLoader, device: torch.device, channels_last: bool) -> None:
+    def __init__(self, loader: DataLoader, device: torch.device, channels_last: bool, settings: Settings,
+                 split: str) -> None:
         self.loader, self.device, self.channels_last = loader, device, channels_last
+        self.settings, self.split = settings, split
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -84,7 +86,9 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        for x, y in self.loader:
+        for x, y, bad in self.loader:
+            if any(bad):  # files whose data failed to decode in a worker: counted, named, max_bad_images applies
+                note_unreadable(self.settings, self.split, bad)
             yield (x.to(self.device, non_blocking=True, memory_format=fmt),
                    y.to(self.device, non_blocking=True))
 
@@ -115,4 +119,4 @@ def make_stream(case: Case, split: str, device: torch.device) -> Any:
         FolderDataset(samples, pre, s.seed), batch_size=s.batch_size, sampler=sampler, drop_last=train,
         num_workers=s.workers, pin_memory=device.type == "cuda", persistent_workers=s.workers > 0,
     )
-    return DeviceLoader(loader, device, s.channels_last)
+    return DeviceLoader(loader, device, s.channels_last, s, "train" if train else "val")
