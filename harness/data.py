@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .config import Settings
 
 __all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "PAD_LABEL", "scan_folder", "scan_split", "scan_summary",
-           "Preprocess", "preprocess_for", "class_folders", "load_or_next", "note_unreadable", "unreadable_files", "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic",
+           "Preprocess", "preprocess_for", "class_folders", "load_or_next", "note_unreadable", "unreadable_files",
+           "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic",
            "shard_order", "synthetic_batches", "synthetic_arrays", "SyntheticStream", "eval_samples", "eval_arrays"]
 
 #: File extensions read as images (matched case-insensitively).

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import (augment_rng, epoch_order, eval_samples, load_or_next, note_unreadable, scan_split, shard_order, synthetic_arrays,
-                   synthetic_batches)
+from .data import (augment_rng, epoch_order, eval_samples, load_or_next, note_unreadable, scan_split, shard_order,
+                   synthetic_arrays, synthetic_batches)
 from .errors import HarnessError
 from .images import MEAN, STD, Preprocess, preprocess_for
 

@@ -48,6 +48,44 @@ def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
 _REQUIRED = (("case", str), ("status", str), ("config", dict))
 
 
+#: Fields of a measured record and the type each must have when present (None is allowed for all).
+_SHAPES = {"metrics": dict, "samples": dict, "env": dict, "noise": dict, "repeat": int, "repeats": int,
+           "reason": str, "run_id": str, "config.settings": dict, "config.variant": dict, "config.model": str,
+           "config.backend": str, "config.device": str}
+#: Leaves of ``metrics`` that reports read as numbers.
+_NUMBERS = frozenset({"images_per_s", "timed_steps", "first_step_s", "loss_last", "top1", "top5", "time_s",
+                      "total_time_s", "p50", "p90", "p99", "mean", "std", "min", "max", "host_peak_bytes",
+                      "device_peak_bytes"})
+
+
+def _misshapen(rec: dict[str, Any]) -> str | None:
+    """What in a measured record has the wrong type (for the error), or None."""
+    for dotted, kind in _SHAPES.items():
+        value: Any = rec
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            return f"'{dotted}' of type {type(value).__name__} (expected {kind.__name__})"
+    for name, values in (rec.get("samples") or {}).items():
+        numbers = isinstance(values, list) and all(  # None: a NaN or infinite value, cleaned when written
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
+        if not numbers:
+            return f"'samples.{name}' that is not a list of numbers"
+
+    def leaves(d: dict[str, Any], where: str) -> str | None:
+        for key, value in d.items():
+            if isinstance(value, dict):
+                found = leaves(value, f"{where}.{key}")
+                if found:
+                    return found
+            elif key in _NUMBERS and value is not None and (isinstance(value, bool)
+                                                            or not isinstance(value, (int, float))):
+                return f"'{where}.{key}' = {str(value)[:40]!r} (expected a number)"
+        return None
+
+    return leaves(rec.get("metrics") or {}, "metrics")
+
+
 def read_records(path: str | os.PathLike[str], empty_ok: bool = False) -> list[dict[str, Any]]:
     """All records of one file.
 
@@ -78,6 +116,10 @@ def read_records(path: str | os.PathLike[str], empty_ok: bool = False) -> list[d
                     raise HarnessError(f"{path}:{n}: a harness record without a valid '{key}' (expected "
                                        f"{kind.__name__}, got {type(rec.get(key)).__name__}): not a record harness "
                                        "wrote, or edited by hand")
+            wrong = _misshapen(rec)
+            if wrong:
+                raise HarnessError(f"{path}:{n}: a harness record with {wrong}: not a record harness wrote, or edited "
+                                   "by hand")
         out.append(rec)
     if not out and not (empty_ok and not text.strip()):
         what = (f"no harness records (line {foreign[0]} is JSON of another tool: no \"schema\": \"{SCHEMA}\")"
