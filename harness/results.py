@@ -58,6 +58,13 @@ _NUMBERS = frozenset({"images_per_s", "timed_steps", "first_step_s", "loss_last"
                       "device_peak_bytes"})
 
 
+def _numbers(values: Any, depth: int) -> bool:
+    """A list of numbers (None: a NaN or infinite value, cleaned when written), or of such lists (per rank)."""
+    return isinstance(values, list) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) or (depth > 1 and _numbers(v, 1))
+        for v in values)
+
+
 def _misshapen(rec: dict[str, Any]) -> str | None:
     """What in a measured record has the wrong type (for the error), or None."""
     for dotted, kind in _SHAPES.items():
@@ -67,10 +74,8 @@ def _misshapen(rec: dict[str, Any]) -> str | None:
         if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             return f"'{dotted}' of type {type(value).__name__} (expected {kind.__name__})"
     for name, values in (rec.get("samples") or {}).items():
-        numbers = isinstance(values, list) and all(  # None: a NaN or infinite value, cleaned when written
-            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
-        if not numbers:
-            return f"'samples.{name}' that is not a list of numbers"
+        if not _numbers(values, depth=2):
+            return f"'samples.{name}' that is not a list of numbers (or of per-rank lists)"
 
     def leaves(d: dict[str, Any], where: str) -> str | None:
         for key, value in d.items():

@@ -246,7 +246,10 @@ def _check_data(settings: dict[str, Any], where: str) -> None:
                 found = []
             raise HarnessError(f"{where}: data_root '{root}': no '{split}' folder "
                                f"(expected {root}/{split}/<class>/*.JPEG){near(split, found)}")
-    classes = {split: class_folders(root, split) for split in wanted}
+    try:
+        classes = {split: class_folders(root, split) for split in wanted}
+    except HarnessError as exc:
+        raise HarnessError(f"{where}: {exc}") from None
     if len(wanted) == 2 and classes["train"] != classes["val"]:
         only_train, only_val = sorted(set(classes["train"]) - set(classes["val"])), sorted(set(classes["val"]) -
                                                                                           set(classes["train"]))
