@@ -59,7 +59,7 @@ _NUMBERS = frozenset({"images_per_s", "timed_steps", "first_step_s", "loss_last"
 
 
 def _numbers(values: Any, depth: int) -> bool:
-    """A list of numbers (None: a NaN or infinite value, cleaned when written), or of such lists (per rank)."""
+    """A list of numbers (None: a NaN or infinite value, cleaned when written), or of such lists."""
     return isinstance(values, list) and all(
         v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) or (depth > 1 and _numbers(v, 1))
         for v in values)
@@ -74,7 +74,8 @@ def _misshapen(rec: dict[str, Any]) -> str | None:
         if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             return f"'{dotted}' of type {type(value).__name__} (expected {kind.__name__})"
     for name, values in (rec.get("samples") or {}).items():
-        if not _numbers(values, depth=2):
+        per_rank = isinstance(values, dict) and all(_numbers(v, 1) for v in values.values())
+        if not (per_rank or _numbers(values, depth=2)):
             return f"'samples.{name}' that is not a list of numbers (or of per-rank lists)"
 
     def leaves(d: dict[str, Any], where: str) -> str | None:
