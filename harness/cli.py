@@ -13,8 +13,8 @@ from pathlib import Path
 
 from . import __version__
 from .config import DEVICES
-from .cli_tools import (_cmd_check_backend, _cmd_doctor, _cmd_convert, _cmd_list, _cmd_parity, _cmd_plugins, _cmd_references,
-                        _cmd_tiny, _write_output)
+from .cli_tools import (_cmd_check_backend, _cmd_convert, _cmd_data, _cmd_doctor, _cmd_list, _cmd_parity,
+                        _cmd_plugins, _cmd_references, _cmd_tiny, _write_output)
 from .errors import HarnessError, one_line
 
 __all__ = ["main"]
@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_tiny)
+
+    p = sub.add_parser("data", help="dataset manifests: `scan DIR` builds or updates them (one scan, reused by every "
+                                    "case and rank), `info DIR` shows what they hold")
+    p.add_argument("action", choices=("scan", "info"))
+    p.add_argument("folder", help="an ImageNet-layout folder: DIR/train/<class>/<images>, DIR/val/...")
+    p.add_argument("--verify", choices=("none", "header", "full"), default="header",
+                   help="how each image is checked (default: header)")
+    p.set_defaults(func=_cmd_data)
     return parser
 
 

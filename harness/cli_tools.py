@@ -135,6 +135,46 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    """``harness data scan|info DIR``: build (or bring up to date) the dataset's manifests, or show them."""
+    import os
+
+    from .manifest import load_manifest, manifest_path, read_manifest
+
+    splits = [sp for sp in ("train", "val") if os.path.isdir(os.path.join(args.folder, sp))]
+    if not os.path.isdir(args.folder):
+        raise HarnessError(f"{args.folder}: no such folder")
+    if not splits:
+        raise HarnessError(f"{args.folder}: no train/ or val/ folder (expected DIR/<split>/<class>/<images>)")
+    for split in splits:
+        if args.action == "info":
+            path = manifest_path(args.folder, split)
+            doc = read_manifest(path)
+            if doc is None:
+                print(f"{split}: no manifest yet ({path}); `harness data scan {args.folder}` builds it")
+                continue
+            classes = doc["classes"]
+            files = sum(len(c.get("files", ())) for c in classes.values())
+            bad = sum(len(c.get("bad") or {}) for c in classes.values())
+            size = sum(sum(c.get("sizes") or ()) for c in classes.values())
+            levels = sorted({c.get("verify", "none") for c in classes.values()})
+            print(f"{split}: {len(classes)} classes, {files} files ({size / 2**20:,.1f} MiB), {bad} not readable, "
+                  f"verified: {', '.join(levels)}; scans: {doc.get('scans', 0)}; {path}")
+            continue
+
+        def progress(k: int, n: int, name: str, split: str = split) -> None:
+            if sys.stderr.isatty() or k == n or k % max(1, n // 20) == 0:
+                end = "\n" if k == n else "\r" if sys.stderr.isatty() else "\n"
+                print(f"{split}: scanned {k}/{n} changed class folders ({name})", end=end, file=sys.stderr,
+                      flush=True)
+
+        m = load_manifest(args.folder, split, args.verify, progress=progress)
+        bad = sum(e is not None for e in m.errors)
+        print(f"{split}: {len(m.classes)} classes, {len(m.samples)} files, {bad} not readable; "
+              f"{m.scanned_classes} class folder(s) scanned in {m.seconds:.1f} s; {m.path}")
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
 

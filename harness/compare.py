@@ -66,7 +66,8 @@ MIN_SAMPLES = 5
 #: Repetitions per case at which per-run values (run-to-run noise) are judged instead of per-step samples.
 MIN_REPEATS = 3
 #: Settings that do not change what is measured: runs that differ only in these compare.
-_NOT_MEASURED = frozenset({"timeout", "repeats", "workers", "max_bad_images", "checkpoint_keep", "data_root"})
+_NOT_MEASURED = frozenset({"timeout", "repeats", "workers", "max_bad_images", "checkpoint_keep", "data_root",
+                           "verify"})
 
 
 @dataclass

@@ -117,6 +117,8 @@ class Settings:
                                "onnxruntime); default: the backend's first")
     inference_batch_sizes: list[int] = _opt((1,), "inference: batch sizes whose throughput is measured (batch 1 also "
                                             "gives the latency percentiles)", minimum=1)
+    data_workers: list[int] = _opt((), "scenario data: worker counts to time the input pipeline at (default: workers)",
+                                   minimum=0)
     latency_min_runs: int = _opt(100, "inference: timed runs per batch size, at least", minimum=1)
     latency_min_s: float = _opt(2.0, "inference: seconds of timed runs per batch size, at least", minimum=0)
     model_file: str | None = _opt(None, "inference: an exported model to load instead of exporting one; '{batch}' in "
@@ -129,6 +131,9 @@ class Settings:
                                         "latest one", minimum=1)
     checkpoint_every_epochs: float | None = _opt(None, "training: as checkpoint_every, in epochs", minimum=0.001)
     checkpoint_keep: int = _opt(2, "training: checkpoints kept (the oldest are deleted)", minimum=1)
+    verify: str = _opt("header", "folder data: how the dataset's manifest checks each image when a class folder is "
+                       "first scanned (or changed): none (list files only), header (read each header and the end "
+                       "of each JPEG/PNG), full (decode each image once)", choices=("none", "header", "full"))
     max_bad_images: float = _opt(0.01, "folder data: files that are not readable images are skipped with a warning "
                                  "and counted; past this fraction of a split (or this count, when >= 1) the case "
                                  "fails", minimum=0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "PAD_LABEL", "scan_folder", "scan_split", "scan_summary",
            "Preprocess", "preprocess_for", "class_folders", "load_or_next", "note_unreadable", "unreadable_files",
            "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic",
-           "shard_order", "synthetic_batches", "synthetic_arrays", "SyntheticStream", "eval_samples", "eval_arrays"]
+           "header_error", "split_missing", "list_class", "shard_order", "synthetic_batches", "synthetic_arrays", "SyntheticStream", "eval_samples", "eval_arrays"]
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -77,11 +76,7 @@ def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tupl
         raise HarnessError(f"data_root '{root}': not a folder")
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
-        subdirs = sorted(e.name for e in _listdir(root, root) if e.is_dir())
-        found = f"found: {', '.join(subdirs)}" if subdirs else "it has no sub-folders"
-        what = "is not a folder" if os.path.exists(split_dir) else "is missing"
-        raise HarnessError(f"data_root '{root}': split folder '{split_dir}' {what} ({found})"
-                           f"{near(split, subdirs)}")
+        raise split_missing(root, split)
     classes = class_folders(root, split)
     if not classes:
         raise HarnessError(f"data_root '{root}': '{split_dir}' has no class sub-folders "
@@ -89,15 +84,31 @@ def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tupl
     samples: list[tuple[str, int]] = []
     for index, name in enumerate(classes):
         class_dir = os.path.join(split_dir, name)
-        entries = [e for e in _listdir(root, class_dir) if _maybe_file(e)]
-        files = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS))
+        files, skipped = list_class(root, class_dir)
         if ignored is not None:
-            ignored.extend(sorted(e.path for e in entries if not e.name.lower().endswith(IMAGE_EXTENSIONS)))
-        if not files:
-            raise HarnessError(f"data_root '{root}': class folder '{class_dir}' has no images "
-                               f"({', '.join(IMAGE_EXTENSIONS)})")
+            ignored.extend(os.path.join(class_dir, f) for f in skipped)
         samples.extend((os.path.join(class_dir, f), index) for f in files)
     return classes, samples
+
+
+def split_missing(root: str, split: str) -> HarnessError:
+    """The error for a data root without the folder of ``split``, with what it has instead."""
+    split_dir = os.path.join(root, split)
+    subdirs = sorted(e.name for e in _listdir(root, root) if e.is_dir())
+    found = f"found: {', '.join(subdirs)}" if subdirs else "it has no sub-folders"
+    what = "is not a folder" if os.path.exists(split_dir) else "is missing"
+    return HarnessError(f"data_root '{root}': split folder '{split_dir}' {what} ({found}){near(split, subdirs)}")
+
+
+def list_class(root: str, class_dir: str) -> tuple[list[str], list[str]]:
+    """A class folder's image file names and the names of its other files, each sorted (hidden ones left out);
+    a folder without images is refused naming it."""
+    entries = [e for e in _listdir(root, class_dir) if _maybe_file(e)]
+    files = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise HarnessError(f"data_root '{root}': class folder '{class_dir}' has no images "
+                           f"({', '.join(IMAGE_EXTENSIONS)})")
+    return files, sorted(e.name for e in entries if not e.name.lower().endswith(IMAGE_EXTENSIONS))
 
 
 _SUMMARY: dict[str, dict[str, object]] = {}
@@ -110,7 +121,7 @@ _ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 _TAIL = 4096
 
 
-def _header_error(path: str) -> str | None:
+def header_error(path: str) -> str | None:
     """Why ``path`` is not a readable image, or None: Pillow identifies the format and size from the header without
     decoding the pixels, and a JPEG or PNG must also end as a whole file does (a download cut short passes the
     header but fails to decode, in every framework's decoder)."""
@@ -131,7 +142,9 @@ def _header_error(path: str) -> str | None:
 
 
 def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[str, int]], list[int]]:
-    """:func:`scan_folder`, then each image file's header checked in parallel threads.
+    """The split's files and which are not readable images, from the dataset's manifest
+    (:func:`harness.manifest.load_manifest`: built once, kept beside the data or in the cache, verified to the
+    ``verify`` setting, rescanned only where a class folder changed).
 
     Returns ``(classes, samples, bad)``: ``bad`` are the positions in ``samples`` of files that are not
     readable images; they are skipped with a warning on stderr and counted in :data:`SKIPPED` (files without an
@@ -140,15 +153,14 @@ def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[st
     their samplers, so the remaining images keep their indices (MindSpore's folder reader lists the same files in
     the same order).
     """
+    from .manifest import load_manifest
+
     root = settings.data_root
     key = (os.path.abspath(root), split)
     fresh = key not in _SCANS  # a process reads a split once (an inference case reads val twice)
-    if fresh:
-        ignored: list[str] = []
-        classes, samples = scan_folder(root, split, ignored)
-        with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 4)) as pool:
-            errors = list(pool.map(_header_error, (p for p, _ in samples), chunksize=256))
-        _SCANS[key] = (classes, samples, errors, ignored)
+    if fresh:  # the dataset's manifest: scanned once, by whichever case or rank needs it first (harness.manifest)
+        m = load_manifest(root, split, settings.verify)
+        _SCANS[key] = (m.classes, m.samples, m.errors, m.ignored)
     classes, samples, errors, ignored = _SCANS[key]
     bad = [i for i, e in enumerate(errors) if e is not None]
     limit = settings.max_bad_images if settings.max_bad_images >= 1 else settings.max_bad_images * len(samples)

@@ -78,6 +78,9 @@ def summary(record: dict[str, Any]) -> str:
         if d.get("skipped"):
             parts.append(f"warning: {d['skipped']} unreadable image files skipped in {split} "
                          f"(metrics.data.{split}.examples)")
+    feed = (m.get("train") or {}).get("input") or {}
+    if feed.get("input_bound"):
+        parts.append(f"INPUT-BOUND ({100 * feed['wait_share']:.0f}% of each step waiting for data)")
     noise = record.get("noise") or {}
     if noise.get("unstable"):
         parts.append(f"UNSTABLE ({'; '.join(noise['reasons'])})")

@@ -20,6 +20,8 @@ METRIC_ROWS = (
     ("train ms/step (stdev)", "train_ms_stdev", "{:.2f}"),
     ("timed steps", "train_steps", "{:.0f}"),
     ("first step / compile (s)", "train_first_step_s", "{:.2f}"),
+    ("waiting for data (% of step)", "train_input_wait_pct", "{:.0f}"),
+    ("data pipeline images/s (alone)", "data_images_per_s", "{:.1f}"),
     ("final loss", "train_loss_last", "{:.3f}"),
     ("eval images/s", "eval_images_per_s", "{:.1f}"),
     ("top-1 (%)", "eval_top1", "{:.2f}"),
@@ -29,6 +31,19 @@ METRIC_ROWS = (
     ("peak device memory (MiB)", "device_peak_mib", "{:.0f}"),
 )
 ACCURACY = {"eval_top1", "eval_top5"}
+
+
+def _pct(share: Any) -> float | None:
+    return 100.0 * share if isinstance(share, (int, float)) else None
+
+
+def data_ceiling(metrics: dict[str, Any], workers: Any) -> float | None:
+    """A data case's (``scenario: data``) images/s through the backend's own pipeline at the case's worker count
+    (else the best it measured): the most a training run of the same preprocessing could take in."""
+    runs = [p for p in (get(metrics, "input_pipeline", "pipelines") or []) if isinstance(p, dict)
+            and p.get("pipeline") == "backend" and isinstance(p.get("images_per_s"), (int, float))]
+    same = [p["images_per_s"] for p in runs if p.get("workers") == workers]
+    return max(same or [p["images_per_s"] for p in runs], default=None)
 
 
 def get(d: dict[str, Any], *path: str) -> Any:
@@ -64,6 +79,8 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "train_images_per_s": get(m, "train", "images_per_s"),
             "train_steps": get(m, "train", "timed_steps"),
             "train_first_step_s": get(m, "train", "first_step_s"),
+            "train_input_wait_pct": _pct(get(m, "train", "input", "wait_share")),
+            "input_bound": bool(get(m, "train", "input", "input_bound")),
             "train_loss_last": get(m, "train", "loss_last"),
             "eval_images_per_s": get(m, "eval", "images_per_s"),
             "eval_top1": get(m, "eval", "top1"), "eval_top5": get(m, "eval", "top5"),
@@ -86,6 +103,7 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         }
         for stat in ("mean", "p50", "p90", "p99", "stdev"):
             row[f"train_ms_{stat}"] = get(m, "train", "ms_per_step", stat)
+        row["data_images_per_s"] = data_ceiling(m, (cfg.get("settings") or {}).get("workers"))
         for key, value in (cfg.get("settings") or {}).items():
             row[f"cfg.{key}"] = tuple(value) if isinstance(value, list) else value
         rows.append(row)

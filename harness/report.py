@@ -15,13 +15,14 @@ from .charts import write_charts
 from .config import has_accuracy
 from .frame import ACCURACY, METRIC_ROWS, get as _get, records_frame
 from .published import DEVICE_ORDER, PUBLISHED_ROWS, fmt_value, published_tables
+from .scenarios.train import INPUT_BOUND_SHARE
 from .stats import mean_ci, rate, ratio, ratio_text
 
 __all__ = ["records_frame", "render_markdown", "comparison_matrix", "scaling_efficiency", "write_charts",
            "PUBLISHED_ROWS"]
 
 #: Columns that are rates (their runs' spread is multiplicative: median and a log-scale interval).
-RATES = {"train_images_per_s", "eval_images_per_s", "infer_images_per_s"}
+RATES = {"train_images_per_s", "eval_images_per_s", "infer_images_per_s", "data_images_per_s"}
 
 
 def _column_label(row: pd.Series, multi_run: bool) -> str:
@@ -51,7 +52,8 @@ def _backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
         return None
     backends = sorted(ok["backend"].unique())
     ref = "torch" if "torch" in backends else backends[0]
-    metrics = (("images/s", "train_images_per_s", "{:.1f}"), ("ms/step p50", "train_ms_p50", "{:.1f}"),
+    metrics = (("images/s", "train_images_per_s", "{:.1f}"), ("data pipeline images/s", "data_images_per_s", "{:.1f}"),
+               ("ms/step p50", "train_ms_p50", "{:.1f}"),
                ("first step (s)", "train_first_step_s", "{:.2f}"), ("peak host MiB", "host_peak_mib", "{:.0f}"))
     rows = []
     for (model, device, variant), g in ok.groupby(["model", "device", "variant"], sort=True):
@@ -108,7 +110,9 @@ def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     rows = []
-    for (model, variant, _run), g in ok.groupby(["model", "variant", "run_id"], sort=True):
+    scenario = ok.get("cfg.scenario", pd.Series("train", index=ok.index)).fillna("train")
+    feeds = ok[scenario == "data"]
+    for (model, variant, run), g in ok[scenario != "data"].groupby(["model", "variant", "run_id"], sort=True):
         configs = _by_config(g)
         ips = {k: runs["train_images_per_s"].dropna() for k, runs in configs.items()}
         for (backend, device, n), runs in configs.items():
@@ -126,8 +130,12 @@ def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
                 "top-1 (%)": _cell("eval_top1", "{:.2f}", runs["eval_top1"]) if has_accuracy({"data": data}) else "",
                 "backend ratio (÷ torch)": ratio_text(backend_ratio) if backend_ratio else "",
                 "device ratio": f"{ratio_text(device_ratio)} vs {ref_dev}" if device_ratio else "",
+                "data ceiling images/s": _cell("data_images_per_s", "{:.1f}", feeds[
+                    (feeds["model"] == model) & (feeds["backend"] == backend) & (feeds["device"] == device)
+                    & (feeds["run_id"] == run)]["data_images_per_s"]),
             })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.loc[:, (table != "").any()] if not table.empty else table
 
 
 def scaling_efficiency(df: pd.DataFrame) -> pd.DataFrame:
@@ -226,13 +234,17 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                 cells.append("" if accuracy_means_nothing else _cell(col, fmt, runs[col]))
             unstable = runs[runs["unstable"]]
             cells.append(str(len(runs)) if len(runs) > 1 else "")
-            cells.append(f"{len(unstable)} of {len(runs)}: {unstable['noise_reasons'].iloc[0]}" if len(unstable) else "")
+            cells.append(f"{len(unstable)} of {len(runs)}: {unstable['noise_reasons'].iloc[0]}" if len(unstable)
+                         else "")
+            starved = int(runs["input_bound"].sum()) if "input_bound" in runs else 0
+            cells.append(f"{starved} of {len(runs)}: waiting for data took {runs['train_input_wait_pct'].max():.0f}% "
+                         f"of a step (limit {100 * INPUT_BOUND_SHARE:.0f}%)" if starved else "")
             label = _column_label(row, multi_run)
             if label in columns:  # never let two configurations share (and overwrite) a column
                 label += f"<br>{row['case']}"
             columns[label] = cells
         index = ["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS), "runs (median [95% CI])",
-                 "UNSTABLE"]
+                 "UNSTABLE", "INPUT-BOUND"]
         table = pd.DataFrame(columns, index=index)
         table = table[(table != "").any(axis=1)]
         out += [f"## {model}", "", table.to_markdown(tablefmt="github", disable_numparse=True), ""]
@@ -257,7 +269,9 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                     "(median, or mean for top-1, with the 95% interval from repetitions and seeds); the backend "
                     "ratio divides by PyTorch on the same device, the device ratio by the same backend on the first "
                     "device present (ascend, gpu, cpu order), each with the 95% interval of the ratio; an interval "
-                    "that holds 1.00x is no measurable difference, and a ratio of single runs says so.")
+                    "that holds 1.00x is no measurable difference, and a ratio of single runs says so. The data "
+                    "ceiling is the images/s of the backend's input pipeline alone (scenario: data) at the same "
+                    "worker count, where the run measured it: training cannot go faster than it.")
     if not refs.empty:
         out += ["## Measured beside published", "",
                 "Each cell: measured (median of the runs, mean for accuracy, with its 95% interval) · pub(lished) · "

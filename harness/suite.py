@@ -13,6 +13,8 @@
         settings: {steps: 40}
     exclude:                                # cases dropped from the product
       - {backend: torch, device: ascend}
+    include:                                # cases beside the product (named by their single-value settings)
+      - {models: [gluon_resnet50_v1b], backends: [torch], devices: [cpu], settings: {scenario: data, data: tiny}}
 
 Only safe YAML is read (:func:`harness.files.load_yaml`: no key twice, aliases bounded before
 expansion). Every problem is a :class:`HarnessError` naming the file and key, with the nearest
@@ -43,7 +45,8 @@ from .plugins import backend_entry_points
 
 __all__ = ["Suite", "load_suite", "parse_set", "select_cases"]
 
-TOP_KEYS = ("name", "description", "models", "backends", "devices", "settings", "matrix", "overrides", "exclude")
+TOP_KEYS = ("name", "description", "models", "backends", "devices", "settings", "matrix", "overrides", "exclude",
+            "include")
 AXES = ("model", "backend", "device")
 #: Settings that are paths: a case runs in its own folder, so a relative one is made absolute here, from the folder
 #: ``harness run`` was started in.
@@ -115,6 +118,27 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _included(doc: dict[str, Any], where: str) -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
+    """The ``include`` entries: cases beside the product, each ``{models, backends, devices, settings}`` (one value
+    or a list per axis); a case's name adds each of its settings that is a single value."""
+    out = []
+    for i, entry in enumerate(_as_list(doc, "include", where)):
+        iw = f"{where}: include[{i}]"
+        entry = _mapping(entry, iw)
+        for key in entry:
+            if key not in ("models", "backends", "devices", "settings"):
+                raise HarnessError(f"{iw}.{key}: unknown key{near(key, ('models', 'backends', 'devices', 'settings'))}")
+        axes = [_check_names(_as_list(entry, key, iw), valid, f"{iw}.{key}", key[:-1])
+                for key, valid in (("models", MODELS), ("backends", backend_entry_points()), ("devices", DEVICES))]
+        if not all(axes):
+            raise HarnessError(f"{iw}: needs models, backends and devices")
+        settings = coerce_settings(_mapping(entry.get("settings"), f"{iw}.settings"), f"{iw}.settings")
+        named = {k: v for k, v in settings.items() if not isinstance(v, (list, tuple, dict))}
+        rest = {k: v for k, v in settings.items() if k not in named}
+        out += [(m, b, d, named, rest) for m, b, d in itertools.product(*axes)]
+    return out
+
+
 def _check_match(match: dict[str, Any], where: str) -> None:
     for key in match:
         if key not in AXES and key not in SETTING_NAMES:
@@ -180,9 +204,14 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
     cases: list[Case] = []
     keys = list(matrix)
     used = [False] * len(rules)
-    for model, backend, device, *combo in itertools.product(models, backends, devices, *matrix.values()):
+    # (model, backend, device, settings that name the case, others): the product, then `include`
+    todo: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
+        (model, backend, device, dict(zip(keys, combo)), {})
+        for model, backend, device, *combo in itertools.product(models, backends, devices, *matrix.values())]
+    todo += _included(doc, where)
+    for model, backend, device, variant, unnamed in todo:
         axes: dict[str, Any] = {"model": model, "backend": backend, "device": device}
-        settings = {**base, **dict(zip(keys, combo))}
+        settings = {**base, **variant, **unnamed}
         if any(_matches(ex, {**settings, **axes}) for ex in excludes):
             continue
         for r, (match, extra) in enumerate(rules):
@@ -190,7 +219,7 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
                 settings.update(extra)
                 used[r] = True
         settings.update(cli)
-        label = "-".join([model, backend, device] + [f"{k}={v}" for k, v in zip(keys, combo)])
+        label = "-".join([model, backend, device] + [f"{k}={v}" for k, v in variant.items()])
         settings = {k: _expand_env(v, f"{where}: case {label}: {k}") for k, v in settings.items()}
         settings.update({k: os.path.abspath(settings[k]) for k in PATH_SETTINGS if settings.get(k)})
         if settings.get("recipe"):
@@ -206,8 +235,7 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
             made = Settings(**settings)
         except HarnessError as exc:
             raise HarnessError(f"{where}: case {label}: {str(exc).removeprefix('settings.')}") from None
-        cases.append(Case(name=label, model=model, backend=backend, device=device, settings=made,
-                          variant=dict(zip(keys, combo))))
+        cases.append(Case(name=label, model=model, backend=backend, device=device, settings=made, variant=variant))
     if not cases:
         raise HarnessError(f"{where}: the suite has no cases (models, backends or devices empty, or all excluded)")
     if len({c.name for c in cases}) != len(cases):
@@ -237,7 +265,9 @@ def _check_data(settings: dict[str, Any], where: str) -> None:
         raise HarnessError(f"{where}: data_root: required when data is 'folder'")
     if not os.path.isdir(root):
         raise HarnessError(f"{where}: data_root '{root}': no such folder")
-    wanted = ["val"] if settings.get("scenario") == "eval" else ["train", "val"] if settings.get("eval", True) else ["train"]
+    scenario = settings.get("scenario")
+    train_only = scenario == "data" or not settings.get("eval", True)
+    wanted = ["val"] if scenario == "eval" else ["train"] if train_only else ["train", "val"]
     for split in wanted:
         if not os.path.isdir(os.path.join(root, split)):
             try:

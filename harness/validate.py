@@ -29,7 +29,8 @@ def runs_scenario(info: dict[str, Any], name: str) -> bool:
     (``info["hooks"]``, as the probe found them)."""
     if name in scenarios_of(info):
         return True
-    return name not in SCENARIOS.builtin and set(get_scenario(name).hooks) <= set(info.get("hooks", ()))
+    scenario = get_scenario(name)
+    return (name not in SCENARIOS.builtin or not scenario.declared) and set(scenario.hooks) <= set(info.get("hooks", ()))
 
 
 def check_case(case: Case, info: dict[str, Any], info_of: Callable[[str], dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""Scenarios by name: train, eval, inference, export, and any a package registers.
+"""Scenarios by name: train, eval, inference, export, data, and any a package registers.
 
 A package adds one with an entry point in the group ``harness.scenarios`` whose object is a
 :class:`harness.scenarios.base.Scenario` subclass; nothing in the core changes.
@@ -13,7 +13,8 @@ __all__ = ["Scenario", "Context", "SCENARIOS", "get_scenario", "scenario_names",
 #: Scenarios by name; a package adds one under the entry-point group ``harness.scenarios``.
 SCENARIOS: Registry[Scenario] = Registry("scenario", "harness.scenarios", Scenario, {
     "train": "harness.scenarios.train:Train", "eval": "harness.scenarios.evaluate:Eval",
-    "inference": "harness.scenarios.inference:Inference", "export": "harness.scenarios.export:Export"})
+    "inference": "harness.scenarios.inference:Inference", "export": "harness.scenarios.export:Export",
+    "data": "harness.scenarios.data:Data"})
 get_scenario = SCENARIOS.get
 scenario_names = SCENARIOS.names
 

@@ -72,6 +72,9 @@ class Scenario:
     hooks: ClassVar[tuple[str, ...]] = MODEL_HOOKS
     #: Whether it may run on several devices (a launcher's ranks).
     multi_device: ClassVar[bool] = False
+    #: Whether a backend runs it only when its info lists it among its ``scenarios`` (False: implementing
+    #: :attr:`hooks` is enough, as for a scenario another package adds).
+    declared: ClassVar[bool] = True
 
     def check(self, settings: Settings) -> None:
         """Rules between settings this scenario has, checked when settings are made (raise HarnessError)."""

@@ -67,6 +67,23 @@ def _record(ctx: Context, samples: list[float], first_step_s: float | None, tota
     ctx.samples["train_loss"] = losses[s.warmup:]
 
 
+#: Share of a timed train step spent waiting for its batch at which a case is marked input-bound: the input
+#: pipeline, not the model, sets its pace (decode and augmentation cannot keep up).
+INPUT_BOUND_SHARE = 0.2
+
+
+def input_wait(waits: list[float], steps: list[float]) -> dict[str, Any] | None:
+    """How much of the timed steps went to waiting for the batch (host clock, from asking the stream for the next
+    batch until it came): the mean wait, its share of the mean step, and ``input_bound`` past
+    :data:`INPUT_BOUND_SHARE`. None without timed steps."""
+    n = min(len(waits), len(steps))
+    if n == 0 or sum(steps[:n]) <= 0:
+        return None
+    share = min(1.0, sum(waits[:n]) / sum(steps[:n]))
+    return {"wait_ms_mean": 1e3 * sum(waits[:n]) / n, "step_ms_mean": 1e3 * sum(steps[:n]) / n,
+            "wait_share": share, "input_bound": share >= INPUT_BOUND_SHARE, "limit": INPUT_BOUND_SHARE}
+
+
 def _check_finite(losses: list[float]) -> None:
     """Fail the case as diverged at the first step (1-based) whose loss is NaN or infinite."""
     bad = next(((i, v) for i, v in enumerate(losses, 1) if not math.isfinite(v)), None)
@@ -116,6 +133,15 @@ def _train(ctx: Context) -> None:
 
     batches = _forever(data)
     loop = ctx.loop()
+    waits: dict[int, float] = {}  # step -> host seconds spent waiting for its batch
+
+    def one(i: int) -> None:
+        t0 = time.perf_counter()
+        batch = next(batches)
+        waits[i] = time.perf_counter() - t0
+        pending.append(step(batch))
+
+    timed_before = len(samples)
     if done < total:  # (a run killed after its last checkpoint, in evaluation, has nothing left to train)
         first = loop.first(lambda: pending.append(step(next(batches))))
         if done == 0:
@@ -123,11 +149,13 @@ def _train(ctx: Context) -> None:
         else:  # not a timed sample: it compiles again
             resumes.append({"step": done, "first_step_s": first})
         if after(done + 1) is not STOP:
-            loop.run(lambda i: pending.append(step(next(batches))), done + 1, total, timed_from=s.warmup,
+            loop.run(one, done + 1, total, timed_from=s.warmup,
                      first_alone=False, phase="train", after=after, samples=samples)
         if to_host() and store is not None and len(losses) == total:
             save(total)
     _record(ctx, samples, first_step_s, total, per_epoch, losses)
+    ctx.metrics["train"]["input"] = input_wait([waits[i] for i in sorted(waits) if i >= s.warmup],
+                                               samples[timed_before:])
     if store is not None:
         ctx.metrics["train"]["checkpoints"] = store.summary()
     if resumes:
