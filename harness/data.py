@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["IMAGE_EXTENSIONS", "MEAN", "STD", "PAD_LABEL", "scan_folder", "scan_split", "scan_summary",
            "Preprocess", "preprocess_for", "class_folders", "load_or_next", "note_unreadable", "unreadable_files",
            "repeated_order", "epoch_order", "augment_rng", "repeat_synthetic",
-           "header_error", "split_missing", "list_class", "shard_order", "synthetic_batches", "synthetic_arrays", "SyntheticStream", "eval_samples", "eval_arrays"]
+           "header_error", "split_classes", "split_missing", "list_class", "shard_order", "synthetic_batches", "synthetic_arrays", "SyntheticStream", "eval_samples", "eval_arrays"]
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
@@ -70,6 +70,21 @@ def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tupl
     ``root/<split>`` is missing, there are no class folders, or a class folder
     holds no images.
     """
+    classes = split_classes(root, split)
+    split_dir = os.path.join(root, split)
+    samples: list[tuple[str, int]] = []
+    for index, name in enumerate(classes):
+        class_dir = os.path.join(split_dir, name)
+        files, skipped = list_class(root, class_dir)
+        if ignored is not None:
+            ignored.extend(os.path.join(class_dir, f) for f in skipped)
+        samples.extend((os.path.join(class_dir, f), index) for f in files)
+    return classes, samples
+
+
+def split_classes(root: str, split: str) -> list[str]:
+    """The class folders of ``root/<split>``, in label order; a missing root or split, or a split without class
+    folders, is refused naming the folder."""
     if not os.path.exists(root):
         raise HarnessError(f"data_root '{root}': no such folder")
     if not os.path.isdir(root):
@@ -81,14 +96,7 @@ def scan_folder(root: str, split: str, ignored: list[str] | None = None) -> tupl
     if not classes:
         raise HarnessError(f"data_root '{root}': '{split_dir}' has no class sub-folders "
                            f"(expected {split}/<class>/<images>)")
-    samples: list[tuple[str, int]] = []
-    for index, name in enumerate(classes):
-        class_dir = os.path.join(split_dir, name)
-        files, skipped = list_class(root, class_dir)
-        if ignored is not None:
-            ignored.extend(os.path.join(class_dir, f) for f in skipped)
-        samples.extend((os.path.join(class_dir, f), index) for f in files)
-    return classes, samples
+    return classes
 
 
 def split_missing(root: str, split: str) -> HarnessError:

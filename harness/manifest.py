@@ -174,27 +174,17 @@ def load_manifest(root: str, split: str, verify: str = "header",
     """The manifest of ``root/<split>``, built or brought up to date under the lock (see the module's text).
     Raises :class:`HarnessError` naming the folder at fault: a missing split, no class folders, a class folder
     without images, a path that cannot be read."""
-    from .data import class_folders
+    from .data import split_classes
 
     if verify not in VERIFY_LEVELS:
         raise HarnessError(f"verify: {verify!r} is not one of {', '.join(VERIFY_LEVELS)}")
-    if not os.path.exists(root):
-        raise HarnessError(f"data_root '{root}': no such folder")
-    if not os.path.isdir(root):
-        raise HarnessError(f"data_root '{root}': not a folder")
+    split_classes(root, split)  # the folder's problems, named, before any manifest is written
     split_dir = os.path.join(root, split)
-    if not os.path.isdir(split_dir):
-        from .data import split_missing
-
-        raise split_missing(root, split)
     path = manifest_path(root, split)
     t0 = time.perf_counter()
     with _locked(path):
         doc = read_manifest(path) or {"schema": SCHEMA, "classes": {}, "scans": 0}
-        names = class_folders(root, split)
-        if not names:
-            raise HarnessError(f"data_root '{root}': '{split_dir}' has no class sub-folders "
-                               f"(expected {split}/<class>/<images>)")
+        names = split_classes(root, split)
         stored: dict[str, Any] = doc["classes"]
         level = VERIFY_LEVELS.index(verify)
         stale = []
