@@ -37,6 +37,13 @@ def _pct(share: Any) -> float | None:
     return 100.0 * share if isinstance(share, (int, float)) else None
 
 
+def pipeline_rates(metrics: dict[str, Any]) -> tuple[tuple[int, float], ...]:
+    """A data case's ``(workers, images/s)`` through the backend's own pipeline, for each worker count timed."""
+    return tuple((int(p["workers"]), float(p["images_per_s"])) for p in get(metrics, "input_pipeline", "pipelines") or []
+                 if isinstance(p, dict) and p.get("pipeline") == "backend" and isinstance(p.get("workers"), int)
+                 and isinstance(p.get("images_per_s"), (int, float)))
+
+
 def data_ceiling(metrics: dict[str, Any], workers: Any) -> float | None:
     """A data case's (``scenario: data``) images/s through the backend's own pipeline at the case's worker count
     (else the best it measured): the most a training run of the same preprocessing could take in."""
@@ -104,6 +111,7 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         for stat in ("mean", "p50", "p90", "p99", "stdev"):
             row[f"train_ms_{stat}"] = get(m, "train", "ms_per_step", stat)
         row["data_images_per_s"] = data_ceiling(m, (cfg.get("settings") or {}).get("workers"))
+        row["data_rates"] = pipeline_rates(m)
         for key, value in (cfg.get("settings") or {}).items():
             row[f"cfg.{key}"] = tuple(value) if isinstance(value, list) else value
         rows.append(row)

@@ -7,7 +7,10 @@ the data cannot be written (read-only storage), in the cache folder (``HARNESS_C
 
 Its key is the list of class folders with each one's modification time (a folder's mtime changes when a file in
 it is added, removed or renamed): a changed class folder is rescanned alone, every other class is reused, so a
-start on an unchanged ImageNet lists 1,000 folder times instead of checking 1.28 million headers.
+start on an unchanged ImageNet lists 1,000 folder times instead of checking 1.28 million headers. (A file added
+within the file system's timestamp tick of a scan, up to 1-2 s on FAT, ext3 or some network file systems, can
+leave its folder's time unchanged: ``harness data scan --verify`` at a higher level, or removing the manifest,
+makes the next start look again.)
 
 Processes that need the same manifest together (the cases of a suite, the ranks of a case) take an exclusive
 lock (``fcntl.flock``) around "read, rescan what changed, write": the first one scans, the others wait for it and

@@ -102,6 +102,16 @@ def _by_config(g: pd.DataFrame) -> dict[tuple[str, str, int], pd.DataFrame]:
     return {(b, d, int(n)): runs for (b, d, n), runs in g.groupby(["backend", "device", "devices"], sort=True)}
 
 
+def _ceiling(feeds: pd.DataFrame, train: pd.Series) -> str:
+    """The images/s of the backend's pipeline alone (data cases of the same model, backend, device and run) at the
+    training case's worker count, over the data cases' runs; nothing for training on synthetic data."""
+    if feeds.empty or not has_accuracy({"data": train.get("cfg.data")}):
+        return ""
+    workers = train.get("cfg.workers")
+    values = [rate for rates in feeds["data_rates"] for w, rate in rates if w == workers]
+    return _cell("data_images_per_s", "{:.1f}", pd.Series(values, dtype=float)) if values else ""
+
+
 def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
     """Model x backend x device (every run of each configuration: repetitions and seeds): images/s, ms/step and
     top-1 as median or mean with their 95% intervals, the backend ratio (÷ PyTorch on the same device) and the
@@ -130,9 +140,9 @@ def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
                 "top-1 (%)": _cell("eval_top1", "{:.2f}", runs["eval_top1"]) if has_accuracy({"data": data}) else "",
                 "backend ratio (÷ torch)": ratio_text(backend_ratio) if backend_ratio else "",
                 "device ratio": f"{ratio_text(device_ratio)} vs {ref_dev}" if device_ratio else "",
-                "data ceiling images/s": _cell("data_images_per_s", "{:.1f}", feeds[
-                    (feeds["model"] == model) & (feeds["backend"] == backend) & (feeds["device"] == device)
-                    & (feeds["run_id"] == run)]["data_images_per_s"]),
+                "data ceiling images/s": _ceiling(feeds[(feeds["model"] == model) & (feeds["backend"] == backend)
+                                                        & (feeds["device"] == device) & (feeds["run_id"] == run)],
+                                                  runs.iloc[0]),
             })
     table = pd.DataFrame(rows)
     return table.loc[:, (table != "").any()] if not table.empty else table
@@ -270,8 +280,8 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                     "ratio divides by PyTorch on the same device, the device ratio by the same backend on the first "
                     "device present (ascend, gpu, cpu order), each with the 95% interval of the ratio; an interval "
                     "that holds 1.00x is no measurable difference, and a ratio of single runs says so. The data "
-                    "ceiling is the images/s of the backend's input pipeline alone (scenario: data) at the same "
-                    "worker count, where the run measured it: training cannot go faster than it.")
+                    "ceiling is the images/s of the backend's input pipeline alone (scenario: data) at the training "
+                    "case's worker count, where the run measured it: training cannot go faster than it.")
     if not refs.empty:
         out += ["## Measured beside published", "",
                 "Each cell: measured (median of the runs, mean for accuracy, with its 95% interval) · pub(lished) · "

@@ -108,7 +108,7 @@ def make_tiny_dataset(root: str, *, classes: int = 10, train_per_class: int = 32
         if _complete(root, params):
             return root
         entries = sorted(os.listdir(root))
-        if entries and (_read_meta(root) is None or not set(entries) <= {"train", "val", META_NAME}):
+        if entries and (_read_meta(root) is None or not set(entries) <= {"train", "val", META_NAME, ".harness"}):
             shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
             raise HarnessError(f"tiny dataset '{root}': folder is not empty and holds no tiny dataset "
                                f"({shown}); give an empty or new folder")

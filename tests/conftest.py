@@ -104,3 +104,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def image_folder(root: Path, layout: dict[str, list[str]], n: int = 2, ext: str = "jpg", size: int = 40) -> Path:
+    """``root/<split>/<class>/<i>.<ext>``: ``n`` random RGB images (hardly compressible noise) of ``size`` px per
+    class, for ``layout`` = ``{split: [class, ...]}``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, classes in layout.items():
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                    root / split / name / f"{i}.{ext}")
+    return root

@@ -93,7 +93,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import have, needs_mindspore
+from conftest import have, needs_mindspore, image_folder
 
 
 def harness(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -384,17 +384,7 @@ def test_check_memory_against_a_small_host():
 
 
 def _images(root: Path, layout: dict[str, list[str]], n: int = 2, ext: str = "jpg", size: int = 40) -> Path:
-    """``root/<split>/<class>/<i>.<ext>``: ``n`` random RGB images of ``size`` px per class."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, classes in layout.items():
-        for name in classes:
-            (root / split / name).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / split / name /
-                                                                                            f"{i}.{ext}")
-    return root
+    return image_folder(root, layout, n, ext, size)
 
 
 def test_train_and_val_classes_must_agree_and_be_two_at_least(tmp_path, fake_backend):
@@ -494,20 +484,20 @@ def _cut(path: Path, fraction: float) -> Path:
 def test_truncated_jpeg_and_png_are_found_by_their_header_check(tmp_path):
     from PIL import Image
 
-    from harness.data import _header_error
+    from harness.data import header_error
 
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # hardly compressible
     for name, kw in (("a.jpg", {}), ("a.png", {}), ("p.jpg", {"progressive": True}), ("z.jpg", {})):
         Image.fromarray(noise).save(tmp_path / name, **kw)
-        assert _header_error(str(tmp_path / name)) is None, name
+        assert header_error(str(tmp_path / name)) is None, name
     with open(tmp_path / "z.jpg", "ab") as f:
         f.write(b"\0" * 1000)  # padding after the end marker: a whole image still
-    assert _header_error(str(tmp_path / "z.jpg")) is None
-    assert _header_error(str(_cut(tmp_path / "a.jpg", 2 / 3))) == "truncated JPEG (its data stops before the end marker)"
-    assert _header_error(str(_cut(tmp_path / "a.png", 2 / 3))) == "truncated PNG (its data stops before the end marker)"
-    assert _header_error(str(_cut(tmp_path / "p.jpg", 2 / 3))).startswith("truncated JPEG")
+    assert header_error(str(tmp_path / "z.jpg")) is None
+    assert header_error(str(_cut(tmp_path / "a.jpg", 2 / 3))) == "truncated JPEG (its data stops before the end marker)"
+    assert header_error(str(_cut(tmp_path / "a.png", 2 / 3))) == "truncated PNG (its data stops before the end marker)"
+    assert header_error(str(_cut(tmp_path / "p.jpg", 2 / 3))).startswith("truncated JPEG")
     (tmp_path / "text.jpg").write_text("not an image")
-    assert "cannot identify image file" in _header_error(str(tmp_path / "text.jpg"))
+    assert "cannot identify image file" in header_error(str(tmp_path / "text.jpg"))
 
 
 @pytest.fixture

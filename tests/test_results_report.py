@@ -163,3 +163,33 @@ def test_accuracy_over_seeds_is_a_mean_with_its_interval_and_unstable_runs_are_m
     assert "68.00 [" in top1  # 8 runs: seeds 0-3 (60, 65, 70, 75) x repetitions (+0, +1): mean 68.0
     assert re.search(r"\| runs \(median \[95% CI\]\) +\| 8 ", md)
     assert "8 of 8: other processes used 1.02 cores" in md and "## Unstable measurements" in md
+
+
+def test_report_marks_input_bound_training_and_shows_the_data_ceiling():
+    train = _record("t", "torch", data="tiny", ips=40.0)
+    train["config"]["settings"].update(scenario="train", workers=2)
+    train["metrics"]["train"]["input"] = {"wait_ms_mean": 60.0, "step_ms_mean": 100.0, "wait_share": 0.6,
+                                          "input_bound": True, "limit": 0.2}
+    feed = _record("d", "torch", data="tiny", variant={"scenario": "data"})
+    feed["config"]["settings"].update(scenario="data", workers=2)
+    feed["metrics"] = {"input_pipeline": {
+        "per_image": {"images": 64, "decode_ms": 1.0, "augment_ms": 2.0, "one_worker_images_per_s": 333.0},
+        "pipelines": [{"pipeline": "backend", "workers": 2, "images_per_s": 250.0},
+                      {"pipeline": "core", "workers": 2, "images_per_s": 300.0},
+                      {"pipeline": "backend", "workers": 4, "images_per_s": 400.0}]}}
+    md = render_markdown([train, feed])
+    row = next(line for line in md.splitlines() if line.startswith("| INPUT-BOUND"))
+    assert "1 of 1: waiting for data took 60% of a step (limit 20%)" in row
+    wait = next(line for line in md.splitlines() if line.startswith("| waiting for data (% of step)"))
+    assert "| 60 " in wait
+    alone = next(line for line in md.splitlines() if line.startswith("| data pipeline images/s (alone)"))
+    assert "250.0" in alone and "400.0" not in alone  # at the case's worker count, not the best one
+    matrix = md.split("## Comparison matrix", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in matrix.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert "data ceiling images/s" in header and len(rows) == 3  # the data case is no row of its own
+    assert dict(zip(header, (c.strip() for c in rows[2].strip("|").split("|"))))["data ceiling images/s"] == "250.0"
+
+    del train["metrics"]["train"]["input"]
+    plain = render_markdown([train])
+    assert "INPUT-BOUND" not in plain and "data ceiling images/s" not in plain and "data pipeline images/s" not in plain

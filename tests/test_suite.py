@@ -174,3 +174,46 @@ def test_imagenet_suites_use_published_recipes_on_the_seeds_devices(name, device
     assert mg["mindspore"].optimizer == "thor" and mg["torch"].optimizer == "sgd"
     bam = next(c.settings for c in cases if c.model == "resnet50_bam")
     assert bam.lr == (0.18 if devices == 8 else 0.02)
+
+
+INCLUDE = """
+name: t
+models: [gluon_resnet50_v1b]
+backends: [fake]
+devices: [cpu]
+settings: {batch_size: 8, steps: 3}
+matrix: {seed: [0, 1]}
+include:
+  - {models: [gluon_resnet50_v1b], backends: [fake], devices: [cpu],
+     settings: {scenario: data, data: tiny, data_workers: [1, 2]}}
+  - {models: gluon_resnet50_v1b, backends: fake, devices: cpu, settings: {seed: 5}}
+overrides:
+  - match: {scenario: data}
+    settings: {steps: 7}
+"""
+
+
+def test_include_adds_cases_beside_the_product(tmp_path, fake_backend):
+    suite = load(tmp_path, INCLUDE)
+    by = {c.name: c for c in suite.cases}
+    assert list(by) == ["gluon_resnet50_v1b-fake-cpu-seed=0", "gluon_resnet50_v1b-fake-cpu-seed=1",
+                        "gluon_resnet50_v1b-fake-cpu-scenario=data-data=tiny", "gluon_resnet50_v1b-fake-cpu-seed=5"]
+    data = by["gluon_resnet50_v1b-fake-cpu-scenario=data-data=tiny"]
+    s = data.settings
+    assert (s.scenario, s.data, tuple(s.data_workers)) == ("data", "tiny", (1, 2))  # a list: applied, not in the name
+    assert s.steps == 7 and s.batch_size == 8  # the suite's settings, then the overrides that match it
+    assert data.variant == {"scenario": "data", "data": "tiny"}
+    assert by["gluon_resnet50_v1b-fake-cpu-seed=0"].settings.steps == 3
+    assert by["gluon_resnet50_v1b-fake-cpu-seed=5"].settings.seed == 5
+    assert {c.settings.steps for c in load(tmp_path, INCLUDE, overrides=parse_set(["steps=9"])).cases} == {9}
+
+    msg = error(tmp_path, INCLUDE.replace("- {models: [gluon", "- {model: [gluon"))
+    assert "include[0].model: unknown key; did you mean 'models'?" in msg
+    msg = error(tmp_path, INCLUDE.replace("backends: fake", "backends: fak"))
+    assert "include[1].backends[0]: unknown backend 'fak'; did you mean 'fake'?" in msg
+    msg = error(tmp_path, INCLUDE.replace(", devices: cpu, settings: {seed: 5}", ", settings: {seed: 5}"))
+    assert "include[1]: needs models, backends and devices" in msg
+    msg = error(tmp_path, INCLUDE.replace("data_workers: [1, 2]", "data_wokers: [1, 2]"))
+    assert "include[0].settings.data_wokers: unknown setting; did you mean 'data_workers'?" in msg
+    msg = error(tmp_path, INCLUDE.replace("settings: {seed: 5}", "settings: {seed: 0}"))
+    assert "two cases have the same name" in msg
