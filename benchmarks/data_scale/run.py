@@ -10,7 +10,7 @@ images written many times, so building it is quick and every file has a real JPE
 3. **8 processes together**: the manifest removed, 8 processes started at once (as the ranks of an 8-device case
    or the cases of a suite): one scans, the others wait and read; the manifest's ``scans`` counter must grow by 1;
 4. **one class folder changed**: a file added to one class; the next start rescans that folder alone;
-5. **loader vs bare Pillow**: the core's host loader (:class:`harness.hostdata.HostStream`, eval preprocessing,
+5. **loader vs bare Pillow**: the core's host loader (:class:`harness.hostdata.HostStream`, train resize without augmentation,
    ``--workers`` processes) against a bare ``multiprocessing.Pool`` over the same files doing the same
    ``Preprocess.load`` per image (goal: >= 0.9 of its images/s).
 
@@ -78,37 +78,43 @@ def together(folder: Path, n: int) -> tuple[float, list[dict]]:
     return time.perf_counter() - t0, outs
 
 
-def _bare(args: tuple) -> int:
+def _bare(args: tuple):
+    """One batch the plain way: ``Preprocess.load`` per file, stacked (the pixels go back to the parent, as a
+    loader's must)."""
+    import numpy as np
+
     pre, paths = args
-    for p in paths:
-        pre.load(p, None)
-    return len(paths)
+    return np.stack([pre.load(p, None) for p in paths])
 
 
 def loader_vs_bare(folder: Path, workers: int, images: int, batch: int = 64) -> tuple[float, float]:
+    """images/s of the core's host loader and of a bare ``multiprocessing.Pool`` doing the same per-image work
+    at the same worker count; each timed after its first batch (process start-up and imports left out)."""
     from harness.config import Settings
     from harness.data import scan_split
     from harness.hostdata import HostStream
     from harness.images import preprocess_for
 
     s = Settings(data="folder", data_root=str(folder), batch_size=batch, workers=workers, image_size=32,
-                 num_classes=1000, eval=False, verify="none")
+                 num_classes=1000, eval=False, verify="none", augment=False)
     _, samples, _ = scan_split(s, "train")
     n_batches = images // batch
     stream = HostStream(s, "train")
+    it = iter(stream)
+    next(it)
     t0 = time.perf_counter()
-    seen = 0
-    for seen, _ in enumerate(stream, 1):
-        if seen >= n_batches:
-            break
-    loader = seen * batch / (time.perf_counter() - t0)
+    for _ in range(n_batches):
+        next(it)
+    loader = n_batches * batch / (time.perf_counter() - t0)
     stream.close()
     pre = preprocess_for(s, train=True)
-    paths = [p for p, _ in samples[: n_batches * batch]]
+    paths = [p for p, _ in samples[: (n_batches + 1) * batch]]
     chunks = [(pre, paths[i:i + batch]) for i in range(0, len(paths), batch)]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        results = pool.imap(_bare, chunks)
+        next(results)
         t0 = time.perf_counter()
-        done = sum(pool.imap(_bare, chunks))
+        done = sum(len(b) for b in results)
         bare = done / (time.perf_counter() - t0)
     return loader, bare
 
@@ -118,7 +124,7 @@ def main() -> int:
     p.add_argument("--files", type=int, default=200_000)
     p.add_argument("--folder", type=Path, default=Path("/tmp/harness-data-scale"))
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--images", type=int, default=6_400, help="images the loader comparison reads")
+    p.add_argument("--images", type=int, default=25_600, help="images the loader comparison times")
     p.add_argument("--keep", action="store_true", help="keep the folder (default: remove it at the end)")
     args = p.parse_args()
     folder = args.folder
