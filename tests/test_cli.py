@@ -76,9 +76,18 @@ def test_smoke_suite_end_to_end(tmp_path):
     run = tmp_path / "smoke" / "smoke"
     records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     by = {(r["config"]["backend"], r["config"]["settings"]["data"]): r for r in records
-          if r["config"]["model"] == "gluon_resnet50_v1b"}
+          if r["config"]["model"] == "gluon_resnet50_v1b" and r["config"]["settings"]["scenario"] == "train"}
     assert set(by) == {(b, d) for b in ("torch", "mindspore") for d in ("synthetic", "tiny")}
     assert all(r["status"] == "ok" for r in records), [r["reason"] for r in records]
+    # the input pipeline alone on the same folder, in both backends, at 1 and 2 workers: the data ceiling
+    feeds = {r["config"]["backend"]: r["metrics"]["input_pipeline"] for r in records
+             if r["config"]["settings"]["scenario"] == "data"}
+    assert set(feeds) == {"torch", "mindspore"}
+    for feed in feeds.values():
+        assert {(p["pipeline"], p["workers"]) for p in feed["pipelines"]} == {
+            (p, w) for p in ("backend", "core") for w in (1, 2)}
+        assert all(p["images_per_s"] > 0 for p in feed["pipelines"]) and feed["per_image"]["decode_ms"] > 0
+    assert "data ceiling images/s" in out.stdout
     for backend, framework, formats in (("torch", "PyTorch", ["onnx"]), ("mindspore", "MindSpore", ["mindir", "onnx"])):
         tiny = by[backend, "tiny"]
         # 10 classes: chance is 10%
