@@ -194,7 +194,8 @@ def load_manifest(root: str, split: str, verify: str = "header",
         for name in names:
             entry = stored.get(name)
             try:
-                fresh = (isinstance(entry, dict) and entry.get("mtime_ns") == _mtime(os.path.join(split_dir, name))
+                fresh = (isinstance(entry, dict) and isinstance(entry.get("files"), list)
+                         and entry.get("mtime_ns") == _mtime(os.path.join(split_dir, name))
                          and VERIFY_LEVELS.index(entry.get("verify", "none")) >= level)
             except (OSError, ValueError):
                 fresh = False
