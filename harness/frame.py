@@ -47,10 +47,9 @@ def pipeline_rates(metrics: dict[str, Any]) -> tuple[tuple[int, float], ...]:
 def data_ceiling(metrics: dict[str, Any], workers: Any) -> float | None:
     """A data case's (``scenario: data``) images/s through the backend's own pipeline at the case's worker count
     (else the best it measured): the most a training run of the same preprocessing could take in."""
-    runs = [p for p in (get(metrics, "input_pipeline", "pipelines") or []) if isinstance(p, dict)
-            and p.get("pipeline") == "backend" and isinstance(p.get("images_per_s"), (int, float))]
-    same = [p["images_per_s"] for p in runs if p.get("workers") == workers]
-    return max(same or [p["images_per_s"] for p in runs], default=None)
+    rates = pipeline_rates(metrics)
+    same = [r for w, r in rates if w == workers]
+    return max(same or [r for _, r in rates], default=None)
 
 
 def get(d: dict[str, Any], *path: str) -> Any:

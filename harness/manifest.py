@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,6 @@ class Manifest:
     scans: int
     scanned_classes: int = 0
     seconds: float = 0.0
-    sizes: list[int] = field(default_factory=list)
-
-    @property
-    def bytes(self) -> int:
-        return sum(self.sizes)
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
@@ -236,15 +231,13 @@ def load_manifest(root: str, split: str, verify: str = "header",
     samples: list[tuple[str, int]] = []
     errors: list[str | None] = []
     ignored: list[str] = []
-    sizes: list[int] = []
     for index, name in enumerate(names):
         entry = stored[name]
         class_dir = os.path.join(split_dir, name)
         bad = entry.get("bad") or {}
         samples.extend((os.path.join(class_dir, f), index) for f in entry["files"])
         errors.extend(bad.get(f) for f in entry["files"])
-        sizes.extend(entry.get("sizes") or [0] * len(entry["files"]))
         ignored.extend(os.path.join(class_dir, f) for f in entry.get("ignored") or [])
     return Manifest(root=root, split=split, classes=names, samples=samples, errors=errors, ignored=ignored,
                     verify=verify, path=path, scans=int(doc.get("scans", 0)), scanned_classes=len(stale),
-                    seconds=time.perf_counter() - t0, sizes=sizes)
+                    seconds=time.perf_counter() - t0)

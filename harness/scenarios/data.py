@@ -76,7 +76,7 @@ class Data(Scenario):
     def run(self, ctx: Context) -> None:
         from ..hostdata import HostStream
         from ..models import get_model
-        from .train import _forever
+        from .train import forever
 
         s = ctx.settings
         spec = get_model(ctx.case.model)
@@ -88,7 +88,7 @@ class Data(Scenario):
                       ("core", lambda c=case: HostStream(c.settings, "train", spec.repeats, spec.mean, spec.std)))
             for pipeline, make in makers:
                 stream = make()
-                batches = _forever(stream)
+                batches = forever(stream)
                 loop = ctx.loop()
                 try:
                     warmup = max(s.warmup, MIN_WARMUP)

@@ -21,12 +21,12 @@ from .base import Context, Scenario
 from .evaluate import evaluate
 from .export import export_after
 
-__all__ = ["Train"]
+__all__ = ["Train", "forever", "input_wait", "INPUT_BOUND_SHARE"]
 
 _PER_DEVICE_STATE = (".running_mean", ".running_var", ".num_batches_tracked")
 
 
-def _forever(stream: Any) -> Iterator[Any]:
+def forever(stream: Any) -> Iterator[Any]:
     """Batches across epochs; a stream with no batches is an error."""
     while True:
         empty = True
@@ -131,7 +131,7 @@ def _train(ctx: Context) -> None:
         save(i)
         return True
 
-    batches = _forever(data)
+    batches = forever(data)
     loop = ctx.loop()
     waits: dict[int, float] = {}  # step -> host seconds spent waiting for its batch
 
@@ -171,7 +171,7 @@ def _to_target(ctx: Context) -> None:
     t_start = time.perf_counter()
     data, per_epoch, total, step = _open(ctx)
     every = max(1, round(s.eval_every_epochs * per_epoch))
-    batches = _forever(data)
+    batches = forever(data)
     pending: list[Any] = []
     evaluations: list[dict[str, float]] = []
     reached: list[dict[str, float]] = []
