@@ -78,6 +78,8 @@ def summary(record: dict[str, Any]) -> str:
         if d.get("skipped"):
             parts.append(f"warning: {d['skipped']} unreadable image files skipped in {split} "
                          f"(metrics.data.{split}.examples)")
+    for pipe in (m.get("input_pipeline") or {}).get("pipelines") or []:
+        parts.append(f"{pipe['pipeline']} loader {pipe['images_per_s']:.0f} img/s at {pipe['workers']} worker(s)")
     feed = (m.get("train") or {}).get("input") or {}
     if feed.get("input_bound"):
         parts.append(f"INPUT-BOUND ({100 * feed['wait_share']:.0f}% of each step waiting for data)")
