@@ -81,7 +81,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             raise HarnessError(f"{path}: no measured records")
         runs.append(records)
     results = compare_runs(*runs, alpha=args.alpha, min_effect=args.min_effect, top1_tolerance=args.top1_tolerance,
-                           allow_different_settings=args.allow_different_settings)
+                           allow_different_settings=args.allow_different_settings, paired=args.paired)
     text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance)
     if args.output:
         _write_output(args.output, text)
@@ -127,9 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="regression check of CURRENT against BASELINE (exit 0 none, 1 regression, "
                                        "2 usage or input error)")
-    p.add_argument("baseline", help="baseline run folder or results.jsonl")
-    p.add_argument("current", help="current run folder or results.jsonl")
-    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the Mann-Whitney U test")
+    p.add_argument("baseline", help="baseline run folder or results.jsonl (a folder of run folders: each run is a "
+                                    "repetition)")
+    p.add_argument("current", help="current run folder or results.jsonl (likewise)")
+    p.add_argument("--paired", action="store_true",
+                   help="the two sides were measured alternately (baseline, current, baseline, ...): judge the ratio "
+                        "of each pair of repetitions, so noise that lasts minutes cancels (3 pairs or more)")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the test (default 0.01)")
     p.add_argument("--min-effect", type=float, default=0.10,
                    help="smallest relative growth of the median step time that counts (default 0.10 = 10%%)")
     p.add_argument("--top1-tolerance", type=float, default=1.0, help="top-1 points that may be lost (default 1.0)")

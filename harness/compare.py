@@ -5,7 +5,12 @@ Cases are matched by name, and must have been measured with the same settings (t
 
 * **throughput**: with repetitions (``repeats: 3`` or more in both runs) the per-run median step times are
   compared with a one-sided Welch t-test on their logarithms: that is run-to-run noise, which per-step samples
-  miss (two back-to-back runs of the same code can differ by far more than their steps do). Otherwise the
+  miss (two back-to-back runs of the same code can differ by far more than their steps do). With ``paired``
+  (``--paired``: the two sides were measured alternately, repetition k of one beside repetition k of the other,
+  e.g. by ``benchmarks/gate/run.py`` or a CI job that alternates two checkouts) the ratio of median step times of
+  each pair is tested instead (one-sided one-sample t-test on the log ratios): noise that moves the host for
+  minutes hits both sides of a pair alike and cancels. Several runs given for one side (a folder of run folders)
+  are its repetitions. Otherwise the
   per-step train samples of the two runs are compared with a one-sided Mann-Whitney U test
   (``scipy.stats.mannwhitneyu``, H1: the current steps take longer), which needs at least ``MIN_SAMPLES`` of them.
   A slowdown is a regression only when it is significant (``p < alpha``) *and* at least ``min_effect``
@@ -21,6 +26,7 @@ Exit status: 0 no regression, 1 regression, 2 usage or input error, or a case th
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +38,7 @@ from scipy import stats as st
 from .config import has_accuracy
 from .errors import HarnessError
 
-__all__ = ["mann_whitney_greater", "welch_slower", "CaseComparison", "compare_runs", "render_comparison",
+__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "CaseComparison", "compare_runs", "render_comparison",
            "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE", "MIN_SAMPLES", "MIN_REPEATS", "REGRESSIONS",
            "UNJUDGEABLE"]
 
@@ -61,6 +67,15 @@ def welch_slower(current: Sequence[float], baseline: Sequence[float]) -> float:
     return float(st.ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
 
 
+def paired_slower(ratios: Sequence[float]) -> float:
+    """p for H1 "current is slower" from the ratios current / baseline of alternately measured pairs: one-sided
+    one-sample t-test of the log ratios against 0."""
+    d = np.log(np.asarray(ratios, float))
+    if d.std(ddof=1) == 0:
+        return 0.0 if d.mean() > 0 else 1.0
+    return float(st.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+
+
 #: Per-step samples per run a judgement needs: with fewer, Mann-Whitney cannot reach p < 0.01 at all.
 MIN_SAMPLES = 5
 #: Repetitions per case at which per-run values (run-to-run noise) are judged instead of per-step samples.
@@ -80,7 +95,7 @@ class CaseComparison:
     change: float | None = None  # relative change of the median step time (+ = slower)
     p_value: float | None = None
     top1: tuple[float | None, float | None] = (None, None)
-    basis: str = ""  # "steps" (per-step samples of one run each) or "runs" (per-run values of repetitions)
+    basis: str = ""  # "steps" (per-step samples of one run each), "runs" (per-run values of repetitions), "pairs"
 
 
 def check_options(alpha: float, min_effect: float, top1_tolerance: float) -> None:
@@ -93,17 +108,39 @@ def check_options(alpha: float, min_effect: float, top1_tolerance: float) -> Non
         raise HarnessError(f"--top1-tolerance {top1_tolerance:g}: must be in [0, 100] (top-1 points)")
 
 
+def _started(r: dict[str, Any]) -> float:
+    """When the record's measurement started (seconds since the epoch; 0 when the record does not say)."""
+    try:
+        return dt.datetime.fromisoformat(str(r.get("started_at"))).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def _by_case(records: list[dict[str, Any]], where: str) -> dict[str, list[dict[str, Any]]]:
-    """The measured records of each case, one per repetition (a resumed run's newest record of a repetition)."""
-    out: dict[str, dict[int, dict[str, Any]]] = {}
+    """The measured records of each case, one per repetition, in the order they were measured. A repetition is a
+    (run, repeat) pair: several runs given for one side are its repetitions, and a resumed run's newest record of a
+    repetition replaces the older one."""
+    out: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
     for i, r in enumerate(records, 1):
         if r.get("kind", "measured") != "measured":
             continue
         repeat = r.get("repeat", 0) or 0
         if not isinstance(r.get("case"), str) or not isinstance(r.get("config"), dict) or not isinstance(repeat, int):
             raise HarnessError(f"{where}: record {i} is not a harness record (no case, config or integer repeat)")
-        out.setdefault(r["case"], {})[repeat] = r
-    return {k: [v[i] for i in sorted(v)] for k, v in out.items()}
+        out.setdefault(r["case"], {})[(str(r.get("run_id", "")), repeat)] = r
+    return {k: sorted(v.values(), key=lambda r: (_started(r), r.get("repeat", 0) or 0)) for k, v in out.items()}
+
+
+def _check_paired(case: str, b: list[dict[str, Any]], c: list[dict[str, Any]]) -> None:
+    """Paired repetitions must have been measured alternately: pair k (repetition k of each side) before pair k+1."""
+    if len(b) != len(c):
+        raise HarnessError(f"case {case}: --paired needs as many repetitions in the baseline as in the current run "
+                           f"({len(b)} and {len(c)})")
+    starts = [(_started(x), _started(y)) for x, y in zip(b, c)]
+    for k in range(1, len(starts)):
+        if max(starts[k - 1]) >= min(starts[k]):
+            raise HarnessError(f"case {case}: --paired: repetition {k + 1} of one side started before repetition {k} "
+                               "of the other; pairs must be measured alternately (baseline, current, baseline, ...)")
 
 
 def _difference(b: dict[str, Any], c: dict[str, Any]) -> str | None:
@@ -126,14 +163,21 @@ def _top1(r: dict[str, Any]) -> float | None:
 
 
 def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, Any]], alpha: float,
-                min_effect: float) -> tuple[list[str], list[str]]:
+                min_effect: float, paired: bool = False) -> tuple[list[str], list[str]]:
     """Slower, faster or within noise: from per-run median step times when both runs have repetitions, else from
     the per-step samples of one run each; too few of either is refused."""
     steps = [[(r.get("samples") or {}).get("train_step_s") or [] for r in runs] for runs in (b, c)]
     if not all(steps[0]) or not all(steps[1]):
         res.verdict = "no samples"
         return [], ["no train step samples to compare"]
-    if len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
+    change = None
+    if paired:
+        tb, tc = ([float(np.median(x)) for x in side] for side in steps)
+        res.basis = f"pairs ({len(tb)})"
+        ratios = np.asarray(tc) / np.asarray(tb)
+        p_slower, p_faster = paired_slower(ratios), paired_slower(1 / ratios)
+        change = float(np.exp(np.log(ratios).mean())) - 1.0  # the geometric mean of the pairs' ratios
+    elif len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
         res.basis = f"runs ({len(b)} vs {len(c)})"
         tb, tc = ([float(np.median(x)) for x in side] for side in steps)
         p_slower, p_faster = welch_slower(tc, tb), welch_slower(tb, tc)
@@ -147,7 +191,8 @@ def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, 
         res.basis = f"steps ({len(tb)} vs {len(tc)})"
         p_slower, p_faster = mann_whitney_greater(tc, tb)[1], mann_whitney_greater(tb, tc)[1]
     mb, mc = float(np.median(tb)), float(np.median(tc))
-    res.baseline_ms, res.current_ms, res.change, res.p_value = 1e3 * mb, 1e3 * mc, mc / mb - 1.0, p_slower
+    res.baseline_ms, res.current_ms, res.p_value = 1e3 * mb, 1e3 * mc, p_slower
+    res.change = mc / mb - 1.0 if change is None else change
     if p_slower < alpha and res.change >= min_effect:
         return [f"slower by {100 * res.change:.1f}% (p = {p_slower:.2g})"], []
     if p_faster < alpha and -res.change >= min_effect:
@@ -159,10 +204,20 @@ def _unstable(r: dict[str, Any]) -> bool:
     return bool((r.get("noise") or {}).get("unstable"))
 
 
-def _stable(b: list[dict[str, Any]], c: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+def _stable(b: list[dict[str, Any]], c: list[dict[str, Any]],
+            paired: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """The repetitions a case is judged on, and why it cannot be judged ("" when it can). Single runs: an unstable
-    one makes the case unjudgeable. Repetitions: unstable ones are left out, as long as :data:`MIN_REPEATS` stable
-    ones remain on each side (their spread is in the test already); otherwise the case is unjudgeable."""
+    one makes the case unjudgeable. Repetitions: unstable ones are left out (with ``paired``, the pairs holding
+    one), as long as :data:`MIN_REPEATS` stable ones remain on each side (their spread is in the test already);
+    otherwise the case is unjudgeable."""
+    if paired:
+        kept = [(x, y) for x, y in zip(b, c) if not _unstable(x) and not _unstable(y)]
+        if len(kept) >= MIN_REPEATS:
+            return [x for x, _ in kept], [y for _, y in kept], ""
+        if len(b) < MIN_REPEATS:
+            return b, c, f"--paired needs {MIN_REPEATS} pairs ({len(b)} measured)"
+        why = next("; ".join(r["noise"]["reasons"]) for r in b + c if _unstable(r))
+        return b, c, f"{why} ({len(kept)} of {len(b)} pairs stable on both sides, {MIN_REPEATS} needed)"
     if len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
         kept = [[r for r in runs if not _unstable(r)] for runs in (b, c)]
         if all(len(k) >= MIN_REPEATS for k in kept):
@@ -178,9 +233,10 @@ def _stable(b: list[dict[str, Any]], c: list[dict[str, Any]]) -> tuple[list[dict
 
 def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], alpha: float = ALPHA,
                  min_effect: float = MIN_EFFECT, top1_tolerance: float = TOP1_TOLERANCE,
-                 allow_different_settings: bool = False) -> list[CaseComparison]:
+                 allow_different_settings: bool = False, paired: bool = False) -> list[CaseComparison]:
     """Each case of both runs judged; HarnessError (one line) for runs that cannot be compared: a case whose
-    settings differ (unless ``allow_different_settings``), too few samples, options out of range."""
+    settings differ (unless ``allow_different_settings``), too few samples, options out of range; with ``paired``,
+    repetitions that were not measured alternately."""
     check_options(alpha, min_effect, top1_tolerance)
     base, cur = _by_case(baseline, "baseline"), _by_case(current, "current run")
     if base and cur and not set(base) & set(cur):
@@ -208,12 +264,14 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
         if any(r.get("status") != "ok" for r in b):
             out.append(CaseComparison(name, "new", "baseline not ok"))
             continue
-        b, c, noisy = _stable(b, c)
+        if paired:
+            _check_paired(name, b, c)
+        b, c, noisy = _stable(b, c, paired)
         if noisy:
             out.append(CaseComparison(name, "unstable", "cannot be judged, " + noisy))
             continue
         res = CaseComparison(name, "ok", "", top1=(_top1(b[-1]), _top1(c[-1])))
-        problems, notes = _judge_time(res, b, c, alpha, min_effect)
+        problems, notes = _judge_time(res, b, c, alpha, min_effect, paired)
         t1 = res.top1
         if t1[0] is not None and t1[1] is not None and t1[0] - t1[1] > top1_tolerance:
             problems.append(f"top-1 fell {t1[0] - t1[1]:.2f} points ({t1[0]:.2f} -> {t1[1]:.2f})")

@@ -109,7 +109,7 @@ def test_small_slowdowns_below_the_effect_size_are_not_regressions():
 
 
 def _write(folder, records):
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return folder
 
@@ -161,3 +161,55 @@ def test_with_repetitions_the_gate_judges_run_to_run_noise(tmp_path):
     assert one.basis == "steps (20 vs 20)"
     (slow,) = compare_runs(base, runs_of([1.35, 1.28, 1.31, 1.4], 30))
     assert slow.verdict == "regression" and slow.change > 0.25
+
+
+def _alternating(tmp_path, host, slowdown, seed):
+    """Run folders of two sides measured alternately (baseline k, then current k, one minute apart), each
+    repetition slowed by the host's state at its time (``host[k]``, shared by both sides of pair k)."""
+    sides = {}
+    for side, scale in (("base", 1.0), ("cur", 1.0 + slowdown)):
+        for k, h in enumerate(host):
+            r = _records(seed + 10 * k + (side == "cur"), scale * h)[0]
+            minute = 2 * k + (side == "cur")
+            r.update(run_id=f"{side}{k}", started_at=f"2026-11-30T10:{minute:02d}:00+00:00")
+            _write(tmp_path / side / f"r{k}", [r])
+        sides[side] = tmp_path / side
+    return sides["base"], sides["cur"]
+
+
+def test_paired_repetitions_cancel_noise_that_lasts_minutes(tmp_path, capsys):
+    """The host's speed moves by up to 30% between pairs: unpaired repetitions cannot tell a 20% slowdown from
+    that, alternately measured pairs can; the same code in pairs does not fire."""
+    host = [1.0, 1.3, 0.95, 1.2, 1.05]
+    base, cur = _alternating(tmp_path / "slow", host, 0.2, 0)
+    assert main(["compare", str(base), str(cur)]) == 0  # repetitions unpaired: within noise
+    assert "runs (5 vs 5)" in capsys.readouterr().out
+    assert main(["compare", str(base), str(cur), "--paired"]) == 1
+    out = capsys.readouterr().out
+    assert "pairs (5)" in out and re.search(r"slower by (1[7-9]|2[0-3])\.\d%", out)
+    base, same = _alternating(tmp_path / "same", host, 0.0, 100)
+    assert main(["compare", str(base), str(same), "--paired"]) == 0
+    assert "within noise" in capsys.readouterr().out
+
+
+def test_paired_refuses_runs_not_measured_alternately_and_leaves_out_unstable_pairs(tmp_path, capsys):
+    base, cur = _alternating(tmp_path / "a", [1.0, 1.1, 0.9, 1.0], 0.3, 0)
+    late = json.loads((cur / "r0" / "results.jsonl").read_text())
+    late["started_at"] = "2026-11-30T10:05:30+00:00"  # after the baseline's third repetition began
+    (cur / "r0" / "results.jsonl").write_text(json.dumps(late) + "\n")
+    assert main(["compare", str(base), str(cur), "--paired"]) == 2
+    assert "pairs must be measured alternately" in capsys.readouterr().err
+    base, cur = _alternating(tmp_path / "b", [1.0, 1.1, 0.9, 1.0], 0.3, 0)
+    (cur / "r3" / "results.jsonl").unlink()
+    assert main(["compare", str(base), str(cur), "--paired"]) == 2
+    assert "as many repetitions in the baseline as in the current run (4 and 3)" in capsys.readouterr().err
+    base, cur = _alternating(tmp_path / "c", [1.0, 1.1, 0.9, 1.0], 0.3, 0)
+    noisy = json.loads((cur / "r1" / "results.jsonl").read_text())
+    noisy["noise"] = {"unstable": True, "reasons": ["steps drift: second half +30% against the first (limit 20%)"]}
+    (cur / "r1" / "results.jsonl").write_text(json.dumps(noisy) + "\n")
+    assert main(["compare", str(base), str(cur), "--paired"]) == 1  # judged on the 3 stable pairs
+    assert "pairs (3)" in capsys.readouterr().out
+    (base / "r3" / "results.jsonl").write_text(json.dumps({**noisy, "run_id": "base3", "started_at":
+                                                           "2026-11-30T10:06:00+00:00"}) + "\n")
+    assert main(["compare", str(base), str(cur), "--paired"]) == 2
+    assert "2 of 4 pairs stable on both sides, 3 needed" in capsys.readouterr().err

@@ -6,8 +6,13 @@ must not fire: a false alarm when it does) and once more with a 30% slowdown inj
 unstable) is counted apart. Goals: false alarms <= 1 of 10, caught >= 9 of 10. Not a test: it takes a while and its
 figures belong in a note, with the machine and the load it ran under.
 
+With ``--interleave K`` each round measures K repetitions of each of the three, alternately (base, same, slow, then
+slow, same, base, ...), each a run of its own, and judges them with ``harness compare --paired``: noise that lasts
+minutes hits the three alike. That is how a CI job compares two checkouts on a shared runner.
+
     python benchmarks/gate/run.py --pairs 10 --suite suites/ci_small.yaml
     python benchmarks/gate/run.py --pairs 3 --suite suites/ci_small.yaml --only 'gluon*' --set repeats=3
+    python benchmarks/gate/run.py --pairs 10 --suite suites/ci_small.yaml --only 'gluon*' --interleave 3
 """
 from __future__ import annotations
 
@@ -35,13 +40,26 @@ def run(suite: str, results: Path, run_id: str, extra: list[str], slowdown: floa
     return next(results.glob(f"*/{run_id}"))
 
 
-def judge(pairs: list[tuple[Path, Path, Path]], min_effect: float) -> dict[str, int]:
-    """The gate's verdicts on every round at one ``--min-effect``: same code (base vs same) and slowed (base vs
-    slow). Exit 1 from the gate: it fired; exit 2: it could not judge (an unstable case, or too few samples)."""
+def interleaved(suite: str, results: Path, extra: list[str], slowdown: float, k: int) -> tuple[Path, Path, Path]:
+    """``k`` repetitions each of base, same and slow, measured alternately; each side's runs in a folder of its own
+    (``harness compare`` reads a folder of runs as repetitions)."""
+    sides = {"base": 0.0, "same": 0.0, "slow": slowdown}
+    for rep in range(k):
+        for side in (list(sides) if rep % 2 == 0 else list(sides)[::-1]):
+            run(suite, results / side, f"r{rep}", extra, sides[side])
+    return results / "base", results / "same", results / "slow"
+
+
+def judge(pairs: list[tuple[Path, Path, Path]], min_effect: float, alpha: float,
+          paired: bool) -> dict[str, int]:
+    """The gate's verdicts on every round at one ``--min-effect`` and ``--alpha``: same code (base vs same) and slowed
+    (base vs slow). Exit 1 from the gate: it fired; exit 2: it could not judge (an unstable case, or too few
+    samples)."""
     counts = {"false alarm": 0, "same: unjudgeable": 0, "caught": 0, "slow: unjudgeable": 0}
+    options = ["--min-effect", str(min_effect), "--alpha", str(alpha)] + (["--paired"] if paired else [])
     for base, same, slow in pairs:
-        rc_same = harness("compare", str(base), str(same), "--min-effect", str(min_effect)).returncode
-        rc_slow = harness("compare", str(base), str(slow), "--min-effect", str(min_effect)).returncode
+        rc_same = harness("compare", str(base), str(same), *options).returncode
+        rc_slow = harness("compare", str(base), str(slow), *options).returncode
         counts["false alarm"] += rc_same == 1
         counts["same: unjudgeable"] += rc_same == 2
         counts["caught"] += rc_slow == 1
@@ -58,28 +76,35 @@ def main() -> int:
     p.add_argument("--slowdown", type=float, default=0.3)
     p.add_argument("--min-effect", type=float, action="append", default=[],
                    help="gate thresholds to judge the same runs at (default: the gate's default, then 0.2 and 0.3)")
+    p.add_argument("--alpha", type=float, action="append", default=[],
+                   help="significance levels to judge the same runs at (default: the gate's default)")
+    p.add_argument("--interleave", type=int, default=0, metavar="K",
+                   help="K alternately measured repetitions of base, same and slow per round, judged in pairs")
     p.add_argument("--keep", type=Path, help="keep the runs' results under this folder (default: a temporary one)")
     args = p.parse_args()
     extra = [a for o in args.only for a in ("--only", o)] + [a for s in args.set for a in ("--set", s)]
     sys.path.insert(0, str(REPO))
-    from harness.compare import MIN_EFFECT
+    from harness.compare import ALPHA, MIN_EFFECT
 
     thresholds = args.min_effect or [MIN_EFFECT, 0.2, 0.3]
+    alphas = args.alpha or [ALPHA]
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="harness-gate-") as tmp:
         results = args.keep or Path(tmp)
         pairs = []
         for i in range(args.pairs):
-            base = run(args.suite, results, f"base{i}", extra)
-            same = run(args.suite, results, f"same{i}", extra)
-            slow = run(args.suite, results, f"slow{i}", extra, args.slowdown)
-            pairs.append((base, same, slow))
+            if args.interleave:
+                pairs.append(interleaved(args.suite, results / f"round{i}", extra, args.slowdown, args.interleave))
+            else:
+                pairs.append((run(args.suite, results, f"base{i}", extra), run(args.suite, results, f"same{i}", extra),
+                              run(args.suite, results, f"slow{i}", extra, args.slowdown)))
             print(f"round {i + 1}/{args.pairs} measured ({time.monotonic() - start:.0f} s)", flush=True)
         n = args.pairs
-        print(f"\n{n} rounds of {args.suite} {' '.join(extra)}: base, same code, {args.slowdown:.0%} slower\n")
-        for t in thresholds:
-            c = judge(pairs, t)
-            print(f"--min-effect {t:g}: false alarms {c['false alarm']} of {n} (goal <= {n // 10}); caught "
+        how = f", {args.interleave} alternate repetitions each, judged in pairs" if args.interleave else ""
+        print(f"\n{n} rounds of {args.suite} {' '.join(extra)}: base, same code, {args.slowdown:.0%} slower{how}\n")
+        for t, a in ((t, a) for a in alphas for t in thresholds):
+            c = judge(pairs, t, a, bool(args.interleave))
+            print(f"--alpha {a:g} --min-effect {t:g}: false alarms {c['false alarm']} of {n} (goal <= {n // 10}); caught "
                   f"{c['caught']} of {n} (goal >= {n - n // 10}); not judged (unstable): {c['same: unjudgeable']} "
                   f"same-code, {c['slow: unjudgeable']} slowed", flush=True)
     return 0
