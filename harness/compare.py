@@ -305,9 +305,10 @@ def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_e
     verdict = "REGRESSION" if bad else "CANNOT JUDGE" if unjudged else "no regression"
     head = (f"# harness compare: {verdict} ({len(bad)} regression(s), {len(unjudged)} unstable, of {len(results)} "
             f"case(s))\n\n"
-            f"A slowdown counts when it is significant (p < {alpha:g}: one-sided Welch t over the per-run median step "
-            f"times when both runs have {MIN_REPEATS}+ repetitions, else one-sided Mann-Whitney U over the per-step "
-            f"samples) and the median step time grew by at least {100 * min_effect:g}%; top-1 may fall by at most "
+            f"A slowdown counts when it is significant (p < {alpha:g}: one-sided t over the log ratios of alternately "
+            f"measured pairs with --paired, else one-sided Welch t over the per-run median step times when both runs "
+            f"have {MIN_REPEATS}+ repetitions, else one-sided Mann-Whitney U over the per-step samples) and the median "
+            f"step time grew by at least {100 * min_effect:g}% (with pairs: their geometric mean ratio); top-1 may fall by at most "
             f"{top1_tolerance:g} points. A case marked unstable in either run is not judged.\n")
     table = tabulate(rows, headers=["case", "verdict", "basis", "baseline ms/step (median)", "current ms/step (median)",
                                     "change", "p (slower)", "top-1", "why"], tablefmt="github")
