@@ -44,10 +44,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if "failed" in last.values() else 0
 
 
+#: ``harness report --format``: the markdown report, the flat table of every record, or the self-contained HTML report.
+REPORT_FORMATS = ("md", "csv", "json", "html")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
+    from .errors import near
     from .report import records_frame, render_markdown
     from .results import find_result_files, read_records
 
+    if args.format not in REPORT_FORMATS:
+        raise HarnessError(f"--format {args.format}: unknown format (one of {', '.join(REPORT_FORMATS)})"
+                           f"{near(args.format, REPORT_FORMATS)}")
+    if args.format == "html" and not args.output:
+        raise HarnessError("--format html writes one self-contained file: give it with -o FILE (e.g. -o report.html)")
+    if args.format == "html" and args.charts:
+        raise HarnessError("--charts draws PNGs for the markdown report: the HTML report has its charts inside")
     records = [r for f in find_result_files(args.paths) for r in read_records(f)]
     if args.references:
         from .references import reference_records
@@ -57,6 +69,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         text = records_frame(records).to_csv(index=False)
     elif args.format == "json":
         text = records_frame(records).to_json(orient="records", indent=1) + "\n"
+    elif args.format == "html":
+        from .htmlreport import render_html
+
+        text = render_html(records)
     else:
         charts = None
         if args.charts:
@@ -115,13 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("report", help="markdown tables from result files or run folders")
+    p = sub.add_parser("report", help="the report of result files or run folders: markdown tables (default), a "
+                                      "self-contained HTML page with charts, or the flat table as CSV/JSON")
     p.add_argument("paths", nargs="+", help="results.jsonl files or folders holding them")
     p.add_argument("-o", "--output", help="write the report here instead of stdout")
     p.add_argument("--references", action="store_true",
                    help="put the seeds' published numbers (reference records) beside the measured ones")
-    p.add_argument("--format", choices=("md", "csv", "json"), default="md",
-                   help="markdown report (default), or the flat table of every record as CSV or JSON")
+    p.add_argument("--format", default="md", metavar="|".join(REPORT_FORMATS),
+                   help="markdown report (default), the flat table of every record as CSV or JSON, or one "
+                        "self-contained HTML file with interactive charts that opens offline (needs -o FILE)")
     p.add_argument("--charts", metavar="DIR", help="also draw PNG throughput charts into DIR, linked from the report")
     p.set_defaults(func=_cmd_report)
 
@@ -155,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="models, backends and the devices usable on this machine")
     p.add_argument("--recipes", action="store_true", help="also list the published training recipes")
     p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("flops", help="analytic GMACs and training GFLOPs per image of every model variant, and the "
+                       "device peak table MFU is computed against")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--image-size", type=int, default=224)
+    p.set_defaults(func=_cmd_flops)
     p = sub.add_parser("plugins", help="installed backends: package, version, devices, models")
     p.set_defaults(func=_cmd_plugins)
     p = sub.add_parser("check-backend", help="the conformance suite: check every hook of an installed backend "
@@ -203,7 +226,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", choices=("none", "header", "full"), default="header",
                    help="how each image is checked (default: header)")
     p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("history", help="every run of each case under a results folder: throughput, top-1, status, "
+                                       "versions and date (an SQLite index over the runs' JSON Lines)")
+    p.add_argument("case_glob", nargs="?", metavar="CASE_GLOB", help="only cases whose name matches this glob")
+    p.add_argument("--results", default="results", help="results root (default: results)")
+    p.set_defaults(func=_cmd_history)
+
+    p = sub.add_parser("export", help="export a run in another format: `mllog RUN_DIR` writes MLPerf logging "
+                                      "(:::MLLOG) events, one file per case")
+    p.add_argument("format", choices=("mllog",))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder (or its results.jsonl)")
+    p.add_argument("-o", "--output", metavar="DIR", help="folder for the files (default: RUN_DIR/mllog)")
+    p.set_defaults(func=_cmd_export)
     return parser
+
+
+def _cmd_flops(args: argparse.Namespace) -> int:
+    from .flops import main as flops_main
+
+    return flops_main(args)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from .history import history_frame, render_history
+
+    sys.stdout.write(render_history(history_frame(args.results, args.case_glob)))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .mlperf import export_mllog
+
+    written = export_mllog(args.run_dir, args.output)
+    print(f"harness: wrote {len(written)} MLPerf log(s) to {written[0].parent}", file=sys.stderr)
+    return 0
 
 
 def _terminate(signum: int, frame: object) -> None:

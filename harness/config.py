@@ -137,6 +137,10 @@ class Settings:
     max_bad_images: float = _opt(0.01, "folder data: files that are not readable images are skipped with a warning "
                                  "and counted; past this fraction of a split (or this count, when >= 1) the case "
                                  "fails", minimum=0)
+    profile: bool = _opt(False, "training: after everything the case measures, run one window of a few more training "
+                         "steps under the framework's own profiler (torch.profiler, torch_npu.profiler, "
+                         "mindspore.profiler), keep its trace in the case folder and record where the step time goes "
+                         "by op category (metrics.train.profile; harness.profiles)")
     repeats: int = _opt(1, "runs of the case, each in a fresh process, interleaved with the suite's other cases; "
                         "its figures are the median of the runs with a 95% confidence interval from them",
                         minimum=1, maximum=100)
@@ -257,6 +261,8 @@ def check_rules(s: Settings) -> None:
         raise HarnessError(f"amp_level {s.amp_level} needs precision fp16 or bf16")
     if s.node_rank >= s.nodes:
         raise HarnessError(f"node_rank {s.node_rank} is not below nodes {s.nodes}")
+    if s.profile and s.scenario != "train":
+        raise HarnessError(f"profile: true profiles training steps; scenario {s.scenario} does not train")
     scenario = get_scenario(s.scenario)
     if s.devices * s.nodes > 1 and not scenario.multi_device:
         raise HarnessError(f"scenario {s.scenario} runs on one device (devices: 1)")

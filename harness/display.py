@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO, TypeVar
 
 __all__ = ["Display", "summary"]
+
+T = TypeVar("T")
 
 
 def _fmt_s(seconds: float) -> str:
@@ -14,43 +17,120 @@ def _fmt_s(seconds: float) -> str:
 
 
 class Display:
-    """Progress on stderr: one rewritten line on a terminal, sparse lines otherwise."""
+    """Progress on stderr. On a terminal, live bars (:mod:`rich`): the suite's (cases done of all, suite ETA) and
+    the running case's (phase, step i/n, images/s so far, ETA of the phase); otherwise (CI logs, pipes) a plain line
+    at most every 10 s. ``quiet`` silences progress; the per-case lines (:meth:`line`) are always written."""
 
     def __init__(self, stream: TextIO, quiet: bool) -> None:
         self.stream, self.quiet = stream, quiet
         self.tty = stream.isatty()
         self.last_print = 0.0
+        self._bars: Any = None  # rich.progress.Progress while a suite runs on a terminal
+        self._suite: Any = None
+        self._case: Any = None
+
+    def start(self, title: str, total: int) -> None:
+        """The suite's bar (terminal only, not quiet): ``total`` cases to run."""
+        if not self.tty or self.quiet or self._bars is not None:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        console = Console(file=self.stream, force_terminal=True, highlight=False, emoji=False)
+        self._bars = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30),
+                              TextColumn("{task.fields[counts]}"), TextColumn("{task.fields[info]}"),
+                              console=console, auto_refresh=False, transient=True, redirect_stdout=False,
+                              redirect_stderr=False)
+        self._bars.start()
+        self._suite = self._bars.add_task(f"suite {title}"[:40], total=max(total, 1), counts=f"0/{total} cases",
+                                          info="")
+
+    def advance(self) -> None:
+        """One more case of the suite done."""
+        if self._bars is None:
+            return
+        self._bars.advance(self._suite)
+        task = self._bars.tasks[self._suite]
+        self._bars.update(self._suite, counts=f"{int(task.completed)}/{int(task.total or 0)} cases", info="")
+        self._bars.refresh()
+
+    def cases(self, title: str, todo: list[T]) -> Iterator[T]:
+        """``todo`` one by one under the suite's bar: a case counts as done when the next is asked for; the bars
+        leave the terminal when the loop ends, however it ends."""
+        self.start(title, len(todo))
+        try:
+            for n, item in enumerate(todo):
+                if n:
+                    self.advance()
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Take the bars off the terminal (the per-case lines stay)."""
+        if self._bars is not None:
+            bars, self._bars = self._bars, None
+            self._suite = self._case = None
+            try:
+                bars.stop()
+            except (OSError, ValueError):  # the stream is gone (closed at exit)
+                pass
 
     def status(self, text: str) -> None:
-        if self.quiet:
+        """A plain progress line (not a terminal): at most every 10 s."""
+        if self.quiet or self.tty:
             return
         now = time.monotonic()
-        if self.tty:
-            self.stream.write("\r\033[K" + text[: 160])
-            self.stream.flush()
-        elif now - self.last_print >= 10:
+        if now - self.last_print >= 10:
             self.stream.write(text + "\n")
             self.stream.flush()
             self.last_print = now
 
     def line(self, text: str) -> None:
-        if self.tty and not self.quiet:
-            self.stream.write("\r\033[K")
+        if self._bars is not None:  # printed above the live bars
+            self._bars.console.print(text, markup=False, highlight=False, soft_wrap=True, emoji=False)
+            self._bars.refresh()
+            return
         self.stream.write(text + "\n")
         self.stream.flush()
 
     def watcher(self, label: str, eta: float | None):  # noqa: ANN201 - the launcher's status callback
-        """What a launcher reports (progress lines; ``!``-prefixed notices) shown under ``label``."""
-        start, state = time.monotonic(), ["starting"]
+        """What a launcher reports - the worker's progress messages (dicts: ``phase``, ``step``, ``total``, and
+        ``steps_per_s``/``images_per_s`` once measured), ``""`` ticks and ``!``-prefixed notices - shown under
+        ``label``; ``eta`` is the suite's remaining seconds when this case starts (None: not known yet)."""
+        start = time.monotonic()
+        state: dict[str, Any] = {}
+        if self._bars is not None:
+            if self._case is not None:
+                self._bars.remove_task(self._case)
+            self._case = self._bars.add_task(label[:60], total=None, counts="starting", info="")
 
-        def status(text: str) -> None:
-            if text.startswith("!"):
-                self.line(f"{label}: {text[1:]}")
+        def status(msg: Any) -> None:
+            if isinstance(msg, str) and msg.startswith("!"):
+                self.line(f"{label}: {msg[1:]}")
                 return
-            state[0] = text or state[0]
+            if isinstance(msg, dict):
+                state.clear()
+                state.update(msg)
             elapsed = time.monotonic() - start
-            self.status(f"{label} {state[0]} | {_fmt_s(elapsed)}" + (f" | suite eta {_fmt_s(eta - elapsed)}"
-                                                                       if eta else ""))
+            suite_eta = f"suite eta {_fmt_s(eta - elapsed)}" if eta else ""
+            step = f"{state['phase']} {state['step']}/{state['total']}" if state else "starting"
+            rate = (f"{state['images_per_s']:.1f} img/s" if state.get("images_per_s") is not None
+                    else f"{state['steps_per_s']:.2f} steps/s" if state.get("steps_per_s") else "")
+            left = ((state["total"] - state["step"]) / state["steps_per_s"]
+                    if state.get("steps_per_s") and state["total"] >= state["step"] else None)
+            if self._bars is None:
+                self.status(" | ".join(filter(None, [f"{label} {step}", rate, _fmt_s(elapsed),
+                                                     f"eta {_fmt_s(left)}" if left is not None else "", suite_eta])))
+                return
+            if state:
+                self._bars.update(self._case, description=f"{label[:60]} {state['phase']}"[:80],
+                                  total=max(state["total"], 1), completed=state["step"],
+                                  counts=f"{state['step']}/{state['total']}")
+            self._bars.update(self._case, info=" | ".join(filter(None, [
+                rate, _fmt_s(elapsed), f"eta {_fmt_s(left)}" if left is not None else ""])))
+            self._bars.update(self._suite, info=suite_eta)
+            self._bars.refresh()
         return status
 
 

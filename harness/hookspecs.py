@@ -104,9 +104,10 @@ def harness_backend_info() -> dict[str, Any]:
     checked against it when the suite loads (exit 2 with one line, before anything runs):
     ``{"optimizer": ["sgd"], "precision": ["fp32", "bf16", "fp16"], "amp_level": ["auto", "O0", "O1", "O2"],
     "mode": ["default", "eager", "compile"], "export": ["onnx", "torchscript"], "weights": [".pt", ".pth"],
-    "checkpoint": True}`` (``export``: the formats ``harness_export`` writes; ``weights``: the file suffixes
-    ``harness_read_checkpoint`` reads, besides the neutral ``.npz``; ``checkpoint``: the train step has
-    ``save``/``load``). A key left out takes the core's defaults (:data:`harness.contract.DEFAULT_SUPPORTS`).
+    "checkpoint": True, "profile": True}`` (``export``: the formats ``harness_export`` writes; ``weights``: the file
+    suffixes ``harness_read_checkpoint`` reads, besides the neutral ``.npz``; ``checkpoint``: the train step has
+    ``save``/``load``; ``profile``: it implements ``harness_profile``). A key left out takes the core's defaults
+    (:data:`harness.contract.DEFAULT_SUPPORTS`).
 
     Optional keys: ``scenarios`` (the scenarios it runs, by name (:mod:`harness.scenarios`); default
     ``["train", "eval"]``; each scenario names the hooks it needs) and ``runtimes``
@@ -321,6 +322,24 @@ def harness_events(device: Any) -> Any:
     synchronises only at the ends of the timed region, so the host keeps queueing while the device works; the
     record says which timing was used (``metrics.timing``). Optional: without it (or on CPU, where it returns
     None) every timed step is bracketed by ``harness_synchronize`` on the host clock. First non-None result wins.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_profile(case: Case, device: Any, run_steps: Callable[[], None], folder: str) -> dict[str, Any]:
+    """Run a window of training steps under the framework's own profiler and return its op table (``profile: true``).
+
+    Call ``run_steps()`` exactly once, inside the profiler: it is the core's, runs the window's training steps on
+    the case's data and times them itself (the device settled at both ends), so starting, stopping and analysing
+    the profile are never in the window. Keep the raw trace under ``folder`` (a fresh folder in the case's folder:
+    a Chrome trace JSON, the profiler's own output folder). Returns ``{"profiler": "torch.profiler (PyTorch 2.13.0,
+    CPU, op self time)", "ops": [{"name": "aten::mkldnn_convolution", "scope": "aten::conv2d", "self_s": 0.21,
+    "calls": 265}, ...], "trace": "profile/trace.json"}``: each op's *self* seconds (excluding the ops it called)
+    over the whole window, on the device where the framework runs it (an op's kernels' time on a GPU), ``scope``
+    (optional) the regions it ran inside (parent ops, ``Optimizer.step#SGD.step``, MindSpore's full scope name),
+    which :func:`harness.profiles.categorise` reads with the name. Declared with ``supports["profile"] = True``;
+    raise :class:`harness.Unsupported` where the profiler cannot run here (the profile is recorded as skipped with
+    the message, the case stays ok). First non-None result wins.
     """
 
 

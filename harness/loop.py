@@ -64,8 +64,11 @@ class TimedLoop:
     reports between steps."""
 
     def __init__(self, sync: Callable[[], Any], progress: Callable[..., None] = lambda *a, **k: None,
-                 clock: Callable[[], float] = time.perf_counter, events: Any = None) -> None:
+                 clock: Callable[[], float] = time.perf_counter, events: Any = None, energy: Any = None) -> None:
         self.sync, self.progress, self.clock, self.events = sync, progress, clock, events
+        #: A :class:`harness.energy.EnergyMeter` (or None): started at the first timed step, the device settled,
+        #: and stopped after the last one, the device synchronised; its window lands in ``energy_window``.
+        self.energy, self.energy_window = energy, None
         self._pending: list[tuple[Any, Any]] = []  # device events of timed steps not yet read
         #: ``HARNESS_GATE_SLOWDOWN=0.3`` makes every host-timed step 30% slower: how benchmarks/gate checks that
         #: ``harness compare`` catches a real slowdown. Never set it otherwise.
@@ -153,6 +156,11 @@ class TimedLoop:
                 self.progress("warmup", i, timed_from)
                 settle = self._after(after, i, out) or i == timed_from
             else:
+                if self.energy is not None and not self.energy.running:  # the timed region starts: settle, start
+                    self.flush()
+                    self.sync()
+                    self.energy.start()
+                    settle = False  # settled just now
                 if settle and self.events is not None:
                     self.flush()
                     self.sync()
@@ -163,7 +171,12 @@ class TimedLoop:
                 settle = self._after(after, i, out)
             if settle is STOP:
                 break
-        self.flush()
+        pending = bool(self._pending)
+        self.flush()  # with device events: the one synchronisation at the end (host clock: each step ended with one)
+        if self.energy is not None and self.energy.running:
+            if self.events is not None and not pending:
+                self.sync()
+            self.energy_window = self.energy.stop()
         out.done = i - start
         return out
 

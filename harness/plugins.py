@@ -45,6 +45,8 @@ def check_contract(pm: pluggy.PluginManager, name: str) -> dict:
         if not getattr(pm.hook, hook).get_hookimpls():
             raise HarnessError(f"backend '{name}' does not implement required hook {hook} (needed by its "
                                f"scenarios: {', '.join(scenarios)})")
+    if info.get("supports", {}).get("profile") and not pm.hook.harness_profile.get_hookimpls():
+        raise HarnessError(f"backend '{name}' declares supports.profile but does not implement harness_profile")
     return info
 
 

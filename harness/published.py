@@ -9,7 +9,7 @@ from .config import has_accuracy
 from .frame import ACCURACY
 from .stats import Estimate, delta_text
 
-__all__ = ["PUBLISHED_ROWS", "DEVICE_ORDER", "published_tables", "fmt_value"]
+__all__ = ["PUBLISHED_ROWS", "DEVICE_ORDER", "published_tables", "published_frames", "fmt_value"]
 
 #: Rows of the seed-layout tables (the seeds' "parameter rows x hardware columns").
 PUBLISHED_ROWS = (
@@ -48,10 +48,11 @@ def fmt_value(fmt: str, v: Any) -> str:
     return fmt.format(v) if v is not None and pd.notna(v) else ""
 
 
-def published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
-    """Per model with published figures: measured (every run of a configuration: median or mean with its 95%
+def published_frames(measured: pd.DataFrame, refs: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """Per model with published figures: ``(model, its seed files, table)``, the table's rows the published metrics
+    and its columns the hardware, each cell measured (every run of a configuration: median or mean with its 95%
     interval) beside published, with the difference and the interval of that difference."""
-    out: list[str] = []
+    out: list[tuple[str, str, pd.DataFrame]] = []
     for model, pub in refs.groupby("model", sort=True):
         meas = measured[measured["model"] == model]
         columns: dict[str, list[str]] = {}
@@ -82,7 +83,14 @@ def published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
                 columns[label] = cells
         table = pd.DataFrame(columns, index=[label for label, _, _ in PUBLISHED_ROWS])
         table = table[(table != "").any(axis=1)]
-        files = ", ".join(sorted({f for f in pub["source"].dropna()}))
+        out.append((model, ", ".join(sorted({f for f in pub["source"].dropna()})), table))
+    return out
+
+
+def published_tables(measured: pd.DataFrame, refs: pd.DataFrame) -> list[str]:
+    """:func:`published_frames` as markdown lines, a heading per model."""
+    out: list[str] = []
+    for model, files, table in published_frames(measured, refs):
         out += [f"### {model}", "", f"Published: {files} (reference records, not measured here).", "",
                 table.to_markdown(tablefmt="github", disable_numparse=True), ""]
     return out

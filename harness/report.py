@@ -6,7 +6,7 @@ devices read side by side. Failed and skipped cases follow with their reasons.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -15,11 +15,13 @@ from .charts import write_charts
 from .config import has_accuracy
 from .frame import ACCURACY, METRIC_ROWS, get as _get, records_frame
 from .published import DEVICE_ORDER, PUBLISHED_ROWS, fmt_value, published_tables
+from .profiles import profile_section
 from .scenarios.train import INPUT_BOUND_SHARE
-from .stats import mean_ci, rate, ratio, ratio_text
+from .stats import Estimate, mean_ci, rate, ratio, ratio_text
 
 __all__ = ["records_frame", "render_markdown", "comparison_matrix", "scaling_efficiency", "write_charts",
-           "PUBLISHED_ROWS"]
+           "PUBLISHED_ROWS", "backend_ratios", "config_estimates", "inference_table", "model_table", "split_frame",
+           "RATES"]
 
 #: Columns that are rates (their runs' spread is multiplicative: median and a log-scale interval).
 RATES = {"train_images_per_s", "eval_images_per_s", "infer_images_per_s", "data_images_per_s"}
@@ -45,7 +47,7 @@ def _ratio_cell(a: pd.Series, b: pd.Series, fmt: str) -> str:
     return f"{fmt.format(a.median())} / {fmt.format(b.median())} = {ratio_text(est)}" if est is not None else ""
 
 
-def _backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
+def backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
     """Per model, device and variant: each metric for the reference backend (torch if present) and the others,
     over every run of each (repetitions and seeds), with the ratio's 95% confidence interval."""
     if ok.empty or ok["backend"].nunique() < 2:
@@ -93,13 +95,49 @@ def _cell(col: str, fmt: str, values: pd.Series) -> str:
         return ""
     if len(values) == 1:
         return fmt.format(values.iloc[0])
-    est = mean_ci(list(values)) if col in ACCURACY else rate(list(values)) if col in RATES else None
+    est = _estimate(col, values)
     return est.fmt(fmt) if est is not None else fmt.format(values.median())
+
+
+def _estimate(col: str, values: pd.Series) -> Estimate | None:
+    """An accuracy's mean or a rate's median over a configuration's runs with its 95% interval (none from a single
+    run); None for any other metric or without values."""
+    values = list(values.dropna())
+    return mean_ci(values) if col in ACCURACY else rate(values) if col in RATES else None
 
 
 def _by_config(g: pd.DataFrame) -> dict[tuple[str, str, int], pd.DataFrame]:
     """A run's configurations of one model: ``(backend, device, devices)`` -> their runs (repetitions, seeds)."""
     return {(b, d, int(n)): runs for (b, d, n), runs in g.groupby(["backend", "device", "devices"], sort=True)}
+
+
+def _scenario(ok: pd.DataFrame) -> pd.Series:
+    return ok.get("cfg.scenario", pd.Series("train", index=ok.index)).fillna("train")
+
+
+def _configurations(ok: pd.DataFrame) -> Iterator[tuple[tuple[str, str, str], dict[tuple[str, str, int],
+                                                                                  pd.DataFrame]]]:
+    """``(model, variant, run)`` -> its configurations (:func:`_by_config`), the data cases apart (they feed the data
+    ceiling)."""
+    for key, g in ok[_scenario(ok) != "data"].groupby(["model", "variant", "run_id"], sort=True):
+        yield key, _by_config(g)
+
+
+def config_estimates(ok: pd.DataFrame, col: str = "train_images_per_s") -> pd.DataFrame:
+    """One row per configuration of each model, variant and run (the comparison matrix's rows) with ``col`` over its
+    runs: ``value`` (a rate's median, an accuracy's mean), ``lo``/``hi`` its 95% interval (None from a single run)
+    and ``n`` the runs it rests on; accuracy only where the data can be learned."""
+    rows = []
+    for (model, variant, run), configs in (_configurations(ok) if not ok.empty else ()):
+        for (backend, device, n), runs in configs.items():
+            if col in ACCURACY and not has_accuracy({"data": runs.iloc[0].get("cfg.data")}):
+                continue
+            est = _estimate(col, runs[col])
+            if est is not None:
+                rows.append({"model": model, "variant": variant, "run_id": run, "backend": backend, "device": device,
+                             "devices": n, "value": est.value, "lo": est.lo, "hi": est.hi, "n": est.n})
+    return pd.DataFrame(rows, columns=["model", "variant", "run_id", "backend", "device", "devices", "value", "lo",
+                                       "hi", "n"])
 
 
 def _ceiling(feeds: pd.DataFrame, train: pd.Series) -> str:
@@ -120,10 +158,8 @@ def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     rows = []
-    scenario = ok.get("cfg.scenario", pd.Series("train", index=ok.index)).fillna("train")
-    feeds = ok[scenario == "data"]
-    for (model, variant, run), g in ok[scenario != "data"].groupby(["model", "variant", "run_id"], sort=True):
-        configs = _by_config(g)
+    feeds = ok[_scenario(ok) == "data"]
+    for (model, variant, run), configs in _configurations(ok):
         ips = {k: runs["train_images_per_s"].dropna() for k, runs in configs.items()}
         for (backend, device, n), runs in configs.items():
             mine = ips[(backend, device, n)]
@@ -137,6 +173,8 @@ def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
                                                                                                  else ""),
                 "runs": len(runs), "images/s": _cell("train_images_per_s", "{:.1f}", runs["train_images_per_s"]),
                 "ms/step p50": _cell("train_ms_p50", "{:.1f}", runs["train_ms_p50"]),
+                "MFU (%)": _cell("train_mfu_pct", "{:.1f}", runs.get("train_mfu_pct", pd.Series(dtype=float))),
+                "J/image": _cell("train_j_per_image", "{:.3g}", runs.get("train_j_per_image", pd.Series(dtype=float))),
                 "top-1 (%)": _cell("eval_top1", "{:.2f}", runs["eval_top1"]) if has_accuracy({"data": data}) else "",
                 "backend ratio (÷ torch)": ratio_text(backend_ratio) if backend_ratio else "",
                 "device ratio": f"{ratio_text(device_ratio)} vs {ref_dev}" if device_ratio else "",
@@ -216,6 +254,48 @@ def _section(title: str, table: pd.DataFrame | None, text: str | None = None) ->
             table.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
 
 
+def model_table(group: pd.DataFrame) -> pd.DataFrame:
+    """One model's measured records (ok): metric rows x one column per configuration (backend / device, its
+    device model, the matrix values and, over several runs, the run), each cell over the configuration's runs."""
+    multi_run = group["run_id"].nunique() > 1
+    columns: dict[str, list[str]] = {}
+    keys = ["run_id", "config_key"] if multi_run else ["config_key"]
+    for _, runs in sorted(group.groupby(keys, sort=False), key=lambda kv: tuple(kv[1].iloc[0][["backend",
+                                                                                             "device", "case"]])):
+        row = runs.iloc[0]
+        opt, recipe = row.get("cfg.optimizer"), row.get("cfg.recipe")
+        if pd.isna(row.get("train_images_per_s")):  # the optimizer means something only where it trained
+            opt = recipe = None
+        cells = [(f"{opt}" if isinstance(opt, str) else "") + (f" ({recipe})" if isinstance(recipe, str) else "")]
+        for _label, col, fmt in METRIC_ROWS:
+            accuracy_means_nothing = col in ACCURACY and not has_accuracy({"data": row.get("cfg.data")})
+            cells.append("" if accuracy_means_nothing else _cell(col, fmt, runs[col]))
+        unstable = runs[runs["unstable"]]
+        cells.append(str(len(runs)) if len(runs) > 1 else "")
+        cells.append(f"{len(unstable)} of {len(runs)}: {unstable['noise_reasons'].iloc[0]}" if len(unstable)
+                     else "")
+        starved = int(runs["input_bound"].sum()) if "input_bound" in runs else 0
+        cells.append(f"{starved} of {len(runs)}: waiting for data took {runs['train_input_wait_pct'].max():.0f}% "
+                     f"of a step (limit {100 * INPUT_BOUND_SHARE:.0f}%)" if starved else "")
+        label = _column_label(row, multi_run)
+        if label in columns:  # never let two configurations share (and overwrite) a column
+            label += f"<br>{row['case']}"
+        columns[label] = cells
+    index = ["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS), "runs (median [95% CI])",
+             "UNSTABLE", "INPUT-BOUND"]
+    table = pd.DataFrame(columns, index=index)
+    return table[(table != "").any(axis=1)]
+
+
+def split_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The records frame as the report reads it: the measured records (of a case re-recorded by a resumed run, the
+    last), the ok ones among them, and the published reference records; the index stays the records' positions."""
+    refs = df[(df["kind"] == "reference") & (df["status"] == "ok")]
+    df = df[df["kind"] != "reference"]
+    df = df.drop_duplicates(["run_id", "case", "repeat"], keep="last")  # a resumed run re-records failed cases
+    return df, df[df["status"] == "ok"], refs
+
+
 def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report",
                     charts: tuple[str, str] | None = None) -> str:
     """The report. ``charts``: (folder to write PNGs into, its path relative to the markdown file)."""
@@ -224,41 +304,11 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
     out = [f"# {title}", ""]
     if df.empty:
         return "\n".join(out + ["No records."]) + "\n"
-    refs = df[(df["kind"] == "reference") & (df["status"] == "ok")]
-    df = df[df["kind"] != "reference"]
-    df = df.drop_duplicates(["run_id", "case", "repeat"], keep="last")  # a resumed run re-records failed cases
-    ok = df[df["status"] == "ok"]
+    df, ok, refs = split_frame(df)
     for model, group in ok.groupby("model", sort=True):
-        multi_run = group["run_id"].nunique() > 1
-        columns: dict[str, list[str]] = {}
-        keys = ["run_id", "config_key"] if multi_run else ["config_key"]
-        for _, runs in sorted(group.groupby(keys, sort=False), key=lambda kv: tuple(kv[1].iloc[0][["backend",
-                                                                                                 "device", "case"]])):
-            row = runs.iloc[0]
-            opt, recipe = row.get("cfg.optimizer"), row.get("cfg.recipe")
-            if pd.isna(row.get("train_images_per_s")):  # the optimizer means something only where it trained
-                opt = recipe = None
-            cells = [(f"{opt}" if isinstance(opt, str) else "") + (f" ({recipe})" if isinstance(recipe, str) else "")]
-            for _label, col, fmt in METRIC_ROWS:
-                accuracy_means_nothing = col in ACCURACY and not has_accuracy({"data": row.get("cfg.data")})
-                cells.append("" if accuracy_means_nothing else _cell(col, fmt, runs[col]))
-            unstable = runs[runs["unstable"]]
-            cells.append(str(len(runs)) if len(runs) > 1 else "")
-            cells.append(f"{len(unstable)} of {len(runs)}: {unstable['noise_reasons'].iloc[0]}" if len(unstable)
-                         else "")
-            starved = int(runs["input_bound"].sum()) if "input_bound" in runs else 0
-            cells.append(f"{starved} of {len(runs)}: waiting for data took {runs['train_input_wait_pct'].max():.0f}% "
-                         f"of a step (limit {100 * INPUT_BOUND_SHARE:.0f}%)" if starved else "")
-            label = _column_label(row, multi_run)
-            if label in columns:  # never let two configurations share (and overwrite) a column
-                label += f"<br>{row['case']}"
-            columns[label] = cells
-        index = ["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS), "runs (median [95% CI])",
-                 "UNSTABLE", "INPUT-BOUND"]
-        table = pd.DataFrame(columns, index=index)
-        table = table[(table != "").any(axis=1)]
-        out += [f"## {model}", "", table.to_markdown(tablefmt="github", disable_numparse=True), ""]
-    out += _section("Backends side by side", _backend_ratios(ok),
+        out += [f"## {model}", "", model_table(group).to_markdown(tablefmt="github", disable_numparse=True), ""]
+    out += profile_section(records)  # where the time goes (profile: true)
+    out += _section("Backends side by side", backend_ratios(ok),
                     "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
                     "for images/s, slower for ms/step): medians over each side's runs, with the 95% confidence "
                     "interval of the ratio from the runs (repeats: N; Welch t on the logs). A ratio from one run a "
@@ -281,7 +331,10 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                     "device present (ascend, gpu, cpu order), each with the 95% interval of the ratio; an interval "
                     "that holds 1.00x is no measurable difference, and a ratio of single runs says so. The data "
                     "ceiling is the images/s of the backend's input pipeline alone (scenario: data) at the training "
-                    "case's worker count, where the run measured it: training cannot go faster than it.")
+                    "case's worker count, where the run measured it: training cannot go faster than it. MFU is the "
+                    "analytic training FLOPs (3 x forward, harness.flops) per second over the device's peak for the "
+                    "case's precision (harness.devices); J/image is the device's energy over the timed steps "
+                    "(harness.energy) per image.")
     if not refs.empty:
         out += ["## Measured beside published", "",
                 "Each cell: measured (median of the runs, mean for accuracy, with its 95% interval) · pub(lished) · "

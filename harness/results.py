@@ -51,11 +51,18 @@ _REQUIRED = (("case", str), ("status", str), ("config", dict))
 #: Fields of a measured record and the type each must have when present (None is allowed for all).
 _SHAPES = {"metrics": dict, "samples": dict, "env": dict, "noise": dict, "repeat": int, "repeats": int,
            "reason": str, "run_id": str, "config.settings": dict, "config.variant": dict, "config.model": str,
-           "config.backend": str, "config.device": str}
+           "config.backend": str, "config.device": str, "metrics.train.energy": dict, "metrics.eval.energy": dict,
+           "metrics.train.flops": dict, "metrics.train.profile": dict, "metrics.train.profile.categories": dict,
+           "metrics.train.profile.top_ops": list}
 #: Leaves of ``metrics`` that reports read as numbers.
 _NUMBERS = frozenset({"images_per_s", "timed_steps", "first_step_s", "loss_last", "top1", "top5", "time_s",
                       "total_time_s", "p50", "p90", "p99", "mean", "std", "min", "max", "host_peak_bytes",
-                      "device_peak_bytes"})
+                      "device_peak_bytes",
+                      # metrics.<scenario>.energy (harness.energy) and metrics.train.flops (harness.flops)
+                      "joules", "mean_w", "j_per_image", "macs_per_image", "flops_per_image_fwd",
+                      "flops_per_image_train", "achieved_tflops", "peak_tflops", "mfu",
+                      # metrics.train.profile (harness.profiles)
+                      "step_s", "attributed_s", "unattributed_s", "coverage", "timed_step_s"})
 
 
 def _numbers(values: Any, depth: int) -> bool:
@@ -89,6 +96,10 @@ def _misshapen(rec: dict[str, Any]) -> str | None:
                 return f"'{where}.{key}' = {str(value)[:40]!r} (expected a number)"
         return None
 
+    profile = ((rec.get("metrics") or {}).get("train") or {}).get("profile") or {}
+    if not _numbers(list((profile.get("categories") or {}).values()), 1) or not all(
+            isinstance(op, dict) and _numbers([op.get("self_s_per_step")], 1) for op in profile.get("top_ops") or []):
+        return "'metrics.train.profile' whose categories or top_ops do not hold seconds per step"
     return leaves(rec.get("metrics") or {}, "metrics")
 
 

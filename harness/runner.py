@@ -171,7 +171,7 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
     durations: list[float] = []
     display.line(f"harness: suite '{suite.name}': {len(cases)} case(s)"
                  + (f", {len(todo)} runs in {rounds} interleaved rounds" if rounds > 1 else "") + f" -> {run_dir}")
-    for i, (rep, case) in enumerate(todo, 1):
+    for i, (rep, case) in enumerate(display.cases(suite.name, todo), 1):
         many = case.settings.repeats > 1
         case_dir = run_dir / "cases" / case_slug(case.name) / (f"rep{rep}" if many else "")
         label = f"[{i}/{len(todo)}] {case.name}" + (f" (run {rep + 1} of {case.settings.repeats})" if many else "")

@@ -103,7 +103,8 @@ def run_case(case: Case, result_path: str) -> dict[str, Any]:
     result: dict[str, Any] = {"status": "running", "reason": None, "metrics": {}, "samples": {}, "env": {},
                               "pid": os.getpid()}
     ctx = Context(case=case, hook=None, info={}, device=None, model=None, place=where, result=result,
-                  progress=Progress() if where.rank == 0 else (lambda *a, **k: None), result_path=result_path)
+                  progress=Progress(case.settings.batch_size * where.world) if where.rank == 0
+                  else (lambda *a, **k: None), result_path=result_path)
     t_init = time.perf_counter()
     case, result["env"]["threads_set"] = _same_threads(case, max(1, where.world // case.settings.nodes))
     ctx.case = case

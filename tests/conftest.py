@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -120,3 +121,21 @@ def image_folder(root: Path, layout: dict[str, list[str]], n: int = 2, ext: str 
                 Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
                     root / split / name / f"{i}.{ext}")
     return root
+
+
+@pytest.fixture
+def cli(capsys):
+    """``harness ...`` in this process: ``(exit status, stdout, stderr)``; the signal handlers main() sets are put
+    back afterwards."""
+    from harness.cli import main
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+
+    def call(*args: str) -> tuple[int, str, str]:
+        rc = main(list(args))
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    yield call
+    for s, handler in saved.items():
+        signal.signal(s, handler)

@@ -665,3 +665,40 @@ def test_export_refuses_an_unknown_format_naming_the_declared_ones(backend, tmp_
     assert "tflite" in msg and "\n" not in msg
     assert all(fmt in msg for fmt in supports_of(info(backend))["export"]), msg
     assert not list(tmp_path.glob("model*"))
+
+
+# --- every backend that declares supports.profile: the profiled window --------------------------------------------
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_profile_runs_the_window_once_and_returns_an_op_table(backend, tmp_path) -> None:
+    # harness_profile runs the core's run_steps exactly once, inside its profiler, keeps a trace under the folder and
+    # returns ops whose self times fit in the window (none counted twice) and whose names the core's rules read:
+    # every model is a ResNet, so convolution is found.
+    from harness.profiles import categorise, check_profile
+
+    if not supports_of(info(backend))["profile"]:
+        pytest.skip(f"backend '{backend}' declares no profiler (supports.profile)")
+    c = case(backend)
+    h, dev, net = build(c)
+    step = h.harness_train_step(case=c, model=net, device=dev, total_steps=3, steps_per_epoch=3)
+    batch = h.harness_to_device(arrays=(images(4), np.arange(4) % CLASSES), device=dev)
+    step(batch)  # warm: compiled before the window
+    h.harness_synchronize(device=dev)
+    windows = []
+
+    def run_steps():
+        import time
+        t0 = time.perf_counter()
+        step(batch)
+        step(batch)
+        h.harness_synchronize(device=dev)
+        windows.append(time.perf_counter() - t0)
+
+    folder = tmp_path / "profile"
+    folder.mkdir()
+    raw = check_profile(backend, h.harness_profile(case=c, device=dev, run_steps=run_steps, folder=str(folder)))
+    assert len(windows) == 1
+    assert os.path.exists(raw["trace"]) and os.path.abspath(raw["trace"]).startswith(str(folder))
+    total = sum(op["self_s"] for op in raw["ops"])
+    assert 0 < total <= 1.15 * windows[0] + 1e-3, (total, windows[0])
+    assert "convolution" in {categorise(op["name"], op.get("scope", "")) for op in raw["ops"]}

@@ -41,6 +41,7 @@ def _check_measured(rec, exported: bool):
     assert lat["count"] >= 6 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
     assert [t["batch_size"] for t in inf["throughput"]] == [1, 4]
     assert all(t["images_per_s"] > 0 and t["ms_per_batch"]["count"] >= 6 for t in inf["throughput"])
+    assert all((t["energy"]["joules"] is None) == bool(t["energy"]["reason"]) for t in inf["throughput"])
     assert inf["images_per_s"] == inf["throughput"][-1]["images_per_s"]
     assert len(rec["samples"]["inference_b1_s"]) == lat["count"]
     acc = inf["accuracy"]

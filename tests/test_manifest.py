@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -39,24 +38,6 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(harness.data, "_SCANS", {})
     monkeypatch.setattr(harness.data, "_SUMMARY", {})
     monkeypatch.setattr(harness.data, "_DECODE_BAD", {})
-
-
-@pytest.fixture
-def cli(capsys):
-    """``harness ...`` in this process: ``(exit status, stdout, stderr)``; the signal handlers main() sets are put
-    back afterwards."""
-    from harness.cli import main
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-
-    def call(*args: str) -> tuple[int, str, str]:
-        rc = main(list(args))
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-
-    yield call
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def _images(root: Path, layout: dict[str, list[str]], n: int = 3, ext: str = "jpg", size: int = 64) -> Path:
@@ -405,6 +386,9 @@ def test_data_scenario_times_both_pipelines_per_worker_count(tmp_path, fake_back
     timed = max(3, MIN_TIMED)  # steps, or at least MIN_TIMED: a prefetched queue would inflate a short window
     for p in runs.values():
         assert p["images_per_s"] > 0 and p["timed_batches"] == p["ms_per_batch"]["count"] == timed
+        # energy over each pipeline's timed batches: measured, or null with the reason (no RAPL in most VMs)
+        assert p["energy"]["seconds"] is None or p["energy"]["seconds"] > 0
+        assert (p["energy"]["joules"] is None) == bool(p["energy"]["reason"]), p["energy"]
     per_image = pipe["per_image"]
     assert per_image["images"] > 0 and per_image["decode_ms"] > 0 and per_image["augment_ms"] > 0
     assert per_image["one_worker_images_per_s"] > 0

@@ -47,8 +47,9 @@ class Launcher:
 
         return merge_ranks(case, result_file, case_dir)
 
-    def run(self, case: Case, case_dir: Path, status: Callable[[str], None]) -> dict[str, Any]:
-        """Run ``case`` in ``case_dir``; return its result, or a failure built from how it ended."""
+    def run(self, case: Case, case_dir: Path, status: Callable[[Any], None]) -> dict[str, Any]:
+        """Run ``case`` in ``case_dir``; return its result, or a failure built from how it ended. ``status`` gets
+        ``!``-prefixed notices (text) and the worker's progress messages (dicts, :func:`start_and_watch`)."""
         case_dir = case_dir.resolve()
         strays = reap(f"HARNESS_CASE_DIR={case_dir}")
         if strays:  # a runner killed outright (kill -9) left them writing into this folder

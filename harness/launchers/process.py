@@ -25,10 +25,17 @@ __all__ = ["Progress", "Watched", "start_and_watch", "reap", "log_tail"]
 _PROGRESS_EVERY_S = 0.5
 
 
-class Progress:
-    """Worker side: sends ``{"phase", "step", "total"}`` lines to the parent, at most every 0.5 s."""
+#: Phases whose steps are batches of ``batch_size`` images per device (others, e.g. inference at several batch sizes
+#: or exports, report steps per second only).
+IMAGE_PHASES = ("warmup", "train", "eval", "data")
 
-    def __init__(self) -> None:
+
+class Progress:
+    """Worker side: sends ``{"phase", "step", "total"}`` lines to the parent, at most every 0.5 s, with
+    ``steps_per_s`` (and ``images_per_s`` for :data:`IMAGE_PHASES` when ``images_per_step`` is given) measured
+    since the phase's first report."""
+
+    def __init__(self, images_per_step: int | None = None) -> None:
         fd, ino = os.environ.get("HARNESS_PROGRESS_FD"), os.environ.get("HARNESS_PROGRESS_INO")
         self.fd = int(fd) if fd else None
         # A launcher (torchrun, msrun) does not pass the pipe on to its workers, so the number may name another
@@ -39,16 +46,26 @@ class Progress:
         except OSError:
             self.fd = None
         self.last = 0.0
+        self.images_per_step = images_per_step
+        self._since: tuple[str, int, float] | None = None  # (phase, step, time) of the phase's first report
 
     def __call__(self, phase: str, step: int, total: int, force: bool = False) -> None:
         if self.fd is None:
             return
         now = time.monotonic()
+        if self._since is None or self._since[0] != phase or step < self._since[1]:
+            self._since = (phase, step, now)
         if not force and now - self.last < _PROGRESS_EVERY_S:
             return
         self.last = now
+        msg: dict[str, Any] = {"phase": phase, "step": step, "total": total}
+        _, first, t0 = self._since
+        if step > first and now > t0:
+            msg["steps_per_s"] = (step - first) / (now - t0)
+            if self.images_per_step and phase.split(":")[0] in IMAGE_PHASES:
+                msg["images_per_s"] = msg["steps_per_s"] * self.images_per_step
         try:
-            os.write(self.fd, (json.dumps({"phase": phase, "step": step, "total": total}) + "\n").encode())
+            os.write(self.fd, (json.dumps(msg) + "\n").encode())
         except OSError:
             self.fd = None
 
@@ -121,8 +138,9 @@ class Watched:
 
 
 def start_and_watch(argv: list[str], env: dict[str, str], case_dir: Path, log_file: Path, timeout: float,
-                    status: Callable[[str], None]) -> Watched:
-    """Run ``argv`` in ``case_dir`` (output to ``log_file``), report its progress lines through ``status``, kill
+                    status: Callable[[Any], None]) -> Watched:
+    """Run ``argv`` in ``case_dir`` (output to ``log_file``), report its progress messages (dicts, as
+    :class:`Progress` sends them; ``""`` once a second without one) through ``status``, kill
     its whole group past ``timeout`` seconds, and reap every process of the case afterwards."""
     read_fd, write_fd = os.pipe()
     token = f"{os.getpid()}-{time.monotonic_ns()}"
@@ -157,8 +175,12 @@ def start_and_watch(argv: list[str], env: dict[str, str], case_dir: Path, log_fi
                 for raw in lines[-1:]:
                     try:
                         p: Any = json.loads(raw)
-                        status(f"{p['phase']} {p['step']}/{p['total']}")
-                    except (ValueError, KeyError, TypeError):
+                        if (isinstance(p, dict) and isinstance(p.get("phase"), str)
+                                and all(isinstance(p.get(k), int) for k in ("step", "total"))
+                                and all(isinstance(p.get(k, 0.0), (int, float))
+                                        for k in ("steps_per_s", "images_per_s"))):
+                            status(p)  # the progress message itself: Display.watcher shows it
+                    except ValueError:
                         pass
             else:
                 status("")

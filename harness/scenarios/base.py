@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from ..config import Case, Settings
 from ..dist import Place
 from ..hookspecs import MODEL_HOOKS
+from ..energy import EnergyMeter
 from ..loop import TimedLoop
 
 __all__ = ["Scenario", "Context"]
@@ -31,6 +32,8 @@ class Context:
     result_path: str
     init_s: float = 0.0  # seconds from the process's start to the model being ready
     phase: str = "setup"
+    #: ``(train step, batch iterator)`` of the training just done, for work after it (``profile: true``).
+    trained: Any = None
 
     @property
     def settings(self) -> Settings:
@@ -44,11 +47,14 @@ class Context:
     def samples(self) -> dict[str, Any]:
         return self.result["samples"]
 
-    def loop(self) -> TimedLoop:
+    def loop(self, energy: bool = False) -> TimedLoop:
         """The timed loop on this case's device: device events where the backend offers them (asynchronous
-        devices), the host clock otherwise; the record says which (``metrics.timing``)."""
+        devices), the host clock otherwise; the record says which (``metrics.timing``). With ``energy``, the loop
+        meters the device's energy over its timed region (:mod:`harness.energy`, ``loop.energy_window``)."""
         events = self.hook.harness_events(device=self.device) if self.hook.harness_events.get_hookimpls() else None
-        loop = TimedLoop(lambda: self.hook.harness_synchronize(device=self.device), self.progress, events=events)
+        meter = EnergyMeter.for_device(self.case.device, self.place.local_device) if energy else None
+        loop = TimedLoop(lambda: self.hook.harness_synchronize(device=self.device), self.progress, events=events,
+                         energy=meter)
         self.metrics["timing"] = loop.timing
         return loop
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
+from ..energy import energy_record
 from ..errors import HarnessError
 from ..timing import summarize, throughput
 from .base import Context, Scenario
@@ -89,7 +90,7 @@ class Data(Scenario):
             for pipeline, make in makers:
                 stream = make()
                 batches = forever(stream)
-                loop = ctx.loop()
+                loop = ctx.loop(energy=True)
                 try:
                     warmup = max(s.warmup, MIN_WARMUP)
                     timed = loop.run(lambda i: next(batches), 0, warmup + max(s.steps, MIN_TIMED), timed_from=warmup,
@@ -101,7 +102,8 @@ class Data(Scenario):
                 out["pipelines"].append({
                     "pipeline": pipeline, "workers": workers, "images_per_s": throughput(s.batch_size, timed.samples),
                     "ms_per_batch": summarize(timed.samples), "first_batch_s": timed.first_s,
-                    "timed_batches": len(timed.samples)})
+                    "timed_batches": len(timed.samples),
+                    "energy": energy_record(loop.energy_window, s.batch_size * len(timed.samples))})
                 ctx.samples[f"data_{pipeline}_w{workers}_batch_s"] = timed.samples
                 ctx.save()
         ctx.metrics["input_pipeline"] = out

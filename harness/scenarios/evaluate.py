@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from ..contract import check_counts
+from ..energy import energy_record
 from ..errors import HarnessError
 from ..timing import summarize
 from .base import Context, Scenario
@@ -26,7 +27,7 @@ def evaluate(ctx: Context) -> float:
     first = next(batches, None)
     if first is None:
         raise HarnessError("the eval data stream yielded no batches")
-    loop = ctx.loop()
+    loop = ctx.loop(energy=True)
     first_step_s = loop.prime(lambda: step(first), min(s.warmup, 3))
     outs: list[Any] = []
 
@@ -47,6 +48,7 @@ def evaluate(ctx: Context) -> float:
         "images_per_s": n / math.fsum(samples) if samples else float("nan"),
         "ms_per_step": summarize(samples),
         "first_step_s": first_step_s,
+        "energy": energy_record(loop.energy_window, int(n)),
     }
     ctx.samples["eval_step_s"] = samples
     return ctx.metrics["eval"]["top1"]

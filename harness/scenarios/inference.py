@@ -14,6 +14,7 @@ import numpy as np
 from ..config import Case, Settings, has_accuracy
 from ..contract import check_logits, check_session, export_format_for, loads_exports_only, scenarios_of
 from ..data import eval_arrays
+from ..energy import energy_record
 from ..errors import HarnessError, near
 from ..models import get_model
 from ..timing import summarize, throughput
@@ -24,16 +25,16 @@ from .export import batch_template, export_case, export_model, inference_batches
 __all__ = ["Inference"]
 
 
-def _time_runs(ctx: Context, session: Any, images: np.ndarray) -> tuple[list[float], float]:
+def _time_runs(ctx: Context, session: Any, images: np.ndarray) -> tuple[list[float], float, dict[str, Any]]:
     """The first run alone, untimed warm-up, then timed runs until both ``latency_min_runs`` and
-    ``latency_min_s`` are met."""
+    ``latency_min_s`` are met; with the device's energy over the timed runs (:mod:`harness.energy`)."""
     s = ctx.settings
     inputs = session.inputs(images)
-    loop = ctx.loop()
+    loop = ctx.loop(energy=True)
     first = loop.prime(lambda: session.run(inputs), s.warmup)
     timed = loop.run(lambda i: session.run(inputs), first_alone=False, phase="inference",
                      min_runs=s.latency_min_runs, min_s=s.latency_min_s)
-    return timed.samples, first
+    return timed.samples, first, energy_record(loop.energy_window, len(images) * len(timed.samples))
 
 
 def _accuracy(ctx: Context, session: Any, batch: int) -> dict[str, Any]:
@@ -152,10 +153,11 @@ class Inference(Scenario):
                 images = rng.standard_normal((b, 3, s.image_size, s.image_size), dtype=np.float32)
                 check_logits(ctx.case.backend, f"{runtime} session logits",
                              session.logits(session.run(session.inputs(images))), b, s.num_classes)
-                samples, first = _time_runs(ctx, session, images)
+                samples, first, energy = _time_runs(ctx, session, images)
                 ctx.progress("inference", measure.index(b) + 1, len(measure), force=True)
                 out["throughput"].append({"batch_size": b, "images_per_s": throughput(b, samples),
-                                          "ms_per_batch": summarize(samples), "first_run_s": first})
+                                          "ms_per_batch": summarize(samples), "first_run_s": first,
+                                          "energy": energy})
                 ctx.samples[f"inference_b{b}_s"] = samples
                 if b == 1:
                     out["latency_ms"] = summarize(samples)

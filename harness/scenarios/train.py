@@ -14,8 +14,11 @@ import numpy as np
 from ..checkpoints import Checkpoints, interval
 from ..config import Case, Settings
 from ..contract import supports_of
+from ..energy import energy_record
 from ..errors import HarnessError
+from ..flops import train_flops
 from ..loop import STOP
+from ..profiles import profile_after
 from ..timing import summarize, throughput
 from .base import Context, Scenario
 from .evaluate import evaluate
@@ -132,7 +135,7 @@ def _train(ctx: Context) -> None:
         return True
 
     batches = forever(data)
-    loop = ctx.loop()
+    loop = ctx.loop(energy=True)
     waits: dict[int, float] = {}  # step -> host seconds spent waiting for its batch
 
     def one(i: int) -> None:
@@ -156,10 +159,12 @@ def _train(ctx: Context) -> None:
     _record(ctx, samples, first_step_s, total, per_epoch, losses)
     ctx.metrics["train"]["input"] = input_wait([waits[i] for i in sorted(waits) if i >= s.warmup],
                                                samples[timed_before:])
+    ctx.metrics["train"]["energy"] = energy_record(loop.energy_window, s.batch_size * (len(samples) - timed_before))
     if store is not None:
         ctx.metrics["train"]["checkpoints"] = store.summary()
     if resumes:
         ctx.metrics["train"]["resumed"] = resumes
+    ctx.trained = (step, batches)
     _check_finite(losses)
 
 
@@ -189,7 +194,7 @@ def _to_target(ctx: Context) -> None:
             return STOP
         return True
 
-    loop = ctx.loop()
+    loop = ctx.loop(energy=True)
     samples: list[float] = []
     first_step_s = loop.first(lambda: pending.append(step(next(batches))))
     if after(1) is not STOP:
@@ -201,6 +206,8 @@ def _to_target(ctx: Context) -> None:
         "epochs": hit["epoch"] if hit else None, "init_s": ctx.init_s, "evaluations": evaluations}
     losses = list(ctx.hook.harness_to_host(value=pending))
     _record(ctx, samples, first_step_s, len(pending), per_epoch, losses)
+    ctx.trained = (step, batches)
+    ctx.metrics["train"]["energy"] = energy_record(loop.energy_window, s.batch_size * len(samples))
     _check_finite(losses)
 
 
@@ -239,10 +246,16 @@ class Train(Scenario):
         if (s.checkpoint_every or s.checkpoint_every_epochs) and not supports_of(info)["checkpoint"]:
             raise HarnessError(f"checkpoint_every: backend '{case.backend}' does not save training checkpoints "
                                "(its info has no supports.checkpoint)")
+        if s.profile and not supports_of(info)["profile"]:
+            raise HarnessError(f"profile: backend '{case.backend}' has no profiler hook (its info has no "
+                               "supports.profile)")
 
     def run(self, ctx: Context) -> None:
         ctx.phase = "train"
         (_train if ctx.settings.target_top1 is None else _to_target)(ctx)
+        ctx.metrics["train"]["flops"] = train_flops(ctx.case.model, ctx.settings,
+                                                    ctx.metrics["train"]["images_per_s"], ctx.result.get("env"),
+                                                    ctx.case.device)
         ctx.metrics["weights_sha256"] = _digest(ctx)
         ctx.save()
         if ctx.place.rank == 0 and ctx.settings.eval and ctx.settings.target_top1 is None:
@@ -250,3 +263,6 @@ class Train(Scenario):
             evaluate(ctx)
             ctx.save()
         export_after(ctx)
+        if ctx.settings.profile and ctx.trained is not None:  # last: its steps train the model further
+            profile_after(ctx, *ctx.trained)
+            ctx.save()

@@ -25,6 +25,7 @@ from . import __version__, absorb_numpy_abi_first_failure
 from .data import make_stream
 from .export import FORMATS, RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model
+from .profile import profile
 from .train import AMP_DTYPES, TrainStep, amp_level, check_optimizer, load_checkpoint, make_eval_step
 
 #: The framework-specific settings this backend takes (checked by the core when a suite loads, with the rules
@@ -32,7 +33,8 @@ from .train import AMP_DTYPES, TrainStep, amp_level, check_optimizer, load_check
 #: THOR and mixed precision need GPU or Ascend, AIR export Ascend, the ``lite`` runtime MindSpore Lite.
 SUPPORTS: dict[str, Any] = {"optimizer": ["sgd", "thor"], "precision": ["fp32", "bf16", "fp16"],
                             "amp_level": ["auto", "O0", "O1", "O2", "O3"], "mode": ["default", "graph", "pynative"],
-                            "export": list(FORMATS), "weights": [".ckpt"], "checkpoint": True}
+                            "export": list(FORMATS), "weights": [".ckpt"], "checkpoint": True,
+                            "profile": True}
 
 _TARGET = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 _MODES = {"default": ms.GRAPH_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
@@ -153,6 +155,11 @@ def harness_events(device: Any) -> StreamEvents | None:
     if ms.get_context("device_target") in ("Ascend", "GPU"):
         return StreamEvents(ms.runtime.Event)
     return None  # CPU: synchronous, the host clock is right
+
+
+@hookimpl
+def harness_profile(device: Any, run_steps: Any, folder: str) -> dict[str, Any]:
+    return profile(device, run_steps, folder)
 
 
 @hookimpl

@@ -24,6 +24,7 @@ from harness.errors import HarnessError, Unsupported
 from harness.losses import smoothing_targets
 from harness.models import MULTIGRAIN_LOSS, MultigrainLoss, get_model
 from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indices
+from harness.profiles import PROFILE_STEPS
 from harness.schedules import damping_table, lr_table
 from harness.weights import check_weights
 
@@ -105,6 +106,12 @@ class NesterovMomentum(nn.Optimizer):
                               self.moments)
 
 
+def _held(table: list[float], s: Any) -> list[float]:
+    """A per-step table, its last value held for the profiled window's steps after the run (``profile: true``):
+    MindSpore reads the table at the global step, and past its end the CPU Gather fails."""
+    return table + table[-1:] * PROFILE_STEPS if s.profile else table
+
+
 def make_optimizer(case: Case, net: nn.Cell, total_steps: int, steps_per_epoch: int) -> nn.Optimizer:
     """``nn.Momentum``, :class:`NesterovMomentum` where the device kernel would drop Nesterov, or THOR.
 
@@ -112,13 +119,13 @@ def make_optimizer(case: Case, net: nn.Cell, total_steps: int, steps_per_epoch: 
     Multigrain's beta is trained); THOR converts and preconditions the layers of the network itself.
     """
     s = case.settings
-    lrs = lr_table(s, total_steps, steps_per_epoch)
+    lrs = _held(lr_table(s, total_steps, steps_per_epoch), s)
     if s.optimizer == "thor":
         check_optimizer(case, _device_target())
         network = net.net if isinstance(net, (_WithLoss, MultigrainWithLoss)) else net
         scale = float(s.loss_scale) if isinstance(s.loss_scale, (int, float)) else 1.0
         return nn.thor(network, Tensor(np.asarray(lrs, np.float32)),
-                       Tensor(np.asarray(damping_table(s, total_steps, steps_per_epoch), np.float32)),
+                       Tensor(np.asarray(_held(damping_table(s, total_steps, steps_per_epoch), s), np.float32)),
                        s.momentum, weight_decay=s.weight_decay, loss_scale=scale, batch_size=s.batch_size,
                        decay_filter=lambda p: s.weight_decay_on == "all" or len(p.shape) > 1,
                        frequency=s.thor_frequency)

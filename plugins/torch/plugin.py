@@ -26,6 +26,7 @@ from .checkpoint import read_state_dict
 from .data import make_stream
 from .export import FORMATS, RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model, unwrap
+from .profile import profile
 from .train import AMP_LEVELS, MODES, OPTIMIZERS, PRECISIONS, TrainStep, make_eval_step, make_train_step
 
 _TORCH_TYPE = {"cpu": "cpu", "gpu": "cuda", "ascend": "npu"}
@@ -75,7 +76,7 @@ def harness_backend_info() -> dict[str, Any]:
             "models": [name for name, spec in MODELS.items() if spec.family in BUILDERS],
             "supports": {"optimizer": list(OPTIMIZERS), "precision": list(PRECISIONS), "amp_level": list(AMP_LEVELS),
                          "mode": list(MODES), "export": list(FORMATS), "weights": list(WEIGHTS_SUFFIXES),
-                         "checkpoint": True}}
+                         "checkpoint": True, "profile": True}}
 
 
 @hookimpl
@@ -162,6 +163,11 @@ def harness_events(device: torch.device) -> StreamEvents | None:
     if device.type == "npu":
         return StreamEvents(torch.npu.Event)
     return None  # CPU: synchronous, the host clock is right
+
+
+@hookimpl
+def harness_profile(device: torch.device, run_steps: Any, folder: str) -> dict[str, Any]:
+    return profile(device, run_steps, folder)
 
 
 @hookimpl

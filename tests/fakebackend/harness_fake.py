@@ -30,7 +30,7 @@ from harness.models import MODELS, get_model
 #: export format, and its train step checkpoints.
 SUPPORTS = {"optimizer": ["sgd", "thor"], "precision": ["fp32", "bf16", "fp16"],
             "amp_level": ["auto", "O0", "O1", "O2", "O3"], "mode": ["default", "eager", "compile", "graph", "pynative"],
-            "export": ["npy"], "checkpoint": True}
+            "export": ["npy"], "checkpoint": True, "profile": True}
 
 
 def _plan(case) -> str:
@@ -179,6 +179,30 @@ def harness_to_host(value):
 def harness_synchronize(device):
     _log("sync")
     return True
+
+
+#: The fake profiler's op table: shares of the window's wall time it reports per op (names as the frameworks
+#: give them), leaving 10% unattributed.
+FAKE_OPS = (("aten::mkldnn_convolution", "aten::conv2d", 0.5), ("BatchNorm", "Default/net-ResNet/bn1-BatchNorm2d", 0.2),
+            ("aten::add_", "Optimizer.step#SGD.step", 0.1), ("ReLU", "", 0.1))
+
+
+@hookimpl
+def harness_profile(case, device, run_steps, folder):
+    """A stand-in profiler: runs the window, writes a Chrome trace and reports :data:`FAKE_OPS` of its wall time
+    (``HARNESS_FAKE_PLAN`` ``noprofiler``: the profiler cannot run here)."""
+    _log("profile")
+    if device["plan"] == "noprofiler":
+        from harness import Unsupported
+        raise Unsupported("profile: the fake profiler is switched off for this case")
+    t0 = time.perf_counter()
+    run_steps()
+    wall = time.perf_counter() - t0
+    trace = os.path.join(folder, "trace.json")
+    with open(trace, "w") as f:
+        json.dump([{"name": n, "ph": "X", "ts": 0, "dur": share * wall * 1e6} for n, _, share in FAKE_OPS], f)
+    return {"profiler": "fake profiler", "trace": trace,
+            "ops": [{"name": n, "scope": scope, "self_s": share * wall, "calls": 5} for n, scope, share in FAKE_OPS]}
 
 
 @hookimpl
