@@ -4,6 +4,13 @@ kept in the case folder and its op table returned for :mod:`harness.profiles`.
 
 On CPU the op table is ``FRAMEWORK/cpu_op_detail_info_*.csv`` (each kernel's host time with its full scope name,
 ``Default/optimizer-Momentum/ApplyMomentum-op3``); on Ascend msprof's ``op_statistic.csv``.
+
+MindSpore's CPU profiler records kernels only (its host-side ``op_range`` events are Ascend's), so the runtime's own
+work between kernels (launching ~700 of them a step, the step's inputs, Python) is in no op. Its timeline of every
+kernel launch (``FRAMEWORK/cpu_op_execute_timestamp_*.txt``: start, duration and thread of each) shows that work as
+the time between the window's first kernel and its last when no kernel runs: :func:`kernel_timeline` measures it and
+:func:`profile` adds it as one host/other row, :data:`BETWEEN_KERNELS`. What lies outside the kernels' span (before
+the first, after the last) stays unattributed.
 """
 from __future__ import annotations
 
@@ -17,7 +24,10 @@ import mindspore as ms
 from harness import Unsupported
 from harness.profiles import read_op_statistic
 
-__all__ = ["cpu_op_table", "profile"]
+__all__ = ["BETWEEN_KERNELS", "cpu_op_table", "kernel_timeline", "profile"]
+
+#: The op row of the time between kernels that the profiler's timeline shows with no kernel running.
+BETWEEN_KERNELS = "host: MindSpore runtime between kernels"
 
 
 def cpu_op_table(path: str) -> list[dict[str, Any]]:
@@ -26,6 +36,34 @@ def cpu_op_table(path: str) -> list[dict[str, Any]]:
         return [{"name": row["op_type"], "scope": row["full_op_name"].rpartition("/")[0],
                  "self_s": float(row["op_total_time(ms)"]) / 1e3, "calls": int(row["op_occurrences"])}
                 for row in csv.DictReader(f)]
+
+
+def kernel_timeline(path: str) -> dict[str, float]:
+    """``cpu_op_execute_timestamp_*.txt``: a line per kernel, ``full name;type;...;start,dur,tid start,dur,tid ...``
+    with the start in ns and the duration in ms. Returns the kernels' ``span_s`` (first start to last end),
+    ``busy_s`` (the union of their intervals over every thread: kernels on two threads at once count once) and
+    ``launches``."""
+    spans: list[tuple[int, int]] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            fields = line.strip().split(";")
+            if len(fields) < 3:
+                continue
+            for launch in fields[-1].split():
+                start, dur, _tid = launch.split(",")
+                begin = int(start)
+                spans.append((begin, begin + round(float(dur) * 1e6)))
+    if not spans:
+        raise Unsupported(f"profile: mindspore.profiler's kernel timeline {path} holds no kernel")
+    spans.sort()
+    busy, (lo, hi) = 0, spans[0]
+    for begin, end in spans[1:]:
+        if begin > hi:
+            busy, lo, hi = busy + hi - lo, begin, end
+        else:
+            hi = max(hi, end)
+    busy += hi - lo
+    return {"span_s": (max(e for _, e in spans) - spans[0][0]) / 1e9, "busy_s": busy / 1e9, "launches": len(spans)}
 
 
 def profile(device: Any, run_steps: Callable[[], None], folder: str) -> dict[str, Any]:
@@ -48,7 +86,13 @@ def profile(device: Any, run_steps: Callable[[], None], folder: str) -> dict[str
         found = sorted(glob.glob(os.path.join(run, "FRAMEWORK", "cpu_op_detail_info_*.csv")))
         if not found:
             raise Unsupported(f"profile: mindspore.profiler wrote no FRAMEWORK/cpu_op_detail_info_*.csv in {trace}")
-        return {"profiler": name, "ops": cpu_op_table(found[0]), "trace": trace}
+        ops = cpu_op_table(found[0])
+        stamps = sorted(glob.glob(os.path.join(run, "FRAMEWORK", "cpu_op_execute_timestamp_*.txt")))
+        if stamps:  # the runtime's time between kernels, from the profiler's own timeline
+            line = kernel_timeline(stamps[0])
+            ops.append({"name": BETWEEN_KERNELS, "scope": "", "self_s": line["span_s"] - line["busy_s"], "calls": 0})
+            name = name.replace("kernel self time", "kernel self time and the timeline's time between kernels")
+        return {"profiler": name, "ops": ops, "trace": trace}
     found = sorted(glob.glob(os.path.join(run, "ASCEND_PROFILER_OUTPUT", "op_statistic.csv")))
     if not found:
         raise Unsupported(f"profile: mindspore.profiler on {target} wrote no ASCEND_PROFILER_OUTPUT/op_statistic.csv "
