@@ -14,6 +14,24 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
+def _one_core_per_worker() -> None:
+    """Under ``pytest -n N`` each test process (and every case it starts, which inherits its affinity) keeps to a
+    core of its own when there are at least N: two processes that each run a framework's thread pool over all the
+    cores slow each other down many times over, and the harness sizes its pools from the affinity
+    (``threads_set``)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and count.isdigit() and hasattr(os, "sched_setaffinity")):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if int(count) > 1 and len(cpus) >= int(count):
+        share = len(cpus) // int(count)
+        index = int(worker[2:]) % int(count)
+        os.sched_setaffinity(0, cpus[index * share:(index + 1) * share])
+
+
+_one_core_per_worker()
+
+
 def make_dist(root: Path, name: str, module_file: Path | None, entry_points: dict[str, str]) -> Path:
     """Install-free registration: ``root`` gets ``<name>-0.1.dist-info`` (+ the module file)."""
     root.mkdir(parents=True, exist_ok=True)
