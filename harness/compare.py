@@ -13,8 +13,10 @@ Cases are matched by name, and must have been measured with the same settings (t
   are its repetitions. Otherwise the
   per-step train samples of the two runs are compared with a one-sided Mann-Whitney U test
   (``scipy.stats.mannwhitneyu``, H1: the current steps take longer), which needs at least ``MIN_SAMPLES`` of them.
-  A slowdown is a regression only when it is significant (``p < alpha``) *and* at least ``min_effect``
-  (relative change of the median step time): significance alone flags microseconds on a quiet machine, effect
+  With repetitions or pairs the change is their geometric mean ratio, shown with its 95% interval
+  (:func:`change_interval`); a change "within noise" whose interval still reaches ``min_effect`` says so: the
+  runs cannot rule that slowdown out. A slowdown is a regression only when it is significant (``p < alpha``)
+  *and* at least ``min_effect`` (relative change of the median step time): significance alone flags microseconds on a quiet machine, effect
   size alone flags noise on a busy one;
 * **accuracy**: top-1 may fall by at most ``top1_tolerance`` points;
 * **noise**: a case marked unstable (:mod:`harness.noise`) in either run is not judged; with repetitions the
@@ -38,7 +40,7 @@ from scipy import stats as st
 from .config import has_accuracy
 from .errors import HarnessError
 
-__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "CaseComparison", "compare_runs", "render_comparison",
+__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "change_interval", "CaseComparison", "compare_runs", "render_comparison",
            "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE", "MIN_SAMPLES", "MIN_REPEATS", "REGRESSIONS",
            "UNJUDGEABLE"]
 
@@ -67,6 +69,28 @@ def welch_slower(current: Sequence[float], baseline: Sequence[float]) -> float:
     return float(st.ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
 
 
+def change_interval(current: Sequence[float], baseline: Sequence[float] | None = None,
+                    confidence: float = 0.95) -> tuple[float, float]:
+    """The interval of the relative change current/baseline - 1 at ``confidence``: from the log ratios of pairs
+    (``baseline`` None: ``current`` holds the ratios; a one-sample t interval) or from two sets of per-run values
+    (Welch's t interval on the difference of their mean logs); the ends are ratios minus 1."""
+    if baseline is None:
+        d = np.log(np.asarray(current, float))
+        if d.std(ddof=1) == 0:
+            lo = hi = float(d.mean())
+        else:
+            ci = st.ttest_1samp(d, 0.0).confidence_interval(confidence)
+            lo, hi = float(ci.low), float(ci.high)
+    else:
+        lc, lb = np.log(np.asarray(current, float)), np.log(np.asarray(baseline, float))
+        if lc.std(ddof=1) == 0 and lb.std(ddof=1) == 0:
+            lo = hi = float(lc.mean() - lb.mean())
+        else:
+            ci = st.ttest_ind(lc, lb, equal_var=False).confidence_interval(confidence)
+            lo, hi = float(ci.low), float(ci.high)
+    return math.exp(lo) - 1.0, math.exp(hi) - 1.0
+
+
 def paired_slower(ratios: Sequence[float]) -> float:
     """p for H1 "current is slower" from the ratios current / baseline of alternately measured pairs: one-sided
     one-sample t-test of the log ratios against 0."""
@@ -93,6 +117,7 @@ class CaseComparison:
     baseline_ms: float | None = None
     current_ms: float | None = None
     change: float | None = None  # relative change of the median step time (+ = slower)
+    change_ci: tuple[float, float] | None = None  # its 95% interval, from repetitions or pairs (run-to-run noise)
     p_value: float | None = None
     top1: tuple[float | None, float | None] = (None, None)
     basis: str = ""  # "steps" (per-step samples of one run each), "runs" (per-run values of repetitions), "pairs"
@@ -177,10 +202,13 @@ def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, 
         ratios = np.asarray(tc) / np.asarray(tb)
         p_slower, p_faster = paired_slower(ratios), paired_slower(1 / ratios)
         change = float(np.exp(np.log(ratios).mean())) - 1.0  # the geometric mean of the pairs' ratios
+        res.change_ci = change_interval(ratios)
     elif len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
         res.basis = f"runs ({len(b)} vs {len(c)})"
         tb, tc = ([float(np.median(x)) for x in side] for side in steps)
         p_slower, p_faster = welch_slower(tc, tb), welch_slower(tb, tc)
+        change = float(np.exp(np.log(tc).mean() - np.log(tb).mean())) - 1.0  # what the Welch test on logs judges
+        res.change_ci = change_interval(tc, tb)
     else:
         tb, tc = steps[0][-1], steps[1][-1]
         for side, values in (("baseline", tb), ("current run", tc)):
@@ -197,6 +225,11 @@ def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, 
         return [f"slower by {100 * res.change:.1f}% (p = {p_slower:.2g})"], []
     if p_faster < alpha and -res.change >= min_effect:
         return [], [f"faster by {-100 * res.change:.1f}% (p = {p_faster:.2g})"]
+    if res.change_ci is not None:
+        hi = res.change_ci[1]
+        wide = (f"; its 95% interval reaches {100 * hi:+.0f}%, so a {100 * min_effect:g}% slowdown is not ruled out: "
+                "more repetitions or pairs would narrow it") if hi >= min_effect else ""
+        return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise{wide}"]
     return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise"]
 
 
@@ -285,6 +318,14 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
     return out
 
 
+def _change_cell(r: CaseComparison) -> str:
+    if r.change is None:
+        return ""
+    if r.change_ci is None:
+        return f"{100 * r.change:+.1f}% (single runs)"
+    return f"{100 * r.change:+.1f}% [{100 * r.change_ci[0]:+.1f}%, {100 * r.change_ci[1]:+.1f}%]"
+
+
 REGRESSIONS = ("regression", "missing", "failed")
 #: Verdicts that make the gate exit 2: it could not judge.
 UNJUDGEABLE = ("unstable",)
@@ -298,7 +339,7 @@ def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_e
     unjudged = [r for r in results if r.verdict in UNJUDGEABLE]
     rows = [[r.case, r.verdict, r.basis, f"{r.baseline_ms:.2f}" if r.baseline_ms is not None else "",
              f"{r.current_ms:.2f}" if r.current_ms is not None else "",
-             f"{100 * r.change:+.1f}%" if r.change is not None else "",
+             _change_cell(r),
              f"{r.p_value:.2g}" if r.p_value is not None else "",
              " -> ".join("" if v is None else f"{v:.2f}" for v in r.top1) if any(v is not None for v in r.top1) else "",
              r.why] for r in results]
@@ -308,8 +349,9 @@ def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_e
             f"A slowdown counts when it is significant (p < {alpha:g}: one-sided t over the log ratios of alternately "
             f"measured pairs with --paired, else one-sided Welch t over the per-run median step times when both runs "
             f"have {MIN_REPEATS}+ repetitions, else one-sided Mann-Whitney U over the per-step samples) and the median "
-            f"step time grew by at least {100 * min_effect:g}% (with pairs: their geometric mean ratio); top-1 may fall by at most "
+            f"step time grew by at least {100 * min_effect:g}% (with repetitions or pairs: their geometric mean "
+            f"ratio, with its 95% interval from run-to-run noise; single runs have none); top-1 may fall by at most "
             f"{top1_tolerance:g} points. A case marked unstable in either run is not judged.\n")
     table = tabulate(rows, headers=["case", "verdict", "basis", "baseline ms/step (median)", "current ms/step (median)",
-                                    "change", "p (slower)", "top-1", "why"], tablefmt="github")
+                                    "change [95% CI]", "p (slower)", "top-1", "why"], tablefmt="github")
     return head + "\n" + table + "\n"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import compare_runs, mann_whitney_greater
+from harness.compare import change_interval, compare_runs, mann_whitney_greater
 from harness.results import SCHEMA, read_records
 
 def test_u_and_p_by_hand_without_ties():
@@ -213,3 +213,53 @@ def test_paired_refuses_runs_not_measured_alternately_and_leaves_out_unstable_pa
                                                            "2026-11-30T10:06:00+00:00"}) + "\n")
     assert main(["compare", str(base), str(cur), "--paired"]) == 2
     assert "2 of 4 pairs stable on both sides, 3 needed" in capsys.readouterr().err
+
+
+def test_change_interval_of_pairs_and_of_repetitions_by_hand():
+    # pairs: the t interval of the mean log ratio, n = 4, t(0.975, 3) = 3.1824463
+    ratios = [1.30, 1.22, 1.35, 1.18]
+    d = np.log(ratios)
+    half = 3.1824463 * d.std(ddof=1) / math.sqrt(4)
+    lo, hi = change_interval(ratios)
+    assert (lo, hi) == pytest.approx((math.exp(d.mean() - half) - 1, math.exp(d.mean() + half) - 1), rel=1e-6)
+    assert 0.1 < lo < 0.26 < hi < 0.4
+    # repetitions: Welch's interval of the difference of mean logs, with the Welch-Satterthwaite degrees of freedom
+    cur, base = [0.13, 0.125, 0.14], [0.10, 0.104, 0.098]
+    lc, lb = np.log(cur), np.log(base)
+    vc, vb = lc.var(ddof=1) / 3, lb.var(ddof=1) / 3
+    df = (vc + vb) ** 2 / (vc ** 2 / 2 + vb ** 2 / 2)
+    from scipy.stats import t
+    half = t.ppf(0.975, df) * math.sqrt(vc + vb)
+    diff = lc.mean() - lb.mean()
+    assert change_interval(cur, base) == pytest.approx((math.exp(diff - half) - 1, math.exp(diff + half) - 1), rel=1e-6)
+    assert change_interval([1.2, 1.2, 1.2]) == pytest.approx((0.2, 0.2))  # no spread: the point itself
+
+
+def test_the_gate_shows_each_change_with_its_interval_and_says_when_noise_cannot_rule_a_slowdown_out(tmp_path,
+                                                                                                      capsys):
+    """Pairs that scatter widely around +5% are within noise, and the verdict says that their interval still
+    reaches the threshold; tight pairs at +5% rule it out; single runs are labelled as having no interval."""
+    wide, _ = _alternating(tmp_path / "wide", [1.0, 1.3, 0.8], 0.0, 0)
+    for k, f in enumerate((1.25, 0.9, 1.0)):  # the current side of each pair moved by the host alone
+        path = tmp_path / "wide_cur" / f"r{k}" / "results.jsonl"
+        path.parent.mkdir(parents=True)
+        recs = [json.loads(line) for line in (wide / f"r{k}" / "results.jsonl").read_text().splitlines()]
+        for r in recs:
+            r["samples"]["train_step_s"] = [v * f * 1.05 for v in r["samples"]["train_step_s"]]
+            r["started_at"] = f"2026-11-30T10:{2 * k + 1:02d}:00+00:00"
+        path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert main(["compare", str(wide), str(tmp_path / "wide_cur"), "--paired"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| c-seed=0"))
+    assert re.search(r"\+\d+\.\d% \[-\d+\.\d%, \+\d+\.\d%\]", row), row
+    assert "a 10% slowdown is not ruled out" in row, row
+    (r,) = [x for x in compare_runs(read_records(wide / "r0" / "results.jsonl"),
+                                    read_records(tmp_path / "wide_cur" / "r0" / "results.jsonl")) if x.case == "c-seed=0"]
+    assert r.change_ci is None and r.basis.startswith("steps")
+    base, cur = _alternating(tmp_path / "tight", [1.0, 1.3, 0.8, 1.1], 0.05, 10)
+    (tight,) = compare_runs(*(sum((read_records(p / f"r{k}" / "results.jsonl") for k in range(4)), [])
+                                for p in (base, cur)), paired=True)
+    assert tight.change_ci[0] < 0.05 < tight.change_ci[1] < 0.10, tight.change_ci
+    assert "not ruled out" not in tight.why
+    assert main(["compare", str(base / "r0"), str(cur / "r0")]) == 0
+    assert "(single runs)" in capsys.readouterr().out
