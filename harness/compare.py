@@ -16,8 +16,8 @@ Cases are matched by name, and must have been measured with the same settings (t
   With repetitions or pairs the change is their geometric mean ratio, shown with its 95% interval
   (:func:`change_interval`); a change "within noise" whose interval still reaches ``min_effect`` says so: the
   runs cannot rule that slowdown out. A slowdown is a regression only when it is significant (``p < alpha``)
-  *and* at least ``min_effect`` (relative change of the median step time): significance alone flags microseconds on a quiet machine, effect
-  size alone flags noise on a busy one;
+  *and* at least ``min_effect`` (relative change of the median step time): significance alone flags microseconds
+  on a quiet machine, effect size alone flags noise on a busy one;
 * **accuracy**: top-1 may fall by at most ``top1_tolerance`` points;
 * **noise**: a case marked unstable (:mod:`harness.noise`) in either run is not judged; with repetitions the
   unstable ones are left out as long as ``MIN_REPEATS`` stable ones remain on each side.
@@ -40,9 +40,9 @@ from scipy import stats as st
 from .config import has_accuracy
 from .errors import HarnessError
 
-__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "change_interval", "CaseComparison", "compare_runs", "render_comparison",
-           "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE", "MIN_SAMPLES", "MIN_REPEATS", "REGRESSIONS",
-           "UNJUDGEABLE"]
+__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "change_interval", "CaseComparison",
+           "compare_runs", "render_comparison", "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE", "MIN_SAMPLES",
+           "MIN_REPEATS", "REGRESSIONS", "UNJUDGEABLE"]
 
 ALPHA = 0.01
 MIN_EFFECT = 0.10

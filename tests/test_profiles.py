@@ -341,6 +341,9 @@ def test_mindspore_kernel_timeline_measures_the_time_between_kernels(tmp_path):
     p.write_text("\n")
     with pytest.raises(Unsupported, match="holds no kernel"):
         kernel_timeline(str(p))
+    p.write_text("Default/Conv2D-op1;Conv2D;1000000000,3.0,11\nDefault/ReLU-op2;ReLU;1002000000,2.0\n")
+    with pytest.raises(Unsupported, match=r"line 2: '1002000000,2.0' is not start_ns,duration_ms,thread"):
+        kernel_timeline(str(p))
 
 
 @pytest.mark.skipif(not have("mindspore"), reason="mindspore is not installed")

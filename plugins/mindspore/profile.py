@@ -45,14 +45,18 @@ def kernel_timeline(path: str) -> dict[str, float]:
     ``launches``."""
     spans: list[tuple[int, int]] = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             fields = line.strip().split(";")
             if len(fields) < 3:
                 continue
             for launch in fields[-1].split():
-                start, dur, _tid = launch.split(",")
-                begin = int(start)
-                spans.append((begin, begin + round(float(dur) * 1e6)))
+                try:
+                    start, dur, _tid = launch.split(",")
+                    begin = int(start)
+                    spans.append((begin, begin + round(float(dur) * 1e6)))
+                except ValueError:
+                    raise Unsupported(f"profile: mindspore.profiler's kernel timeline {path} line {number}: "
+                                      f"{launch[:60]!r} is not start_ns,duration_ms,thread") from None
     if not spans:
         raise Unsupported(f"profile: mindspore.profiler's kernel timeline {path} holds no kernel")
     spans.sort()
