@@ -14,8 +14,8 @@ Cases are matched by name, and must have been measured with the same settings (t
   per-step train samples of the two runs are compared with a one-sided Mann-Whitney U test
   (``scipy.stats.mannwhitneyu``, H1: the current steps take longer), which needs at least ``MIN_SAMPLES`` of them.
   With repetitions or pairs the change is their geometric mean ratio, shown with its 95% interval
-  (:func:`change_interval`); a change "within noise" whose interval still reaches ``min_effect`` says so: the
-  runs cannot rule that slowdown out. A slowdown is a regression only when it is significant (``p < alpha``)
+  (:func:`harness.stats.rate` over the pairs' ratios, :func:`harness.stats.ratio` over repetitions); a change
+  "within noise" whose interval still reaches ``min_effect`` says so: the runs cannot rule that slowdown out. A slowdown is a regression only when it is significant (``p < alpha``)
   *and* at least ``min_effect`` (relative change of the median step time): significance alone flags microseconds
   on a quiet machine, effect size alone flags noise on a busy one;
 * **accuracy**: top-1 may fall by at most ``top1_tolerance`` points;
@@ -39,8 +39,9 @@ from scipy import stats as st
 
 from .config import has_accuracy
 from .errors import HarnessError
+from .stats import Estimate, rate, ratio
 
-__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "change_interval", "CaseComparison",
+__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "CaseComparison",
            "compare_runs", "render_comparison", "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE", "MIN_SAMPLES",
            "MIN_REPEATS", "REGRESSIONS", "UNJUDGEABLE"]
 
@@ -67,28 +68,6 @@ def welch_slower(current: Sequence[float], baseline: Sequence[float]) -> float:
     if lc.std(ddof=1) == 0 and lb.std(ddof=1) == 0:
         return 0.0 if lc.mean() > lb.mean() else 1.0
     return float(st.ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
-
-
-def change_interval(current: Sequence[float], baseline: Sequence[float] | None = None,
-                    confidence: float = 0.95) -> tuple[float, float]:
-    """The interval of the relative change current/baseline - 1 at ``confidence``: from the log ratios of pairs
-    (``baseline`` None: ``current`` holds the ratios; a one-sample t interval) or from two sets of per-run values
-    (Welch's t interval on the difference of their mean logs); the ends are ratios minus 1."""
-    if baseline is None:
-        d = np.log(np.asarray(current, float))
-        if d.std(ddof=1) == 0:
-            lo = hi = float(d.mean())
-        else:
-            ci = st.ttest_1samp(d, 0.0).confidence_interval(confidence)
-            lo, hi = float(ci.low), float(ci.high)
-    else:
-        lc, lb = np.log(np.asarray(current, float)), np.log(np.asarray(baseline, float))
-        if lc.std(ddof=1) == 0 and lb.std(ddof=1) == 0:
-            lo = hi = float(lc.mean() - lb.mean())
-        else:
-            ci = st.ttest_ind(lc, lb, equal_var=False).confidence_interval(confidence)
-            lo, hi = float(ci.low), float(ci.high)
-    return math.exp(lo) - 1.0, math.exp(hi) - 1.0
 
 
 def paired_slower(ratios: Sequence[float]) -> float:
@@ -202,13 +181,13 @@ def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, 
         ratios = np.asarray(tc) / np.asarray(tb)
         p_slower, p_faster = paired_slower(ratios), paired_slower(1 / ratios)
         change = float(np.exp(np.log(ratios).mean())) - 1.0  # the geometric mean of the pairs' ratios
-        res.change_ci = change_interval(ratios)
+        res.change_ci = _relative(rate(ratios))  # Student's t over the log ratios
     elif len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
         res.basis = f"runs ({len(b)} vs {len(c)})"
         tb, tc = ([float(np.median(x)) for x in side] for side in steps)
         p_slower, p_faster = welch_slower(tc, tb), welch_slower(tb, tc)
         change = float(np.exp(np.log(tc).mean() - np.log(tb).mean())) - 1.0  # what the Welch test on logs judges
-        res.change_ci = change_interval(tc, tb)
+        res.change_ci = _relative(ratio(tc, tb))  # Welch's t over the logs
     else:
         tb, tc = steps[0][-1], steps[1][-1]
         for side, values in (("baseline", tb), ("current run", tc)):
@@ -231,6 +210,11 @@ def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, 
                 "more repetitions or pairs would narrow it") if hi >= min_effect else ""
         return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise{wide}"]
     return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise"]
+
+
+def _relative(est: Estimate | None) -> tuple[float, float] | None:
+    """A ratio's interval (:mod:`harness.stats`) as relative changes (ratio - 1)."""
+    return None if est is None or not est.has_ci else (est.lo - 1.0, est.hi - 1.0)
 
 
 def _unstable(r: dict[str, Any]) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import change_interval, compare_runs, mann_whitney_greater
+from harness.compare import compare_runs, mann_whitney_greater
 from harness.results import SCHEMA, read_records
 
 def test_u_and_p_by_hand_without_ties():
@@ -215,24 +215,30 @@ def test_paired_refuses_runs_not_measured_alternately_and_leaves_out_unstable_pa
     assert "2 of 4 pairs stable on both sides, 3 needed" in capsys.readouterr().err
 
 
-def test_change_interval_of_pairs_and_of_repetitions_by_hand():
-    # pairs: the t interval of the mean log ratio, n = 4, t(0.975, 3) = 3.1824463
-    ratios = [1.30, 1.22, 1.35, 1.18]
-    d = np.log(ratios)
-    half = 3.1824463 * d.std(ddof=1) / math.sqrt(4)
-    lo, hi = change_interval(ratios)
-    assert (lo, hi) == pytest.approx((math.exp(d.mean() - half) - 1, math.exp(d.mean() + half) - 1), rel=1e-6)
-    assert 0.1 < lo < 0.26 < hi < 0.4
-    # repetitions: Welch's interval of the difference of mean logs, with the Welch-Satterthwaite degrees of freedom
-    cur, base = [0.13, 0.125, 0.14], [0.10, 0.104, 0.098]
-    lc, lb = np.log(cur), np.log(base)
-    vc, vb = lc.var(ddof=1) / 3, lb.var(ddof=1) / 3
-    df = (vc + vb) ** 2 / (vc ** 2 / 2 + vb ** 2 / 2)
+def test_the_change_interval_of_pairs_and_of_repetitions_by_hand(tmp_path):
+    """Pairs: Student's t interval of the mean log ratio of the per-run medians; repetitions: Welch's interval of the
+    difference of mean logs, with the Welch-Satterthwaite degrees of freedom; both mapped back to relative changes."""
     from scipy.stats import t
+
+    base, cur = _alternating(tmp_path, [1.0, 1.3, 0.8, 1.1], 0.25, 40)
+    sides = [sum((read_records(p / f"r{k}" / "results.jsonl") for k in range(4)), []) for p in (base, cur)]
+    tb, tc = (np.array([np.median(r["samples"]["train_step_s"]) for r in side]) for side in sides)
+    d = np.log(tc / tb)
+    half = 3.1824463 * d.std(ddof=1) / math.sqrt(4)  # t(0.975, 3)
+    (paired,) = compare_runs(*sides, paired=True)
+    assert paired.change == pytest.approx(math.exp(d.mean()) - 1, rel=1e-9)
+    assert paired.change_ci == pytest.approx((math.exp(d.mean() - half) - 1, math.exp(d.mean() + half) - 1), rel=1e-6)
+    assert 0.15 < paired.change_ci[0] < 0.25 < paired.change_ci[1] < 0.35
+    lc, lb = np.log(tc), np.log(tb)
+    vc, vb = lc.var(ddof=1) / 4, lb.var(ddof=1) / 4
+    df = (vc + vb) ** 2 / (vc ** 2 / 3 + vb ** 2 / 3)
     half = t.ppf(0.975, df) * math.sqrt(vc + vb)
     diff = lc.mean() - lb.mean()
-    assert change_interval(cur, base) == pytest.approx((math.exp(diff - half) - 1, math.exp(diff + half) - 1), rel=1e-6)
-    assert change_interval([1.2, 1.2, 1.2]) == pytest.approx((0.2, 0.2))  # no spread: the point itself
+    (runs,) = compare_runs(*sides)
+    assert runs.basis == "runs (4 vs 4)"
+    assert runs.change == pytest.approx(math.exp(diff) - 1, rel=1e-9)
+    assert runs.change_ci == pytest.approx((math.exp(diff - half) - 1, math.exp(diff + half) - 1), rel=1e-6)
+    assert runs.change_ci[1] - runs.change_ci[0] > 2 * (paired.change_ci[1] - paired.change_ci[0])  # host noise
 
 
 def test_the_gate_shows_each_change_with_its_interval_and_says_when_noise_cannot_rule_a_slowdown_out(tmp_path,

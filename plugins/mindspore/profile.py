@@ -67,7 +67,7 @@ def kernel_timeline(path: str) -> dict[str, float]:
         else:
             hi = max(hi, end)
     busy += hi - lo
-    return {"span_s": (max(e for _, e in spans) - spans[0][0]) / 1e9, "busy_s": busy / 1e9, "launches": len(spans)}
+    return {"span_s": (hi - spans[0][0]) / 1e9, "busy_s": busy / 1e9, "launches": len(spans)}  # hi: the last end
 
 
 def profile(device: Any, run_steps: Callable[[], None], folder: str) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def profile(device: Any, run_steps: Callable[[], None], folder: str) -> dict[str
     if not runs:
         raise Unsupported(f"profile: mindspore.profiler wrote no *_ascend_ms folder under {folder}")
     run = runs[-1]
-    name = f"mindspore.profiler.profile (MindSpore {ms.__version__}, {target} {device['mode']}, kernel self time)"
+    name = f"mindspore.profiler.profile (MindSpore {ms.__version__}, {target} {device['mode']}, kernel self time"
     trace = os.path.relpath(run)
     if target == "CPU":
         found = sorted(glob.glob(os.path.join(run, "FRAMEWORK", "cpu_op_detail_info_*.csv")))
@@ -95,10 +95,10 @@ def profile(device: Any, run_steps: Callable[[], None], folder: str) -> dict[str
         if stamps:  # the runtime's time between kernels, from the profiler's own timeline
             line = kernel_timeline(stamps[0])
             ops.append({"name": BETWEEN_KERNELS, "scope": "", "self_s": line["span_s"] - line["busy_s"], "calls": 0})
-            name = name.replace("kernel self time", "kernel self time and the timeline's time between kernels")
-        return {"profiler": name, "ops": ops, "trace": trace}
+            name += " and the timeline's time between kernels"
+        return {"profiler": name + ")", "ops": ops, "trace": trace}
     found = sorted(glob.glob(os.path.join(run, "ASCEND_PROFILER_OUTPUT", "op_statistic.csv")))
     if not found:
         raise Unsupported(f"profile: mindspore.profiler on {target} wrote no ASCEND_PROFILER_OUTPUT/op_statistic.csv "
                           f"in {trace} (files: {', '.join(sorted(os.listdir(run)))})")
-    return {"profiler": name, "ops": read_op_statistic(found[0]), "trace": trace}
+    return {"profiler": name + ")", "ops": read_op_statistic(found[0]), "trace": trace}
