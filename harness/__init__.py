@@ -2,14 +2,14 @@
 
 The core imports no deep-learning framework. Backends are pluggy plugins
 found through the ``harness.backends`` entry-point group; see
-:mod:`harness.hookspecs` for the contract.
+:mod:`harness.backends.hookspecs` for the contract.
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import DEVICES, Case, Settings  # noqa: E402
-from .errors import DeviceUnavailable, HarnessError, Unsupported  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
+from harness.backends.hookspecs import hookimpl  # noqa: E402
+from harness.config import DEVICES, Case, Settings  # noqa: E402
+from harness.errors import DeviceUnavailable, HarnessError, Unsupported  # noqa: E402
 
 __all__ = ["__version__", "Case", "Settings", "DEVICES", "HarnessError", "Unsupported", "DeviceUnavailable", "hookimpl"]

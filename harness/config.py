@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import HarnessError, near
+from harness.errors import HarnessError, near
 
 __all__ = ["Settings", "Case", "SETTING_NAMES", "DEVICES", "coerce_settings", "check_rules", "has_accuracy",
            "case_slug"]
@@ -86,7 +86,7 @@ class Settings:
     label_smoothing_off: str = _opt("torch", "smoothed target: torch: 1-eps+eps/K and eps/K (PyTorch); k-1: 1-eps and "
                                     "eps/(K-1); k: 1-eps and eps/K (MindSpore ModelZoo variants)",
                                     ("torch", "k-1", "k"))
-    schedule: str = _opt("constant", "learning-rate schedule (see harness.schedules)",
+    schedule: str = _opt("constant", "learning-rate schedule (see harness.models.schedules)",
                          ("constant", "cosine", "step", "linear", "linear_cosine", "poly"))
     schedule_per_epoch: bool = _opt(False, "hold the learning rate constant within an epoch (epoch-wise schedules)")
     schedule_period_epochs: float | None = _opt(None, "cosine: half-period T_max in epochs; poly: the epoch where the "
@@ -140,7 +140,7 @@ class Settings:
     profile: bool = _opt(False, "training: after everything the case measures, run one window of a few more training "
                          "steps under the framework's own profiler (torch.profiler, torch_npu.profiler, "
                          "mindspore.profiler), keep its trace in the case folder and record where the step time goes "
-                         "by op category (metrics.train.profile; harness.profiles)")
+                         "by op category (metrics.train.profile; harness.measure.profiles)")
     repeats: int = _opt(1, "runs of the case, each in a fresh process, interleaved with the suite's other cases; "
                         "its figures are the median of the runs with a 95% confidence interval from them",
                         minimum=1, maximum=100)
@@ -238,13 +238,6 @@ def coerce_settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
                 raise HarnessError(f"{where}.{key}: {item!r} is below the minimum {meta['min']}")
             if meta["max"] is not None and isinstance(item, (int, float)) and item > meta["max"]:
                 raise HarnessError(f"{where}.{key}: {item!r} is above the maximum {meta['max']}")
-        if key == "scenario":
-            from .scenarios import get_scenario
-
-            try:
-                get_scenario(typed)
-            except HarnessError as exc:
-                raise HarnessError(f"{where}.{key}: {exc}") from None
         if key == "loss_scale" and isinstance(typed, str) and typed != "dynamic":
             raise HarnessError(f"{where}.{key}: expected a number or 'dynamic', got {typed!r}")
         out[key] = typed
@@ -252,9 +245,9 @@ def coerce_settings(raw: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def check_rules(s: Settings) -> None:
-    """Rules between settings: the core's, then the scenario's (:meth:`harness.scenarios.Scenario.check`)."""
-    from .scenarios import get_scenario
-
+    """Rules between the core's settings. A scenario's own rules are checked with the case's backend, at load
+    (:func:`harness.run.scenarios.check_settings`): the scenario is a role the core below ``harness.run`` does not
+    know."""
     if s.amp_level == "O0" and s.precision != "fp32":
         raise HarnessError(f"amp_level O0 means fp32, but precision is {s.precision}")
     if s.amp_level in ("O1", "O2", "O3") and s.precision == "fp32":
@@ -263,10 +256,6 @@ def check_rules(s: Settings) -> None:
         raise HarnessError(f"node_rank {s.node_rank} is not below nodes {s.nodes}")
     if s.profile and s.scenario != "train":
         raise HarnessError(f"profile: true profiles training steps; scenario {s.scenario} does not train")
-    scenario = get_scenario(s.scenario)
-    if s.devices * s.nodes > 1 and not scenario.multi_device:
-        raise HarnessError(f"scenario {s.scenario} runs on one device (devices: 1)")
-    scenario.check(s)
 
 
 def has_accuracy(settings: Settings | dict[str, Any]) -> bool:

@@ -32,7 +32,7 @@ def _int(env: Mapping[str, str], *names: str, default: int) -> int:
             try:
                 return int(value)
             except ValueError:
-                from .errors import HarnessError
+                from harness.errors import HarnessError
                 raise HarnessError(f"environment variable {name}={value!r}: expected an integer") from None
     return default
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 __all__ = ["read_text", "load_yaml", "MAX_YAML_NODES", "MAX_TEXT_BYTES"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata as md
 from typing import Any, Generic, TypeVar
 
-from .errors import HarnessError, near
+from harness.errors import HarnessError, near
 
 __all__ = ["Registry"]
 

@@ -15,9 +15,9 @@ import numpy as np
 import pluggy
 import pytest
 
-from harness.contract import scenarios_of
+from harness.backends.hook_checks import scenarios_of
+from harness.backends.loading import backend_entry_points, load_backend
 from harness.errors import HarnessError
-from harness.plugins import backend_entry_points, load_backend
 
 __all__ = ["Backend", "backends_with", "params_with", "randomized", "registry"]
 
@@ -54,7 +54,7 @@ def _missing_module(ep: Any) -> str | None:
 
 @functools.cache
 def registry() -> dict[str, Backend]:
-    """Every registered backend by name, loaded with :func:`harness.plugins.load_backend` (which checks its hooks
+    """Every registered backend by name, loaded with :func:`harness.backends.loading.load_backend` (which checks its hooks
     against the specs and its info)."""
     out: dict[str, Backend] = {}
     for name, ep in sorted(backend_entry_points().items()):

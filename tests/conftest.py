@@ -53,9 +53,9 @@ def fake_backend(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), str(REPO)]))
     importlib.invalidate_caches()
-    import harness.probe
+    import harness.backends.probe
 
-    monkeypatch.setattr(harness.probe, "_CACHE", {})  # a test may change what the fake declares
+    monkeypatch.setattr(harness.backends.probe, "_CACHE", {})  # a test may change what the fake declares
     yield root
     sys.modules.pop("harness_fake", None)
 
@@ -145,7 +145,7 @@ def image_folder(root: Path, layout: dict[str, list[str]], n: int = 2, ext: str 
 def cli(capsys):
     """``harness ...`` in this process: ``(exit status, stdout, stderr)``; the signal handlers main() sets are put
     back afterwards."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
 

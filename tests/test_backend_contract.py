@@ -1,10 +1,10 @@
 """The backend contract, generated from the registries: every installed backend that trains (its declared
-``scenarios`` include ``train``; see tests/backends.py) x every registered model (:data:`harness.models.MODELS`).
+``scenarios`` include ``train``; see tests/backends.py) x every registered model (:data:`harness.models.specs.MODELS`).
 
-Only hooks are called (``pm.hook.harness_*`` of :func:`harness.plugins.load_backend`), so a new backend package
+Only hooks are called (``pm.hook.harness_*`` of :func:`harness.backends.loading.load_backend`), so a new backend package
 is checked by installing it. What one framework does its own way (padding, BatchNorm momentum, the Nesterov kernel,
 the oneDNN ISA cap, loss scaling, DDP, execution modes) stays in test_torch_backend.py and
-test_mindspore_backend.py. Expected values come from the core (:mod:`harness.data`, :mod:`harness.models`), the
+test_mindspore_backend.py. Expected values come from the core (:mod:`harness.data.folders`, :mod:`harness.models.specs`), the
 published layout (conftest.expected_state_dict) and the hook specs, never from the backend under test.
 
 Cheap by design: width 0.125, 32 px, 10 classes, batch 4 (6 for repeated augmentation), one process, one torch
@@ -24,8 +24,7 @@ from backends import params_with, randomized, registry
 from conftest import expected_state_dict, have
 
 from harness import Case, DeviceUnavailable, HarnessError, Settings, Unsupported
-from harness.config import DEVICES
-from harness.contract import (
+from harness.backends.hook_checks import (
     check_counts,
     check_export,
     check_logits,
@@ -33,11 +32,14 @@ from harness.contract import (
     scenarios_of,
     supports_of,
 )
-from harness.data import PAD_LABEL, scan_folder, synthetic_arrays
-from harness.images import preprocess_for
-from harness.models import MODELS
-from harness.tinydata import make_tiny_dataset
-from harness.weights import OPTIONAL_SUFFIXES
+from harness.config import DEVICES
+from harness.data.folders import scan_folder
+from harness.data.images import preprocess_for
+from harness.data.splits import PAD_LABEL
+from harness.data.synthetic import synthetic_arrays
+from harness.data.tiny import make_tiny_dataset
+from harness.models.specs import MODELS
+from harness.models.weights import OPTIONAL_SUFFIXES
 
 TRAINERS = params_with("train")
 MODEL_NAMES = sorted(MODELS)
@@ -674,7 +676,7 @@ def test_profile_runs_the_window_once_and_returns_an_op_table(backend, tmp_path)
     # harness_profile runs the core's run_steps exactly once, inside its profiler, keeps a trace under the folder and
     # returns ops whose self times fit in the window (none counted twice) and whose names the core's rules read:
     # every model is a ResNet, so convolution is found.
-    from harness.profiles import categorise, check_profile
+    from harness.measure.profiles import categorise, check_profile
 
     if not supports_of(info(backend))["profile"]:
         pytest.skip(f"backend '{backend}' declares no profiler (supports.profile)")

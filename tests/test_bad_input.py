@@ -93,11 +93,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import have, needs_mindspore, image_folder
+from conftest import have, image_folder, needs_mindspore
 
 
 def harness(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], check=False, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], check=False, capture_output=True,
                           text=True, cwd=cwd, timeout=timeout)
 
 
@@ -196,7 +196,7 @@ def test_weights_of_another_model_or_shape(tmp_path):
     import torch
     from harness_torch.models import build_model
 
-    from harness.models import get_model
+    from harness.models.specs import get_model
 
     torch.manual_seed(0)
     ckpt = tmp_path / "gluon10.pt"
@@ -365,7 +365,7 @@ def test_override_that_matches_no_case_is_refused(tmp_path, fake_backend):
 def test_check_memory_against_a_small_host():
     from harness.config import Case, Settings
     from harness.errors import HarnessError
-    from harness.validate import check_memory
+    from harness.run.validate import check_memory
 
     def case(device="cpu", **kw):
         return Case("c", "gluon_resnet50_v1b", "fake", device, Settings(**kw))
@@ -406,7 +406,7 @@ def test_train_and_val_classes_must_agree_and_be_two_at_least(tmp_path, fake_bac
 def _pixels(path: Path) -> np.ndarray:
     from PIL import Image
 
-    from harness.images import to_rgb
+    from harness.data.images import to_rgb
 
     with Image.open(path) as im:
         rgb = to_rgb(im)
@@ -421,7 +421,7 @@ def test_images_of_every_mode_become_rgb_by_their_meaning(tmp_path):
     takes each."""
     from PIL import Image
 
-    from harness.images import MEAN, STD, Preprocess
+    from harness.data.images import MEAN, STD, Preprocess
 
     ramp = np.linspace(0, 65535, 30 * 40).round().astype(np.uint16).reshape(30, 40)
     Image.fromarray(ramp).save(tmp_path / "ramp16.png")
@@ -484,7 +484,7 @@ def _cut(path: Path, fraction: float) -> Path:
 def test_truncated_jpeg_and_png_are_found_by_their_header_check(tmp_path):
     from PIL import Image
 
-    from harness.data import header_error
+    from harness.data.folders import header_error
 
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # hardly compressible
     for name, kw in (("a.jpg", {}), ("a.png", {}), ("p.jpg", {"progressive": True}), ("z.jpg", {})):
@@ -502,13 +502,13 @@ def test_truncated_jpeg_and_png_are_found_by_their_header_check(tmp_path):
 
 @pytest.fixture
 def fresh_scans(monkeypatch):
-    """Empty per-process scan state of :mod:`harness.data` for one test."""
-    import harness.data
+    """Empty per-process scan state of :mod:`harness.data.splits` for one test."""
+    import harness.data.splits
 
-    monkeypatch.setattr(harness.data, "_SCANS", {})
-    monkeypatch.setattr(harness.data, "_SUMMARY", {})
-    monkeypatch.setattr(harness.data, "_DECODE_BAD", {})
-    return harness.data
+    monkeypatch.setattr(harness.data.splits, "_SCANS", {})
+    monkeypatch.setattr(harness.data.splits, "_SUMMARY", {})
+    monkeypatch.setattr(harness.data.splits, "_DECODE_BAD", {})
+    return harness.data.splits
 
 
 def test_images_that_fail_only_while_decoding_are_replaced_counted_and_limited(tmp_path, fresh_scans, capfd):
@@ -516,8 +516,8 @@ def test_images_that_fail_only_while_decoding_are_replaced_counted_and_limited(t
     (training with its label, evaluation with PAD_LABEL so it is not scored), names the file, and past
     max_bad_images the case fails in one line."""
     from harness.config import Settings
+    from harness.data.images import Preprocess
     from harness.errors import HarnessError
-    from harness.images import Preprocess
 
     data = fresh_scans
     root = _images(tmp_path / "data", {"train": ["a", "b"]}, n=3, ext="bmp")  # 6 images
@@ -605,6 +605,7 @@ def test_symlink_loops_are_one_line_or_counted_as_unreadable(tmp_path, fake_back
     """A class folder that is a symlink to itself stops the suite in one line naming it; a file symlink loop among
     the images is an unreadable image, counted against max_bad_images."""
     from harness.config import Settings
+    from harness.data.folders import scan_folder
     from harness.errors import HarnessError
 
     data = fresh_scans
@@ -612,7 +613,7 @@ def test_symlink_loops_are_one_line_or_counted_as_unreadable(tmp_path, fake_back
     loop = root / "train" / "loopdir"
     os.symlink("loopdir", loop)
     with pytest.raises(HarnessError) as exc:
-        data.scan_folder(str(root), "train")
+        scan_folder(str(root), "train")
     assert str(exc.value) == f"data_root '{root}': cannot read '{loop}': Too many levels of symbolic links"
     path = suite(tmp_path, FAKE.replace("eval: false", f"eval: true, data: folder, data_root: {root}"))
     line = error_line(harness("run", str(path), "--results", str(tmp_path / "r")))
@@ -634,7 +635,7 @@ def test_symlink_loops_are_one_line_or_counted_as_unreadable(tmp_path, fake_back
 
 def test_non_finite_weights_are_refused_naming_the_tensor():
     from harness.errors import HarnessError
-    from harness.weights import check_finite
+    from harness.models.weights import check_finite
 
     with pytest.raises(HarnessError) as exc:
         check_finite({"ok": np.ones(3), "w": np.array([1.0, np.nan])}, "weights 'x.npz'")

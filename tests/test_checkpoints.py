@@ -12,18 +12,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_mindspore
-from harness.checkpoints import Checkpoints, interval, training_digest
+
 from harness.config import Case, Settings
-from harness.data import SyntheticStream, epoch_order
+from harness.data.orders import epoch_order
+from harness.data.synthetic import SyntheticStream
 from harness.errors import HarnessError
-from harness.results import read_records
+from harness.results.records import read_records
+from harness.run.scenarios import check_settings
+from harness.run.checkpoints import Checkpoints, interval, training_digest
 
 
 def case(**settings) -> Case:
-    return Case(name="c", model="gluon_resnet50_v1b", backend="fake", device="cpu",
-                settings=Settings(**{"checkpoint_every": 4, **settings}))
+    """A case with its settings checked as a suite checks them at load (the core's rules, then the scenario's)."""
+    made = Settings(**{"checkpoint_every": 4, **settings})
+    check_settings(made)
+    return Case(name="c", model="gluon_resnet50_v1b", backend="fake", device="cpu", settings=made)
 
 
 def save(store: Checkpoints, done: int, spe: int = 10) -> Path:
@@ -94,7 +98,7 @@ def test_checkpoints_of_other_settings_are_set_aside_not_used(tmp_path, capfd):
 
 
 def test_time_to_accuracy_does_not_checkpoint():
-    """Refused when the settings are made (a suite refuses it at load, tests/test_validation.py)."""
+    """Refused by the train scenario's rules (a suite refuses it at load, tests/test_validation.py)."""
     with pytest.raises(HarnessError) as exc:
         case(target_top1=50.0)
     assert str(exc.value) == ("checkpoint_every with target_top1: time to accuracy is measured on an uninterrupted "
@@ -143,7 +147,7 @@ settings:
 
 
 def _harness(*args: str, **kw) -> list[str]:
-    return [sys.executable, "-m", "harness.cli", *args]
+    return [sys.executable, "-m", "harness.cli.main", *args]
 
 
 def _final(run_dir: Path) -> dict:
@@ -216,8 +220,8 @@ settings: {{batch_size: 4, warmup: 2, steps: 14, checkpoint_every: 3, timeout: 6
 
 
 def _fake_run(tmp_path, monkeypatch, plan: str, run_id: str, resume: bool = False) -> Path:
-    from harness.runner import run_suite
-    from harness.suite import load_suite
+    from harness.run.runner import run_suite
+    from harness.run.suite import load_suite
 
     monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"0": plan}))
     suite = tmp_path / "fake.yaml"
@@ -246,7 +250,7 @@ def test_a_worker_killed_mid_training_resumes_from_its_checkpoint(tmp_path, fake
 
 def test_a_backend_without_train_state_refuses_checkpoints_at_load():
     from harness.config import Case, Settings
-    from harness.validate import check_case
+    from harness.run.validate import check_case
 
     info = {"name": "x", "models": ["gluon_resnet50_v1b"], "devices": ["cpu"], "supports": {"checkpoint": False}}
     c = Case("c", "gluon_resnet50_v1b", "x", "cpu", Settings(batch_size=4, steps=3, warmup=1, checkpoint_every=2))

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def harness(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout)
 
 
@@ -104,8 +104,8 @@ def test_smoke_suite_end_to_end(tmp_path):
 
 
 def test_doctor_prints_its_findings_and_exits_1_on_an_unfit_host(monkeypatch, capsys):
-    import harness.doctor as doctor
-    from harness.cli import main
+    import harness.measure.doctor as doctor
+    from harness.cli.main import main
 
     assert main(["doctor", "--interval", "0.1"]) in (0, 1)
     out = capsys.readouterr().out

@@ -8,9 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from harness.cli import main
-from harness.compare import compare_runs, mann_whitney_greater
-from harness.results import SCHEMA, read_records
+from harness.cli.main import main
+from harness.results.compare import compare_runs, mann_whitney_greater
+from harness.results.records import SCHEMA, read_records
+
 
 def test_u_and_p_by_hand_without_ties():
     # every current value beats every baseline value: U = 3 * 2 = 6; mean 3, variance 3*2*6/12 = 3

@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 from conftest import needs_mindspore
-
-from harness.convert import convert, guess_backend
-from harness.errors import HarnessError
-from harness.models import get_model
 from harness_torch.models import build_model
+
+from harness.backends.convert import convert, guess_backend
+from harness.errors import HarnessError
+from harness.models.specs import get_model
 
 pytestmark = needs_mindspore
 SMALL = dict(model="gluon_resnet50_v1b", width=0.25, num_classes=10)
@@ -70,7 +70,7 @@ def test_bad_inputs(tmp_path):
 
 
 def test_cli_one_line_error(tmp_path, torch_ckpt):
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "convert", str(torch_ckpt), str(tmp_path / "b.ckpt"),
+    out = subprocess.run([sys.executable, "-m", "harness.cli.main", "convert", str(torch_ckpt), str(tmp_path / "b.ckpt"),
                           "--model", "gluon_resnet50_v1b", "--width", "0.5", "--num-classes", "10"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""Tests for harness.data (folder scanning, preprocessing) and harness.tinydata."""
+"""Tests for harness.data.folders (folder scanning, preprocessing) and harness.data.tiny."""
 from __future__ import annotations
 
 import os
@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import harness.tinydata as tinydata
-from harness.data import IMAGE_EXTENSIONS, MEAN, STD, Preprocess, scan_folder
+import harness.data.tiny as tinydata
+from harness.data.folders import IMAGE_EXTENSIONS, scan_folder
+from harness.data.images import MEAN, STD, Preprocess
+from harness.data.tiny import make_tiny_dataset
 from harness.errors import HarnessError
-from harness.tinydata import make_tiny_dataset
 
 SMALL = dict(classes=3, train_per_class=4, val_per_class=2, size=32)
 
@@ -321,7 +322,7 @@ def _spoil(root: str, n: int) -> list[str]:
 
 def test_unreadable_images_are_skipped_with_a_count_and_a_warning(tmp_path: Path, capfd) -> None:
     from harness.config import Settings
-    from harness.data import scan_split, scan_summary
+    from harness.data.splits import scan_split, scan_summary
 
     root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)  # 12 train images
     bad_paths = _spoil(root, 2)
@@ -338,7 +339,7 @@ def test_unreadable_images_are_skipped_with_a_count_and_a_warning(tmp_path: Path
 
 def test_too_many_unreadable_images_fail_in_one_line(tmp_path: Path) -> None:
     from harness.config import Settings
-    from harness.data import scan_split
+    from harness.data.splits import scan_split
 
     root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)
     bad_paths = _spoil(root, 3)
@@ -352,8 +353,9 @@ def test_too_many_unreadable_images_fail_in_one_line(tmp_path: Path) -> None:
 def test_backends_leave_unreadable_images_out(tmp_path: Path) -> None:
     """The torch loader reads only the readable images (MindSpore: tests/test_mindspore_backend.py)."""
     torch = pytest.importorskip("torch")
-    from harness.config import Case, Settings
     from harness_torch.data import make_stream
+
+    from harness.config import Case, Settings
 
     root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)  # 12 train, 6 val images
     _spoil(root, 2)

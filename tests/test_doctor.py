@@ -10,7 +10,8 @@ import types
 
 import pytest
 
-from harness import doctor, hostcheck
+from harness.measure import doctor
+from harness.measure import host as hostcheck
 
 CORES = os.cpu_count() or 1
 

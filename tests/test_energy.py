@@ -1,4 +1,4 @@
-"""Energy per case (harness.energy): every sensor source faked - a powercap tree, a pynvml module, an npu-smi
+"""Energy per case (harness.measure.energy): every sensor source faked - a powercap tree, a pynvml module, an npu-smi
 executable - the loop's window around the timed steps, and null with the reason where nothing is readable."""
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.energy import (EnergyMeter, NpuSmiSource, NvmlSource, RaplSource, _Source, energy_record, integrate,
-                            source_for)
-from harness.loop import TimedLoop
+from harness.measure.energy import (
+    EnergyMeter,
+    NpuSmiSource,
+    NvmlSource,
+    RaplSource,
+    _Source,
+    energy_record,
+    integrate,
+    source_for,
+)
+from harness.run.loop import TimedLoop
 
 
 class Clock:
@@ -320,11 +328,11 @@ def test_a_loop_without_timed_steps_leaves_no_window():
 # ---- the record ----
 
 def test_a_training_record_carries_energy_and_flops(tmp_path, fake_backend):
-    from harness.flops import count_macs
-    from harness.models import get_model
-    from harness.results import read_records
-    from harness.runner import run_suite
-    from harness.suite import load_suite
+    from harness.models.flops import count_macs
+    from harness.models.specs import get_model
+    from harness.results.records import read_records
+    from harness.run.runner import run_suite
+    from harness.run.suite import load_suite
 
     suite = tmp_path / "fake.yaml"
     suite.write_text("models: [gluon_resnet50_v1b]\nbackends: [fake]\ndevices: [cpu]\n"

@@ -1,14 +1,20 @@
-"""Analytic FLOPs (harness.flops) against published counts and torch's FLOP counter, the device peak table
-(harness.devices), MFU in the record and the report."""
+"""Analytic FLOPs (harness.models.flops) against published counts and torch's FLOP counter, the device peak table
+(harness.measure.peaks), MFU in the record and the report."""
 from __future__ import annotations
 
 import pytest
 
-from harness.devices import PEAKS, cpu_peak, find, peak
-from harness.flops import TRAIN_FACTOR, count_macs, macs_per_image, train_flops, variants_table
-from harness.models import MODELS, get_model
-from harness.report import comparison_matrix, records_frame, render_markdown
-from harness.results import SCHEMA, _misshapen
+from harness.measure.peaks import PEAKS, cpu_peak, find, peak
+from harness.models.flops import (
+    TRAIN_FACTOR,
+    count_macs,
+    macs_per_image,
+    train_flops,
+    variants_table,
+)
+from harness.models.specs import MODELS, get_model
+from harness.results.records import SCHEMA, _misshapen
+from harness.results.report import comparison_matrix, records_frame, render_markdown
 
 
 def test_gluon_resnet50_v1b_at_224_is_the_published_4_11_gmacs():
@@ -37,9 +43,8 @@ def test_flops_conventions_and_what_each_variant_adds():
 
 def _torch_builds():
     torch = pytest.importorskip("torch")
-    from torch.utils.flop_counter import FlopCounterMode
-
     from harness_torch.models import build_model
+    from torch.utils.flop_counter import FlopCounterMode
 
     for model in MODELS:
         spec = get_model(model, width=0.125, image_size=32, num_classes=10)

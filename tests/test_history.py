@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 
 from harness.errors import HarnessError
-from harness.history import DB_NAME, history_frame, open_index, refresh
-from harness.results import read_records
-from harness.runner import run_suite
-from harness.suite import load_suite
+from harness.results.history import DB_NAME, history_frame, open_index, refresh
+from harness.results.records import read_records
+from harness.run.runner import run_suite
+from harness.run.suite import load_suite
 
 SUITE = """
 name: hist

@@ -6,12 +6,11 @@ import inspect
 import sys
 
 import pytest
-
-from harness import hookspecs
-from harness.errors import HarnessError
-from harness.plugins import backend_entry_points, load_backend
-
 from conftest import HERE, make_dist
+
+from harness.backends import hookspecs
+from harness.backends.loading import backend_entry_points, load_backend
+from harness.errors import HarnessError
 
 GOOD = (HERE / "fakebackend" / "harness_fake.py").read_text()
 

@@ -1,4 +1,4 @@
-"""harness.hostdata: the core's host batches, the same pixels in the same order as the torch backend's own pipeline."""
+"""harness.data.host_batches: the core's host batches, the same pixels in the same order as the torch backend's own pipeline."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +10,10 @@ import pytest
 from conftest import have
 
 from harness.config import Case, Settings
-from harness.data import PAD_LABEL, synthetic_arrays
-from harness.hostdata import HostStream, device_stream
-from harness.tinydata import make_tiny_dataset
+from harness.data.host_batches import HostStream, device_stream
+from harness.data.splits import PAD_LABEL
+from harness.data.synthetic import synthetic_arrays
+from harness.data.tiny import make_tiny_dataset
 
 # 21 readable train images (5 batches of 4, one image dropped) and an unreadable one both streams leave out; 9 val
 # images (3 batches, the last padded with 3)
@@ -52,7 +53,7 @@ def assert_same(a, b) -> None:
 @pytest.mark.skipif(not have("torch"), reason="torch is not installed")
 @pytest.mark.parametrize("split", ["train", "eval"])
 def test_the_host_stream_matches_the_torch_backends_own_pipeline(root, split, one_torch_thread):
-    from harness.plugins import load_backend
+    from harness.backends.loading import load_backend
 
     s = settings(root)  # augment on (the default), workers=0 in both
     hook = load_backend("torch").hook

@@ -22,12 +22,12 @@ import pytest
 from conftest import REPO
 from scipy import stats as st
 
-from harness.cli import main
-from harness.htmlreport import render_html
-from harness.references import reference_records
-from harness.results import SCHEMA, append_record, read_records
-from harness.runner import run_suite
-from harness.suite import load_suite
+from harness.cli.main import main
+from harness.results.html import render_html
+from harness.results.records import SCHEMA, append_record, read_records
+from harness.results.references import reference_records
+from harness.run.runner import run_suite
+from harness.run.suite import load_suite
 
 BASELINE = REPO / "results" / "baseline" / "ci_small.jsonl"  # a real run: torch and mindspore, six models, CPU
 HOSTILE_CASE = "<img src=x onerror=alert(1)>"
@@ -85,7 +85,7 @@ def _external_refs(text: str) -> list[str]:
 
 
 def _rate_ci(values: list[float]) -> tuple[float, float, float]:
-    """Median and the 95% t interval over the logs, computed here from the definition (harness.stats)."""
+    """Median and the 95% t interval over the logs, computed here from the definition (harness.measure.intervals)."""
     logs = np.log(values)
     half = st.t.ppf(0.975, len(values) - 1) * logs.std(ddof=1) / math.sqrt(len(values))
     return float(np.median(values)), math.exp(logs.mean() - half), math.exp(logs.mean() + half)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from conftest import have, needs_mindspore
 
-from harness.report import render_markdown
-from harness.references import reference_records
 from harness.errors import HarnessError
-from harness.results import read_records
-from harness.runner import run_suite
-from harness.suite import load_suite
+from harness.results.records import read_records
+from harness.results.references import reference_records
+from harness.results.report import render_markdown
+from harness.run.runner import run_suite
+from harness.run.suite import load_suite
 
 needs_ort = pytest.mark.skipif(not have("harness_onnxruntime"),
                                reason="the onnxruntime backend is not installed (pip install -e plugins/onnxruntime)")
@@ -57,7 +57,7 @@ def test_torch_runtimes_measure_latency_throughput_and_exported_accuracy(tmp_pat
     for runtime, rec in recs.items():
         inf = _check_measured(rec, exported=runtime == "torchscript")
         acc = inf["accuracy"]
-        # the same weights and the same pixels (harness's and torch's loaders share harness.data)
+        # the same weights and the same pixels (harness's and torch's loaders share harness.data.folders)
         assert acc["top1_agreement"] == 100.0 and acc["max_abs_logit_diff"] < 1e-4
         assert acc["top1"] == pytest.approx(acc["framework_top1"]) == pytest.approx(rec["metrics"]["eval"]["top1"])
     assert recs["torchscript"]["metrics"]["inference"]["runtime_detail"].startswith("TorchScript")

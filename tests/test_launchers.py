@@ -13,12 +13,12 @@ import pytest
 from conftest import needs_mindspore
 
 from harness.config import Case, Settings
-from harness.data import shard_order
-from harness.launchers import get_launcher
-from harness.launchers.ranks import merge_ranks, rank_result_file
-from harness.results import read_records
-from harness.runner import run_suite
-from harness.suite import load_suite
+from harness.data.orders import shard_order
+from harness.results.records import read_records
+from harness.run.launchers import get_launcher
+from harness.run.launchers.ranks import merge_ranks, rank_result_file
+from harness.run.runner import run_suite
+from harness.run.suite import load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,16 +34,16 @@ def test_torchrun_and_msrun_commands(tmp_path):
     assert argv[1:3] == ["-m", "torch.distributed.run"]
     assert {"--nproc-per-node=4", "--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29600",
             "--max-restarts=0"} <= set(argv)
-    assert argv[-4:] == ["-m", "harness.worker", str(tmp_path / "case.json"), str(tmp_path / "result.json")]
+    assert argv[-4:] == ["-m", "harness.run.worker", str(tmp_path / "case.json"), str(tmp_path / "result.json")]
     assert env["HARNESS_LAUNCHED"] == "1"
     argv, env = get_launcher("msrun").command(case("mindspore", devices=8, rank_table_file="rank_table_8p.json"),
                                               tmp_path / "case.json", tmp_path / "result.json", tmp_path)
     assert argv[1:3] == ["-m", "mindspore.parallel.cluster.run"]
     assert {"--worker_num=8", "--local_worker_num=8", "--node_rank=0", "--join=True"} <= set(argv)
-    assert argv[-3].endswith("harness/_worker_main.py")
+    assert argv[-3].endswith("harness/run/_worker_main.py")
     assert env["RANK_TABLE_FILE"].endswith("rank_table_8p.json")
     argv, _ = get_launcher("single").command(case(), tmp_path / "c.json", tmp_path / "r.json", tmp_path)
-    assert argv[1:] == ["-m", "harness.worker", str(tmp_path / "c.json"), str(tmp_path / "r.json")]
+    assert argv[1:] == ["-m", "harness.run.worker", str(tmp_path / "c.json"), str(tmp_path / "r.json")]
 
 
 def test_shards_are_disjoint_whole_groups_of_equal_size():
@@ -168,7 +168,7 @@ def test_killing_one_worker_fails_the_case_and_leaves_no_process(backend, tmp_pa
 
 
 def test_torchrun_root_cause_names_the_rank_that_failed_first(tmp_path):
-    from harness.launchers.ranks import root_cause_rank
+    from harness.run.launchers.ranks import root_cause_rank
 
     log = ("Failures:\n[1]:\n  rank      : 0 (local_rank: 0)\n  exitcode  : 1\n"
            "Root Cause (first observed failure):\n[0]:\n  time      : 2026\n  rank      : 1 (local_rank: 1)\n"
@@ -192,7 +192,7 @@ def test_torchrun_root_cause_names_the_rank_that_failed_first(tmp_path):
 def test_progress_writes_only_to_the_pipe_the_runner_opened(monkeypatch):
     """A launcher's worker inherits the fd number but not the pipe; the number may then name a data-loader queue,
     which a progress line would corrupt (a hang seen in CI)."""
-    from harness.launchers.process import Progress as _Progress
+    from harness.run.launchers.process import Progress as _Progress
 
     read_fd, write_fd = os.pipe()
     other_r, other_w = os.pipe()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.loop import STOP, TimedLoop
+from harness.run.loop import STOP, TimedLoop
 
 
 class Recorder:
@@ -130,7 +130,7 @@ def test_work_between_steps_reads_the_pending_events_first():
 
 
 def test_stream_events_read_a_cuda_shaped_event_in_seconds():
-    from harness.loop import StreamEvents
+    from harness.run.loop import StreamEvents
 
     class Event:  # the shape of torch.cuda.Event / torch.npu.Event / mindspore.runtime.Event
         clock = 0.0

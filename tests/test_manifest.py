@@ -1,4 +1,4 @@
-"""Dataset manifests (:mod:`harness.manifest`): one scan of a split, kept beside the data (or in the cache when the
+"""Dataset manifests (:mod:`harness.data.manifest`): one scan of a split, kept beside the data (or in the cache when the
 data are read-only), rescanned per changed class folder, verified to the level asked, shared by processes that
 start together; and what builds on them: ``scan_split``, ``harness data scan|info``, one scan per suite,
 input-bound training (``metrics.train.input``) and ``scenario: data`` (``metrics.input_pipeline``)."""
@@ -18,26 +18,31 @@ from pathlib import Path
 import pytest
 from conftest import image_folder
 
-import harness.data
-import harness.manifest
+import harness.data.splits
+import harness.data.manifest
 from harness.config import Settings
+from harness.data.manifest import (
+    cache_root,
+    load_manifest,
+    manifest_path,
+    read_manifest,
+)
+from harness.data.tiny import make_tiny_dataset
 from harness.errors import HarnessError
-from harness.manifest import cache_root, load_manifest, manifest_path, read_manifest
-from harness.results import read_records
-from harness.scenarios.data import MIN_TIMED
-from harness.scenarios.train import INPUT_BOUND_SHARE, input_wait
-from harness.tinydata import make_tiny_dataset
+from harness.measure.steps import INPUT_BOUND_SHARE, input_wait
+from harness.results.records import read_records
+from harness.run.scenarios.data import MIN_TIMED
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Manifests of read-only data go to a cache of this test; empty per-process scan state of harness.data."""
+    """Manifests of read-only data go to a cache of this test; empty per-process scan state of harness.data.folders."""
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(harness.data, "_SCANS", {})
-    monkeypatch.setattr(harness.data, "_SUMMARY", {})
-    monkeypatch.setattr(harness.data, "_DECODE_BAD", {})
+    monkeypatch.setattr(harness.data.splits, "_SCANS", {})
+    monkeypatch.setattr(harness.data.splits, "_SUMMARY", {})
+    monkeypatch.setattr(harness.data.splits, "_DECODE_BAD", {})
 
 
 def _images(root: Path, layout: dict[str, list[str]], n: int = 3, ext: str = "jpg", size: int = 64) -> Path:
@@ -91,7 +96,7 @@ def test_first_scan_then_reuse_then_only_the_changed_class(tmp_path):
 def test_a_torn_or_foreign_manifest_is_rebuilt(tmp_path):
     root = _images(tmp_path / "data", {"train": ["a", "b"]}, n=2)
     path = load_manifest(str(root), "train").path
-    for text in ("{", json.dumps({"schema": "harness.manifest/0", "classes": {}, "scans": 7}), "[]"):
+    for text in ("{", json.dumps({"schema": "harness.data.manifest/0", "classes": {}, "scans": 7}), "[]"):
         path.write_text(text)
         m = load_manifest(str(root), "train")
         assert m.scanned_classes == 2 and m.scans == 1 and len(m.samples) == 4
@@ -120,7 +125,7 @@ def test_read_only_data_keep_their_manifest_in_the_cache(tmp_path, monkeypatch):
             assert folder == root / ".harness"
             return False
 
-        monkeypatch.setattr(harness.manifest, "_writable", writable)
+        monkeypatch.setattr(harness.data.manifest, "_writable", writable)
     else:
         root.chmod(0o555)
     try:
@@ -178,22 +183,22 @@ def test_scan_split_reads_the_manifest_at_the_cases_verify_level(tmp_path):
     root = _images(tmp_path / "data", {"train": ["a", "b"]})
     cut = _cut(root / "train" / "b" / "2.jpg", 2 / 3)
     s = Settings(data="folder", data_root=str(root), verify="none", max_bad_images=0.5)
-    classes, samples, bad = harness.data.scan_split(s, "train")
+    classes, samples, bad = harness.data.splits.scan_split(s, "train")
     assert classes == ["a", "b"] and len(samples) == 6 and bad == []
     path = manifest_path(str(root), "train")
     assert read_manifest(path)["scans"] == 1
-    harness.data._SCANS.clear()  # another process: the next case
+    harness.data.splits._SCANS.clear()  # another process: the next case
     header = Settings(data="folder", data_root=str(root), verify="header", max_bad_images=0.5)
-    _, samples, bad = harness.data.scan_split(header, "train")
+    _, samples, bad = harness.data.splits.scan_split(header, "train")
     assert [samples[i][0] for i in bad] == [str(cut)] and read_manifest(path)["scans"] == 2
-    harness.data._SCANS.clear()
-    assert harness.data.scan_split(header, "train")[2] == bad and read_manifest(path)["scans"] == 2
+    harness.data.splits._SCANS.clear()
+    assert harness.data.splits.scan_split(header, "train")[2] == bad and read_manifest(path)["scans"] == 2
 
 
 _LOAD = """
 import json, os, sys, time
-import harness.data
-from harness.manifest import load_manifest
+import harness.data.splits
+from harness.data.manifest import load_manifest
 open(sys.argv[3], "w").close()
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.002)
@@ -325,8 +330,8 @@ matrix: {{data: [folder, synthetic]}}
 
 
 def test_a_starved_loader_is_marked_input_bound(tmp_path, fake_backend, monkeypatch, cli):
-    from harness.runner import run_suite
-    from harness.suite import load_suite
+    from harness.run.runner import run_suite
+    from harness.run.suite import load_suite
 
     monkeypatch.setenv("HARNESS_FAKE_STEP_SLEEP", "0.005")  # a model that computes: 5 ms a step
     root = make_tiny_dataset(str(tmp_path / "data"), classes=2, train_per_class=16, val_per_class=2, size=64)
@@ -370,8 +375,8 @@ include:
 
 
 def test_data_scenario_times_both_pipelines_per_worker_count(tmp_path, fake_backend, cli):
-    from harness.runner import run_suite
-    from harness.suite import load_suite
+    from harness.run.runner import run_suite
+    from harness.run.suite import load_suite
 
     (tmp_path / "feeds.yaml").write_text(_DATA_SUITE)
     suite = load_suite(tmp_path / "feeds.yaml")

@@ -30,20 +30,19 @@ harness_mindspore = pytest.importorskip("harness_mindspore")  # before mindspore
 ms = pytest.importorskip("mindspore")
 torch = pytest.importorskip("torch")
 
-import torch.nn.functional as F  # noqa: E402
-from mindspore import nn  # noqa: E402
-
-from backends import randomized  # noqa: E402
-
 import harness_mindspore.models as ms_models  # noqa: E402
 import harness_mindspore.plugin as plugin  # noqa: E402
 import harness_torch.plugin as tplugin  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from backends import randomized  # noqa: E402
+from harness_mindspore.train import NesterovMomentum, make_optimizer, param_groups  # noqa: E402
+from mindspore import nn  # noqa: E402
+
 from harness import Case, DeviceUnavailable, HarnessError, Settings, Unsupported  # noqa: E402
 from harness.config import coerce_settings  # noqa: E402
-from harness.data import scan_folder  # noqa: E402
-from harness.schedules import lr_table  # noqa: E402
-from harness.tinydata import make_tiny_dataset  # noqa: E402
-from harness_mindspore.train import NesterovMomentum, make_optimizer, param_groups  # noqa: E402
+from harness.data.folders import scan_folder  # noqa: E402
+from harness.data.tiny import make_tiny_dataset  # noqa: E402
+from harness.models.schedules import lr_table  # noqa: E402
 
 MODEL = "gluon_resnet50_v1b"
 LAYERS = (3, 4, 6, 3)
@@ -623,7 +622,7 @@ def test_batches_are_float32_images_and_int32_labels(folder_root) -> None:
 
 
 def test_train_order_matches_torch_skips_unreadable_images_and_resumes_mid_epoch(tmp_path) -> None:
-    """Both frameworks read the same images in the same order (harness.data.epoch_order), leave out unreadable
+    """Both frameworks read the same images in the same order (harness.data.orders.epoch_order), leave out unreadable
     files, and a stream started at (epoch, batch) goes on exactly as the uninterrupted one."""
     from harness_torch.data import make_stream as torch_stream
 

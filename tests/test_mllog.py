@@ -9,9 +9,9 @@ from mlperf_logging.compliance_checker.mlp_parser import parse_file
 from mlperf_logging.mllog import constants as c
 
 from harness.config import case_slug
-from harness.results import read_records
-from harness.runner import run_suite
-from harness.suite import load_suite
+from harness.results.records import read_records
+from harness.run.runner import run_suite
+from harness.run.suite import load_suite
 
 SUITE = """
 name: ml

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 from conftest import have
-
-from harness.models import MODELS, ge_kernel, get_model, stage_sizes
 from harness_torch.models import build_model
+
+from harness.models.specs import MODELS, ge_kernel, get_model, stage_sizes
 
 VARIANTS = sorted(MODELS)
 
@@ -29,7 +29,6 @@ def test_torch_parameter_count_is_the_published_one(name):
 def test_mindspore_parameter_count_is_the_published_one(name):
     import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     import mindspore as ms
-
     from harness_mindspore.models import build_model as ms_build
 
     ms.set_device("CPU")

@@ -11,15 +11,21 @@ import numpy as np
 import pytest
 import torch
 from conftest import needs_mindspore
-
-from harness.config import Case, Settings
-from harness.data import repeat_synthetic, repeated_order
-from harness.errors import HarnessError
-from harness.models import MULTIGRAIN_LOSS, check_batch, get_model
-from harness.multigrain import margin_loss, multigrain_loss, negative_scores, pair_indices, sample_negatives
 from harness_torch.data import TrainSampler, make_stream
 from harness_torch.models import GeM, build_model
 from harness_torch.train import make_criterion, make_train_step
+
+from harness.config import Case, Settings
+from harness.data.orders import repeat_synthetic, repeated_order
+from harness.errors import HarnessError
+from harness.models.multigrain import (
+    margin_loss,
+    multigrain_loss,
+    negative_scores,
+    pair_indices,
+    sample_negatives,
+)
+from harness.models.specs import MULTIGRAIN_LOSS, check_batch, get_model
 
 MODEL = "multigrain_resnet50"
 
@@ -184,7 +190,7 @@ def test_batch_not_a_multiple_of_3_is_refused(batch):
 
 
 def test_suite_refuses_a_batch_not_a_multiple_of_3(tmp_path):
-    from harness.suite import load_suite
+    from harness.run.suite import load_suite
 
     path = tmp_path / "s.yaml"
     path.write_text(f"models: [{MODEL}]\nbackends: [torch]\ndevices: [cpu]\nsettings: {{batch_size: 16}}\n")
@@ -200,7 +206,6 @@ def test_suite_refuses_a_batch_not_a_multiple_of_3(tmp_path):
 def test_mindspore_gem_and_loss_equal_the_reference():
     import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     import mindspore as ms
-
     from harness_mindspore.models import GeM as MsGeM
     from harness_mindspore.models import build_model as ms_build
     from harness_mindspore.train import make_train_step as ms_step
@@ -227,7 +232,7 @@ def test_mindspore_gem_and_loss_equal_the_reference():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from harness.tinydata import make_tiny_dataset
+    from harness.data.tiny import make_tiny_dataset
 
     return make_tiny_dataset(str(tmp_path_factory.mktemp("mg") / "tiny"), classes=4, train_per_class=6,
                              val_per_class=2, size=40)
@@ -250,7 +255,6 @@ def test_torch_folder_stream_yields_consecutive_copies_augmented_independently(t
 def test_mindspore_folder_stream_yields_consecutive_copies(tiny):
     import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     import mindspore as ms
-
     from harness_mindspore.data import make_stream as ms_stream
 
     ms.set_device("CPU")

@@ -11,12 +11,18 @@ import time
 
 import pytest
 
-from harness.cli import main
-from harness.noise import CV_MAX, DRIFT_MAX, OTHER_CORES_MAX, assess, drift_limit
-from harness.report import render_markdown
-from harness.results import read_records
-from harness.runner import run_suite
-from harness.suite import load_suite
+from harness.cli.main import main
+from harness.measure.noise import (
+    CV_MAX,
+    DRIFT_MAX,
+    OTHER_CORES_MAX,
+    assess,
+    drift_limit,
+)
+from harness.results.records import read_records
+from harness.results.report import render_markdown
+from harness.run.runner import run_suite
+from harness.run.suite import load_suite
 
 
 def test_thresholds_on_known_samples():

@@ -2,7 +2,7 @@
 
 From the same weights and batch, eval logits agree within 1e-4 (max abs);
 one training step gives losses within 1e-4 and the same BatchNorm running
-statistics. Each backend runs in its own process (harness.parity).
+statistics. Each backend runs in its own process (harness.backends.parity).
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import functools
 import pytest
 from conftest import needs_mindspore
 
-from harness.models import MODELS
-from harness.parity import UPDATE_REL_TOL, compare
-from harness.probe import probe_backend
+from harness.backends.parity import UPDATE_REL_TOL, compare
+from harness.backends.probe import probe_backend
+from harness.models.specs import MODELS
 
 TOL = 1e-4
 pytestmark = needs_mindspore
@@ -72,9 +72,9 @@ def ulp_sensitivity(model: str, batch_size: int = 4, trials: int = 4) -> float:
 
     import numpy as np
     import torch
-
-    from harness.models import get_model
     from harness_torch.models import build_model
+
+    from harness.models.specs import get_model
 
     torch.manual_seed(0)
     base = build_model(get_model(model, width=0.25, num_classes=10, image_size=64)).train().double()

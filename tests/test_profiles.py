@@ -1,4 +1,4 @@
-"""Where the time goes (``profile: true``, :mod:`harness.profiles`): the categorisation rules on op names both
+"""Where the time goes (``profile: true``, :mod:`harness.measure.profiles`): the categorisation rules on op names both
 frameworks' profilers really gave, the record and its checks, the report's side-by-side table, the fake backend's
 path through ``harness run``, and (slow) both real profilers on gluon_resnet50_v1b at reduced size."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from conftest import have
 
 from harness.errors import HarnessError, Unsupported
-from harness.profiles import (
+from harness.measure.profiles import (
     CATEGORIES,
     TOLERANCE,
     categorise,
@@ -18,10 +18,10 @@ from harness.profiles import (
     profile_section,
     summarise,
 )
-from harness.report import render_markdown
-from harness.results import read_records
-from harness.runner import run_suite
-from harness.suite import load_suite
+from harness.results.records import read_records
+from harness.results.report import render_markdown
+from harness.run.runner import run_suite
+from harness.run.suite import load_suite
 
 # --- the rules, on real names --------------------------------------------------------------------------------------
 
@@ -116,7 +116,7 @@ def test_device_op_names_without_scope(name, category):
 
 
 def test_every_rule_names_a_known_category():
-    from harness.profiles import NAME_RULES, SCOPE_RULES
+    from harness.measure.profiles import NAME_RULES, SCOPE_RULES
 
     assert {c for c, _ in NAME_RULES + SCOPE_RULES} <= set(CATEGORIES)
     assert {c for *_, c in TORCH_OPS + MINDSPORE_OPS} <= set(CATEGORIES)
@@ -251,7 +251,7 @@ def test_profile_must_be_true_or_false(tmp_path, fake_backend):
 
 def test_profile_needs_a_training_scenario_and_a_backend_with_a_profiler(tmp_path, fake_backend):
     from harness.config import Case, Settings
-    from harness.validate import check_case
+    from harness.run.validate import check_case
 
     with pytest.raises(HarnessError, match="profile: true profiles training steps; scenario eval"):
         load_suite(suite(tmp_path, extra=", scenario: eval"))
@@ -269,8 +269,8 @@ def test_declaring_a_profiler_without_the_hook_stops_the_backend_loading(fake_ba
     import harness_fake
     import pluggy
 
-    from harness import hookspecs
-    from harness.plugins import check_contract
+    from harness.backends import hookspecs
+    from harness.backends.loading import check_contract
 
     assert harness_fake.SUPPORTS["profile"]
     module = types.ModuleType("noprofiler")  # the fake's hooks, its info included, less harness_profile
@@ -351,7 +351,7 @@ def test_mindspore_learning_rate_table_holds_its_last_value_for_the_window():
     from harness_mindspore.train import _held
 
     from harness.config import Settings
-    from harness.profiles import PROFILE_STEPS
+    from harness.measure.profiles import PROFILE_STEPS
 
     assert _held([0.1, 0.05], Settings()) == [0.1, 0.05]
     assert _held([0.1, 0.05], Settings(profile=True)) == [0.1, 0.05] + [0.05] * PROFILE_STEPS

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from harness.display import Display
-from harness.launchers.process import Progress
+from harness.run.launchers.process import Progress
+from harness.run.progress import Display
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -121,9 +121,9 @@ settings: {batch_size: 4, steps: 12, warmup: 1, eval: false, timeout: 60}
 
 
 def test_a_real_run_on_a_terminal_shows_the_bars_and_the_case_line(tmp_path, fake_backend, monkeypatch):
-    from harness.results import read_records
-    from harness.runner import run_suite
-    from harness.suite import load_suite
+    from harness.results.records import read_records
+    from harness.run.runner import run_suite
+    from harness.run.suite import load_suite
 
     monkeypatch.setenv("HARNESS_FAKE_STEP_SLEEP", "0.15")
     (tmp_path / "live.yaml").write_text(SUITE)

@@ -8,11 +8,11 @@ import pytest
 
 from harness.config import Settings
 from harness.errors import HarnessError
-from harness.losses import smoothing_targets
-from harness.models import MODELS
-from harness.recipes import PUBLISHED, RECIPES, resolve_recipe
-from harness.schedules import damping_at, lr_at
-from harness.suite import load_suite
+from harness.models.losses import smoothing_targets
+from harness.models.recipes import PUBLISHED, RECIPES, resolve_recipe
+from harness.models.schedules import damping_at, lr_at
+from harness.models.specs import MODELS
+from harness.run.suite import load_suite
 
 SPE = 1251  # steps per epoch used throughout (any value works; ImageNet at batch 1024)
 

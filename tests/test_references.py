@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from harness.cli import main
-from harness.models import MODELS
-from harness.references import PUBLISHED, REFERENCE_FILE, reference_records
-from harness.report import PUBLISHED_ROWS, records_frame, render_markdown
-from harness.results import SCHEMA
+from harness.cli.main import main
+from harness.models.specs import MODELS
+from harness.results.records import SCHEMA
+from harness.results.references import PUBLISHED, REFERENCE_FILE, reference_records
+from harness.results.report import PUBLISHED_ROWS, records_frame, render_markdown
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "seeds"

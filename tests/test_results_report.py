@@ -9,9 +9,14 @@ import statistics
 import numpy as np
 import pytest
 
-from harness.report import records_frame, render_markdown
-from harness.results import SCHEMA, append_record, find_result_files, read_records
-from harness.timing import summarize, throughput
+from harness.measure.steps import summarize, throughput
+from harness.results.records import (
+    SCHEMA,
+    append_record,
+    find_result_files,
+    read_records,
+)
+from harness.results.report import records_frame, render_markdown
 
 
 def test_summarize_matches_definitions():

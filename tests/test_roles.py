@@ -11,11 +11,11 @@ import pytest
 from conftest import HERE, make_dist
 
 from harness.errors import HarnessError
-from harness.launchers import LAUNCHERS, get_launcher
-from harness.results import read_records
-from harness.runner import run_suite
-from harness.scenarios import SCENARIOS, get_scenario
-from harness.suite import load_suite
+from harness.results.records import read_records
+from harness.run.launchers import LAUNCHERS, get_launcher
+from harness.run.runner import run_suite
+from harness.run.scenarios import SCENARIOS, get_scenario
+from harness.run.suite import load_suite
 
 SUITE = """name: roles
 models: [gluon_resnet50_v1b]

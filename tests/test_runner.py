@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.results import SCHEMA, read_records
-from harness.runner import run_suite
-from harness.suite import load_suite
+from harness.results.records import SCHEMA, read_records
+from harness.run.runner import run_suite
+from harness.run.suite import load_suite
 
 SUITE = """
 name: fake
@@ -111,7 +111,7 @@ def test_killing_a_running_case_from_outside(tmp_path, fake_backend, monkeypatch
     """kill -9 of the case's process marks it failed; the next case still runs."""
     monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"7": "pause"}))
     (tmp_path / "s.yaml").write_text(SUITE.format(timeout=60, seeds=[7, 0]).replace("steps: 5", "steps: 200"))
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(tmp_path / "s.yaml"),
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli.main", "run", str(tmp_path / "s.yaml"),
                              "--results", str(tmp_path / "results"), "--run-id", "k", "--quiet", "--no-report"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pid_file = tmp_path / "results" / "fake" / "k" / "cases" / "gluon_resnet50_v1b-fake-cpu-seed=7" / "pid"
@@ -138,7 +138,7 @@ def test_each_case_runs_in_its_own_process_and_folder(tmp_path, fake_backend):
 
 
 def test_parent_imports_no_framework(tmp_path, fake_backend):
-    code = ("import sys, harness.cli as c; "
+    code = ("import sys, harness.cli.main as c; "
             f"c.main(['run', {str(tmp_path / 's.yaml')!r}, '--results', {str(tmp_path / 'r')!r}, '--quiet']); "
             "print([m for m in ('torch', 'mindspore', 'torch_npu') if m in sys.modules])")
     (tmp_path / "s.yaml").write_text(SUITE.format(timeout=60, seeds=[0]))
@@ -189,7 +189,7 @@ def test_time_to_accuracy_not_reached_says_so(tmp_path, fake_backend, monkeypatc
 
 
 def test_resume_skips_done_cases_and_reruns_failed_and_changed_ones(tmp_path, fake_backend, monkeypatch):
-    from harness.runner import run_suite as run_again
+    from harness.run.runner import run_suite as run_again
 
     run_dir, first = run(tmp_path, [0, 1, 2], plan={"1": "nan"}, monkeypatch=monkeypatch)
     assert [r["status"] for r in first] == ["ok", "failed", "ok"]
@@ -213,7 +213,7 @@ def test_a_suite_killed_mid_case_resumes_and_loses_nothing(tmp_path, fake_backen
     monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"1": "pause"}))  # seed 1: 0.2 s per step
     suite = tmp_path / "fake.yaml"
     suite.write_text(SUITE.format(timeout=60, seeds=[0, 1, 2]).replace("steps: 5", "steps: 40"))
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(tmp_path / "results"),
+    cmd = [sys.executable, "-m", "harness.cli.main", "run", str(suite), "--results", str(tmp_path / "results"),
            "--run-id", "r1", "--no-report"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     run_dir = tmp_path / "results" / "fake" / "r1"
@@ -242,7 +242,7 @@ def test_a_runner_killed_outright_leaves_no_worker_writing_into_the_resumed_run(
     monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"0": "pause"}))  # 0.2 s per step
     suite = tmp_path / "fake.yaml"
     suite.write_text(SUITE.format(timeout=60, seeds=[0]).replace("steps: 5", "steps: 100"))
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(tmp_path / "results"),
+    cmd = [sys.executable, "-m", "harness.cli.main", "run", str(suite), "--results", str(tmp_path / "results"),
            "--run-id", "r1", "--no-report"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     run_dir = tmp_path / "results" / "fake" / "r1"
@@ -264,7 +264,7 @@ def test_a_runner_killed_outright_leaves_no_worker_writing_into_the_resumed_run(
 
 def test_resume_refuses_a_folder_that_is_not_a_run_of_this_suite(tmp_path, fake_backend):
     from harness.errors import HarnessError
-    from harness.runner import resume_target
+    from harness.run.runner import resume_target
 
     run_dir, _ = run(tmp_path, [0])
     suite = load_suite(tmp_path / "fake.yaml")
@@ -280,7 +280,7 @@ def test_resume_refuses_a_folder_that_is_not_a_run_of_this_suite(tmp_path, fake_
 def test_resume_works_on_the_folder_it_is_given_wherever_it_lives(tmp_path, fake_backend, monkeypatch):
     import shutil
 
-    from harness.cli import main
+    from harness.cli.main import main
 
     run_dir, _ = run(tmp_path, [0, 1], plan={"1": "raise"}, monkeypatch=monkeypatch)
     moved = tmp_path / "elsewhere" / "copied-run"

@@ -1,4 +1,4 @@
-"""Tests for harness.schedules: every schedule against its closed-form formula.
+"""Tests for harness.models.schedules: every schedule against its closed-form formula.
 
 Expectations are written out here from the formulas (warm-up linear in the
 fractional epoch ``step / steps_per_epoch``; MultiStepLR-style step decay; cosine
@@ -13,7 +13,7 @@ import pytest
 
 from harness.config import Settings, coerce_settings
 from harness.errors import HarnessError
-from harness.schedules import lr_at, lr_table
+from harness.models.schedules import lr_at, lr_table
 
 
 def settings(**kw) -> Settings:

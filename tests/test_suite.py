@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import HarnessError
-from harness.suite import load_suite, parse_set
+from harness.run.suite import load_suite, parse_set
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ def test_shipped_suites_load(tmp_path, monkeypatch):
 
 
 def test_only_selects_cases_by_glob_and_refuses_a_pattern_matching_nothing():
-    from harness.suite import select_cases
+    from harness.run.suite import select_cases
 
     suite = load_suite(REPO / "suites" / "ci_small.yaml")
     picked = select_cases(suite, ["multigrain*", "*bam-torch*"])
@@ -155,7 +155,7 @@ def test_only_selects_cases_by_glob_and_refuses_a_pattern_matching_nothing():
 
 @pytest.mark.parametrize("name, devices", [("imagenet_8p", 8), ("imagenet_1p", 1)])
 def test_imagenet_suites_use_published_recipes_on_the_seeds_devices(name, devices, tmp_path, monkeypatch):
-    from harness.models import MODELS
+    from harness.models.specs import MODELS
 
     monkeypatch.delenv("IMAGENET_ROOT", raising=False)
     with pytest.raises(HarnessError, match="environment variable IMAGENET_ROOT is not set"):

@@ -14,25 +14,25 @@ import copy
 import importlib.util
 import math
 
+import harness_torch.plugin as plugin
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.optim.optimizer import register_optimizer_step_pre_hook
-
 from conftest import expected_state_dict
-import harness_torch.plugin as plugin
-from harness import Case, DeviceUnavailable, HarnessError, Settings
-from harness.config import coerce_settings
-from harness.data import PAD_LABEL
-from harness.dist import Place
-from harness.models import get_model
-from harness.schedules import lr_at
-from harness.tinydata import make_tiny_dataset
 from harness_torch.data import make_stream
 from harness_torch.models import ResNet, build_model
 from harness_torch.train import TrainStep, make_eval_step, make_train_step, param_groups
+from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+from harness import Case, DeviceUnavailable, HarnessError, Settings
+from harness.config import coerce_settings
+from harness.data.splits import PAD_LABEL
+from harness.data.tiny import make_tiny_dataset
+from harness.dist import Place
+from harness.models.schedules import lr_at
+from harness.models.specs import get_model
 
 MODEL = "gluon_resnet50_v1b"
 CPU = torch.device("cpu")

@@ -9,6 +9,8 @@ from test_bad_input import error_line, harness
 
 from harness.config import Settings
 from harness.errors import HarnessError
+from harness.run.scenarios import check_settings
+from harness.run.suite import load_suite
 
 TORCH = """name: v
 models: [gluon_resnet50_v1b]
@@ -60,6 +62,15 @@ def test_checkpoints_with_a_target_are_refused_at_load(tmp_path):
     ({"scenario": "trian"}, "unknown scenario 'trian'; did you mean 'train'?"),
 ])
 def test_settings_cannot_be_made_unvalidated(values, message):
+    """Types, ranges and the core's rules when settings are made; the scenario's rules when a suite loads."""
     with pytest.raises(HarnessError, match=None) as exc:
-        Settings(**values)
+        check_settings(Settings(**values))
     assert message in str(exc.value)
+
+
+def test_the_scenario_rules_run_when_a_suite_loads(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("models: [gluon_resnet50_v1b]\nbackends: [torch]\ndevices: [cpu]\nsettings: {scenario: export}\n")
+    with pytest.raises(HarnessError) as exc:
+        load_suite(suite, check_backends=False)
+    assert "scenario export: set export to the formats to write" in str(exc.value)

@@ -10,7 +10,7 @@ images written many times, so building it is quick and every file has a real JPE
 3. **8 processes together**: the manifest removed, 8 processes started at once (as the ranks of an 8-device case
    or the cases of a suite): one scans, the others wait and read; the manifest's ``scans`` counter must grow by 1;
 4. **one class folder changed**: a file added to one class; the next start rescans that folder alone;
-5. **loader vs bare Pillow**: the core's host loader (:class:`harness.hostdata.HostStream`, train resize without augmentation,
+5. **loader vs bare Pillow**: the core's host loader (:class:`harness.data.host_batches.HostStream`, train resize without augmentation,
    ``--workers`` processes) against a bare ``multiprocessing.Pool`` over the same files doing the same
    ``Preprocess.load`` per image (goal: >= 0.9 of its images/s).
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 _LOAD = """
 import json, sys, time
 t0 = time.perf_counter()
-from harness.manifest import load_manifest
+from harness.data.manifest import load_manifest
 m = load_manifest(sys.argv[1], "train", "header")
 print(json.dumps({"seconds": time.perf_counter() - t0, "files": len(m.samples), "scans": m.scans,
                   "scanned_classes": m.scanned_classes}))
@@ -91,9 +91,9 @@ def loader_vs_bare(folder: Path, workers: int, images: int, batch: int = 64) -> 
     """images/s of the core's host loader and of a bare ``multiprocessing.Pool`` doing the same per-image work
     at the same worker count; each timed after its first batch (process start-up and imports left out)."""
     from harness.config import Settings
-    from harness.data import scan_split
-    from harness.hostdata import HostStream
-    from harness.images import preprocess_for
+    from harness.data.host_batches import HostStream
+    from harness.data.images import preprocess_for
+    from harness.data.splits import scan_split
 
     s = Settings(data="folder", data_root=str(folder), batch_size=batch, workers=workers, image_size=32,
                  num_classes=1000, eval=False, verify="none", augment=False)
@@ -139,7 +139,7 @@ def main() -> int:
         cached = load_in_fresh_process(folder)
         print(f"cached start: {cached['seconds']:.2f} s (goal <= 5 s); scanned classes: {cached['scanned_classes']}; "
               f"scans so far: {cached['scans']}", flush=True)
-        from harness.manifest import manifest_path
+        from harness.data.manifest import manifest_path
 
         manifest_path(str(folder), "train").unlink()
         wall, outs = together(folder, 8)

@@ -38,7 +38,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from harness.energy import EnergyMeter, NpuSmiSource, NvmlSource, RaplSource
+from harness.measure.energy import EnergyMeter, NpuSmiSource, NvmlSource, RaplSource
 
 
 def python_work(n: int = 20_000) -> None:

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def harness(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli.main", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=REPO)
 
 
@@ -84,7 +84,7 @@ def main() -> int:
     args = p.parse_args()
     extra = [a for o in args.only for a in ("--only", o)] + [a for s in args.set for a in ("--set", s)]
     sys.path.insert(0, str(REPO))
-    from harness.compare import ALPHA, MIN_EFFECT
+    from harness.results.compare import ALPHA, MIN_EFFECT
 
     thresholds = args.min_effect or [MIN_EFFECT, 0.2, 0.3]
     alphas = args.alpha or [ALPHA]

@@ -142,7 +142,7 @@ phase_install() {
         ln -sfn "$REPO/plugins/torch" "$shim/harness_torch"
         ln -sfn "$REPO/plugins/mindspore" "$shim/harness_mindspore"
         printf 'Metadata-Version: 2.1\nName: harness\nVersion: 0.1.0\n' >"$shim/harness-0.1.0.dist-info/METADATA"
-        printf '[console_scripts]\nharness = harness.cli:main\n\n[harness.backends]\nmindspore = harness_mindspore.plugin\ntorch = harness_torch.plugin\n' \
+        printf '[console_scripts]\nharness = harness.cli.main:main\n\n[harness.backends]\nmindspore = harness_mindspore.plugin\ntorch = harness_torch.plugin\n' \
             >"$shim/harness-0.1.0.dist-info/entry_points.txt"
         pypath="${pypath:+$pypath:}$REPO:$shim"
     fi
@@ -158,14 +158,14 @@ phase_install() {
     local rc=0
     "$PY" -c 'import harness, harness_torch, yaml, pandas, scipy, tabulate, pluggy, matplotlib, PIL, pytest' || rc=1
     "$PY" -c 'import onnx, onnxruntime' 2>/dev/null || echo "note: onnx/onnxruntime missing (only the onnx export needs them)"
-    "$PY" -m harness.cli plugins || rc=1
+    "$PY" -m harness.cli.main plugins || rc=1
     return $rc
 }
 
 suite_run() {  # suite_run GLOB: the suite's cases matching GLOB, into the one run folder
     local where=(--results "$RESULTS" --run-id gpu)
     [ -f "$RUN_DIR/run.json" ] && where=(--resume "$RUN_DIR")
-    "$PY" -m harness.cli run "$SUITE" --only "$1" "${where[@]}"
+    "$PY" -m harness.cli.main run "$SUITE" --only "$1" "${where[@]}"
 }
 phase_suite_train() { suite_run '*scenario=train*'; }
 phase_suite_infer() { suite_run '*scenario=inference*'; }
@@ -185,7 +185,7 @@ phase_report() {
         echo "no results in $RUN_DIR: nothing to report"
         exit 99
     fi
-    "$PY" -m harness.cli report "$RUN_DIR" --references -o "$WORK/report.md" && echo "report: $WORK/report.md"
+    "$PY" -m harness.cli.main report "$RUN_DIR" --references -o "$WORK/report.md" && echo "report: $WORK/report.md"
 }
 
 phase_tests() {

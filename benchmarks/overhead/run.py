@@ -23,12 +23,12 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from harness.child import child_env
+from harness.backends.child import child_env
 
 BARE = {
     "torch": textwrap.dedent("""
         import json, sys, time, torch
-        from harness.models import get_model
+        from harness.models.specs import get_model
         from harness_torch.models import build_model
         a = json.loads(sys.argv[1])
         dev = torch.device({"cpu": "cpu", "gpu": "cuda"}[a["device"]])
@@ -63,7 +63,7 @@ BARE = {
         import harness_mindspore  # the backend's environment fixes (oneDNN ISA), nothing else
         import mindspore as ms, numpy as np
         from mindspore import nn
-        from harness.models import get_model
+        from harness.models.specs import get_model
         from harness_mindspore.models import build_model
         a = json.loads(sys.argv[1])
         ms.set_device({"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}[a["device"]])
@@ -106,7 +106,7 @@ def harness(args: argparse.Namespace, work: Path, i: int) -> float:
                      "num_classes": args.num_classes, "warmup": args.warmup, "steps": args.steps,
                      "weight_decay": 0.0, "lr": 0.1, "momentum": 0.9, "eval": False, "threads": args.threads},
     }))  # JSON is YAML
-    subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--results", str(work),
+    subprocess.run([sys.executable, "-m", "harness.cli.main", "run", str(suite), "--results", str(work),
                     "--run-id", f"r{i}", "--quiet", "--no-report"], check=True, cwd=work, capture_output=True,
                    env=child_env())
     rec = json.loads((work / "overhead" / f"r{i}" / "results.jsonl").read_text().splitlines()[-1])

@@ -32,11 +32,12 @@ def absorb_numpy_abi_first_failure() -> None:
     axes tries to import NumPy 1's C API, fails, and raises ``SystemError`` ("returned a result with an
     exception set"); the same op then works for the rest of the process. Call after the device is set.
     """
-    import mindspore as ms
-    import numpy as np
-
     import contextlib
     import io
+
+    import numpy as np
+
+    import mindspore as ms
 
     # NumPy prints its "compiled using NumPy 1.x" notice with a stack trace on stderr: expected here, and a
     # traceback in every MindSpore case log would read as a failure

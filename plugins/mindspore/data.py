@@ -1,11 +1,11 @@
 """Data for the MindSpore backend: the core's synthetic arrays as tensors, or an ImageNet-layout folder
 decoded by ``mindspore.dataset`` vision transforms in parallel workers, with the same preprocessing as the
-PyTorch backend (:class:`harness.images.Preprocess`): random-resized-crop 0.08-1 / 3:4-4:3,
+PyTorch backend (:class:`harness.data.images.Preprocess`): random-resized-crop 0.08-1 / 3:4-4:3,
 flip, colour jitter/hue/lighting as set for training; resize to size/eval_resize_ratio (bicubic) and
 centre crop for evaluation; ImageNet mean/std.
 
-Training reads the folder with ``ImageFolderDataset`` in :func:`harness.data.epoch_order`; evaluation reads
-:func:`harness.data.eval_samples` (in order, the last batch padded with :data:`harness.data.PAD_LABEL` images),
+Training reads the folder with ``ImageFolderDataset`` in :func:`harness.data.orders.epoch_order`; evaluation reads
+:func:`harness.data.splits.eval_samples` (in order, the last batch padded with :data:`harness.data.splits.PAD_LABEL` images),
 so every eval batch is whole and a graph compiled for it is never recompiled for a short last batch."""
 from __future__ import annotations
 
@@ -14,26 +14,34 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import mindspore as ms
-import mindspore.dataset as ds
 import numpy as np
 from PIL import Image
-from mindspore.dataset import vision
-from mindspore.dataset.vision import Inter
 
+import mindspore as ms
+import mindspore.dataset as ds
 from harness.config import Case, Settings
-from harness.data import (IMAGE_EXTENSIONS, PAD_LABEL, SyntheticStream, epoch_order, eval_samples, note_unreadable,
-                          scan_split, shard_order, synthetic_arrays, synthetic_batches, unreadable_files)
+from harness.data.folders import IMAGE_EXTENSIONS
+from harness.data.images import LIGHTING_EIGVAL, LIGHTING_EIGVEC
+from harness.data.orders import epoch_order, shard_order
+from harness.data.splits import (
+    PAD_LABEL,
+    eval_samples,
+    note_unreadable,
+    scan_split,
+    unreadable_files,
+)
+from harness.data.synthetic import SyntheticStream, synthetic_arrays, synthetic_batches
 from harness.dist import place
 from harness.errors import HarnessError
-from harness.images import LIGHTING_EIGVAL, LIGHTING_EIGVEC
-from harness.models import check_batch, get_model
+from harness.models.specs import check_batch, get_model
+from mindspore.dataset import vision
+from mindspore.dataset.vision import Inter
 
 __all__ = ["make_stream", "TrainSampler", "EvalFiles"]
 
 
 class TrainSampler(ds.Sampler):
-    """The train order of :func:`harness.data.epoch_order` (a new shuffle each epoch, each index ``repeats``
+    """The train order of :func:`harness.data.orders.epoch_order` (a new shuffle each epoch, each index ``repeats``
     times in a row for repeated augmentation, this rank's shard) over the readable images ``keep``, the same
     order the PyTorch backend reads. :meth:`start_at` resumes in the middle of an epoch."""
 
@@ -76,7 +84,7 @@ class _Lighting:
 
 class EvalFiles:
     """Random-access source of ``GeneratorDataset``: the encoded bytes and label of each of
-    :func:`harness.data.eval_samples` (decoded by the pipeline's ``Decode``, as ``ImageFolderDataset`` does)."""
+    :func:`harness.data.splits.eval_samples` (decoded by the pipeline's ``Decode``, as ``ImageFolderDataset`` does)."""
 
     def __init__(self, samples: list[tuple[str, int]]) -> None:
         self.samples = samples
@@ -96,7 +104,7 @@ class FolderStream:
     """Batches of ``(image float32 NCHW, label int32)`` Tensors; one pass per ``iter()``.
 
     A file that passed the scan but fails in the pipeline's decoder (MindSpore names it in its error) is counted
-    against ``max_bad_images`` and named (:func:`harness.data.note_unreadable`), the next readable sample is read
+    against ``max_bad_images`` and named (:func:`harness.data.splits.note_unreadable`), the next readable sample is read
     in its place, and the pipeline is started again at the batch it had reached."""
 
     def __init__(self, dataset: Callable[[], ds.Dataset], train: bool, settings: Settings,
@@ -129,7 +137,7 @@ class FolderStream:
             return found.group(1)
         if self.files is None:
             return None
-        from harness.images import to_rgb
+        from harness.data.images import to_rgb
 
         for path, _ in self.files.samples[done * self.dataset.get_batch_size():]:
             try:

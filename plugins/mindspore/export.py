@@ -7,13 +7,13 @@ import shutil
 import tempfile
 from typing import Any
 
-import mindspore as ms
 import numpy as np
-from mindspore import nn
 
+import mindspore as ms
 from harness.config import Case
 from harness.dist import place
 from harness.errors import HarnessError, Unsupported
+from mindspore import nn
 
 __all__ = ["FORMATS", "RUNTIMES", "export_model", "inference_session"]
 

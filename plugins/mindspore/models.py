@@ -1,8 +1,8 @@
-"""MindSpore builders, one per block family of :class:`harness.models.ModelSpec`.
+"""MindSpore builders, one per block family of :class:`harness.models.specs.ModelSpec`.
 
 Same structure and parameter names as the PyTorch backend (BatchNorm
 gamma/beta/moving_mean/moving_variance map to weight/bias/running_mean/
-running_var, see :mod:`harness.weights`). Padding is explicit and symmetric
+running_var, see :mod:`harness.models.weights`). Padding is explicit and symmetric
 (``pad_mode='pad'``), not MindSpore's default ``'same'`` (asymmetric for
 stride 2), so both frameworks compute the same function. BatchNorm momentum
 0.9 here is PyTorch's 0.1.
@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import mindspore as ms
+from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, HeUniform, Normal
-
-from harness.models import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite", "GeM"]
 

@@ -1,4 +1,4 @@
-"""Hook implementations of the MindSpore backend (see :mod:`harness.hookspecs`).
+"""Hook implementations of the MindSpore backend (see :mod:`harness.backends.hookspecs`).
 
 Neutral devices map to MindSpore targets ``CPU``, ``GPU``, ``Ascend``, set with
 ``mindspore.set_device`` (not the deprecated ``set_context(device_target=)``).
@@ -9,24 +9,35 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import mindspore as ms
 import numpy as np
-from mindspore import nn
 
+import mindspore as ms
 from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
 from harness.dist import place
-from harness.env import cpu_model
-from harness.loop import StreamEvents
-from harness.models import MODELS, get_model
-from harness.weights import check_weights, from_mindspore_names, to_mindspore_names
+from harness.measure.environment import cpu_model
+from harness.models.specs import MODELS, get_model
+from harness.models.weights import (
+    check_weights,
+    from_mindspore_names,
+    to_mindspore_names,
+)
+from harness.run.loop import StreamEvents
+from mindspore import nn
 
 from . import __version__, absorb_numpy_abi_first_failure
 from .data import make_stream
 from .export import FORMATS, RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model
 from .profile import profile
-from .train import AMP_DTYPES, TrainStep, amp_level, check_optimizer, load_checkpoint, make_eval_step
+from .train import (
+    AMP_DTYPES,
+    TrainStep,
+    amp_level,
+    check_optimizer,
+    load_checkpoint,
+    make_eval_step,
+)
 
 #: The framework-specific settings this backend takes (checked by the core when a suite loads, with the rules
 #: between them: amp_level O0 is fp32, O1-O3 need fp16 or bf16). Device limits are skipped by the hooks:

@@ -1,6 +1,6 @@
 """``harness_profile`` of the MindSpore backend: the core's window of training steps under
 ``mindspore.profiler.profile``, its output folder (TensorBoard/MindStudio Insight layout, with ``trace_view.json``)
-kept in the case folder and its op table returned for :mod:`harness.profiles`.
+kept in the case folder and its op table returned for :mod:`harness.measure.profiles`.
 
 On CPU the op table is ``FRAMEWORK/cpu_op_detail_info_*.csv`` (each kernel's host time with its full scope name,
 ``Default/optimizer-Momentum/ApplyMomentum-op3``); on Ascend msprof's ``op_statistic.csv``.
@@ -22,7 +22,7 @@ from typing import Any
 
 import mindspore as ms
 from harness import Unsupported
-from harness.profiles import read_op_statistic
+from harness.measure.profiles import read_op_statistic
 
 __all__ = ["BETWEEN_KERNELS", "cpu_op_table", "kernel_timeline", "profile"]
 

@@ -4,9 +4,9 @@ The train step is a :class:`TrainStep` object holding its own state (the trainin
 loss-scale cells, the THOR phase counter) and saving/restoring it (``save``/``load``).
 Momentum (optionally Nesterov) with weight decay on >1-D parameters (or on all),
 or THOR (``mindspore.nn.thor``, Ascend/GPU); cross-entropy with label smoothing
-in the case's off-value convention (:func:`harness.losses.smoothing_targets`) or
+in the case's off-value convention (:func:`harness.models.losses.smoothing_targets`) or
 the Multigrain mixed loss; the shared per-step schedule
-(:func:`harness.schedules.lr_table`) as a dynamic learning rate; AMP levels
+(:func:`harness.models.schedules.lr_table`) as a dynamic learning rate; AMP levels
 O0-O3 and a fixed or dynamic loss scale.
 """
 from __future__ import annotations
@@ -15,18 +15,22 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import mindspore as ms
 import numpy as np
-from mindspore import Parameter, Tensor, nn, ops
 
+import mindspore as ms
 from harness.config import Case
 from harness.errors import HarnessError, Unsupported
-from harness.losses import smoothing_targets
-from harness.models import MULTIGRAIN_LOSS, MultigrainLoss, get_model
-from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indices
-from harness.profiles import PROFILE_STEPS
-from harness.schedules import damping_table, lr_table
-from harness.weights import check_weights
+from harness.measure.profiles import PROFILE_STEPS
+from harness.models.losses import smoothing_targets
+from harness.models.multigrain import (
+    SAME_INSTANCE_SCORE,
+    ZERO_WEIGHT_SCORE,
+    pair_indices,
+)
+from harness.models.schedules import damping_table, lr_table
+from harness.models.specs import MULTIGRAIN_LOSS, MultigrainLoss, get_model
+from harness.models.weights import check_weights
+from mindspore import Parameter, Tensor, nn, ops
 
 __all__ = ["TrainStep", "make_train_step", "make_eval_step", "make_optimizer", "param_groups", "amp_level",
            "NesterovMomentum", "AMP_DTYPES", "MultigrainWithLoss", "SmoothedCrossEntropy", "check_optimizer",
@@ -136,7 +140,7 @@ def make_optimizer(case: Case, net: nn.Cell, total_steps: int, steps_per_epoch: 
 
 
 class SmoothedCrossEntropy(nn.Cell):
-    """Cross-entropy against ``on`` for the label and ``off`` elsewhere (see harness.losses)."""
+    """Cross-entropy against ``on`` for the label and ``off`` elsewhere (see harness.models.losses)."""
 
     def __init__(self, on: float, off: float) -> None:
         super().__init__()
@@ -165,7 +169,7 @@ class _WithLoss(nn.Cell):
 
 
 class MultigrainWithLoss(nn.Cell):
-    """``lam * CE + (1 - lam) * margin`` on the network's outputs (see :mod:`harness.multigrain`).
+    """``lam * CE + (1 - lam) * margin`` on the network's outputs (see :mod:`harness.models.multigrain`).
 
     ``construct(x, y, noise)``: ``noise`` is the ``(B, B)`` uniform noise of the Gumbel-top-k
     distance-weighted sampling of negatives; ``beta`` is the learnable margin boundary.
@@ -228,7 +232,7 @@ class _TopK(nn.Cell):
         logits = self.net(x).astype(ms.float32)
         _, idx = ops.topk(logits, self.k)
         y = y.reshape((-1, 1)).astype(idx.dtype)
-        real = y >= 0  # padding images (harness.data.PAD_LABEL) are compared with, never indexed by, and not counted
+        real = y >= 0  # padding images (harness.data.splits.PAD_LABEL) are compared with, never indexed by, and not counted
         hits = ops.logical_and(ops.equal(idx, y), real).astype(ms.float32)
         return hits[:, 0].sum(), hits.sum(), real.astype(ms.float32).sum()
 
@@ -263,7 +267,7 @@ _RNG, _THOR = "harness_rng_state", "harness_thor_count"
 
 
 class TrainStep:
-    """One optimisation step of ``case`` (see :class:`harness.hookspecs.TrainStep`).
+    """One optimisation step of ``case`` (see :class:`harness.backends.hookspecs.TrainStep`).
 
     Holds the network with its loss (``with_loss``), the training cell (``train_net``: the optimizer, its
     moments, learning-rate table and global step, the loss-scale cells) and THOR's phase counter
@@ -349,7 +353,7 @@ def load_checkpoint(path: str) -> dict[str, Any]:
 
 def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tuple]:
     """``step(batch) -> (top1_correct, top5_correct, count)`` on the device. Every eval batch is whole (the last
-    one padded with :data:`harness.data.PAD_LABEL` images), so a graph compiles once; only labels >= 0 count."""
+    one padded with :data:`harness.data.splits.PAD_LABEL` images), so a graph compiles once; only labels >= 0 count."""
     net.set_train(False)
     topk = _TopK(net, min(5, case.settings.num_classes))
     topk.set_train(False)

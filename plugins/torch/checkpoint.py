@@ -8,8 +8,8 @@ import os
 from typing import Any
 
 import numpy as np
-import torch
 
+import torch
 from harness.errors import HarnessError
 
 __all__ = ["read_state_dict", "rng_state", "set_rng_state", "TRAIN_STATE"]

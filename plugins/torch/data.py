@@ -1,33 +1,34 @@
 """Data streams for the PyTorch backend: the core's synthetic arrays on the device, or an
 ImageNet-layout folder decoded with Pillow in DataLoader workers (no torchvision).
 
-The eval split is :func:`harness.data.eval_samples`: every batch full, the last one padded with images labelled
-:data:`harness.data.PAD_LABEL` that the eval step does not count."""
+The eval split is :func:`harness.data.splits.eval_samples`: every batch full, the last one padded with images labelled
+:data:`harness.data.splits.PAD_LABEL` that the eval step does not count."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
+import torch
 from harness.config import Case, Settings
-from harness.data import (Preprocess, SyntheticStream, augment_rng, epoch_order, eval_samples, load_or_next,
-                          note_unreadable, preprocess_for, scan_split, shard_order, synthetic_arrays,
-                          synthetic_batches)
+from harness.data.images import Preprocess, preprocess_for
+from harness.data.orders import augment_rng, epoch_order, shard_order
+from harness.data.splits import eval_samples, load_or_next, note_unreadable, scan_split
+from harness.data.synthetic import SyntheticStream, synthetic_arrays, synthetic_batches
 from harness.errors import HarnessError
-from harness.models import check_batch, get_model
+from harness.models.specs import check_batch, get_model
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 __all__ = ["make_stream", "TrainSampler"]
 
 
 class TrainSampler(Sampler[tuple[int, int, int, int]]):
-    """The train order of :func:`harness.data.epoch_order` (a new shuffle each epoch, each index ``repeats``
+    """The train order of :func:`harness.data.orders.epoch_order` (a new shuffle each epoch, each index ``repeats``
     times in a row for repeated augmentation, this rank's shard), over the readable images ``keep``.
 
     Yields ``(index, epoch, rank, position)``: the dataset seeds the sample's augmentation from where it falls
-    in the run (:func:`harness.data.augment_rng`), not from the loader worker. :meth:`start_at` resumes in the
+    in the run (:func:`harness.data.orders.augment_rng`), not from the loader worker. :meth:`start_at` resumes in the
     middle of an epoch."""
 
     def __init__(self, keep: np.ndarray, repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:

@@ -1,4 +1,4 @@
-"""PyTorch builders, one per block family of :class:`harness.models.ModelSpec`.
+"""PyTorch builders, one per block family of :class:`harness.models.specs.ModelSpec`.
 
 The ``resnet`` family is a bottleneck ResNet v1b (stride on the 3x3 conv) whose
 module names, and so state-dict keys and shapes, equal timm's
@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 from torch import nn
-
-from harness.models import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet", "GeM", "BUILDERS", "unwrap"]
 

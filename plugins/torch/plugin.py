@@ -1,4 +1,4 @@
-"""Hook implementations of the PyTorch backend (see :mod:`harness.hookspecs`).
+"""Hook implementations of the PyTorch backend (see :mod:`harness.backends.hookspecs`).
 
 Neutral device names map to ``cpu``, ``cuda`` and ``npu``; torch_npu is imported
 only when ``ascend`` is asked for, because without Ascend CANN it breaks
@@ -11,15 +11,15 @@ import importlib.util
 from typing import Any
 
 import numpy as np
-import torch
 
+import torch
 from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
 from harness.dist import place
-from harness.env import cpu_model
-from harness.loop import StreamEvents
-from harness.models import MODELS, get_model
-from harness.weights import OPTIONAL_SUFFIXES, check_weights
+from harness.measure.environment import cpu_model
+from harness.models.specs import MODELS, get_model
+from harness.models.weights import OPTIONAL_SUFFIXES, check_weights
+from harness.run.loop import StreamEvents
 
 from . import __version__
 from .checkpoint import read_state_dict
@@ -27,7 +27,15 @@ from .data import make_stream
 from .export import FORMATS, RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model, unwrap
 from .profile import profile
-from .train import AMP_LEVELS, MODES, OPTIMIZERS, PRECISIONS, TrainStep, make_eval_step, make_train_step
+from .train import (
+    AMP_LEVELS,
+    MODES,
+    OPTIMIZERS,
+    PRECISIONS,
+    TrainStep,
+    make_eval_step,
+    make_train_step,
+)
 
 _TORCH_TYPE = {"cpu": "cpu", "gpu": "cuda", "ascend": "npu"}
 _PROCESS_GROUP = {"cpu": "gloo", "gpu": "nccl", "ascend": "hccl"}

@@ -1,6 +1,6 @@
 """``harness_profile`` of the PyTorch backend: the core's window of training steps under ``torch.profiler`` (CPU, and
 CUDA on a GPU) or ``torch_npu.profiler`` (Ascend), the raw trace kept in the case folder and the op table returned
-for :mod:`harness.profiles`."""
+for :mod:`harness.measure.profiles`."""
 from __future__ import annotations
 
 import glob
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from harness import Unsupported
-from harness.profiles import read_op_statistic
+from harness.measure.profiles import read_op_statistic
 
 __all__ = ["npu_profiler", "profile"]
 

@@ -7,15 +7,18 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
-
 from harness.config import Case
 from harness.errors import HarnessError
-from harness.losses import smoothing_targets
-from harness.models import MULTIGRAIN_LOSS, MultigrainLoss, get_model
-from harness.multigrain import SAME_INSTANCE_SCORE, ZERO_WEIGHT_SCORE, pair_indices
-from harness.schedules import lr_at
-from harness.weights import check_weights
+from harness.models.losses import smoothing_targets
+from harness.models.multigrain import (
+    SAME_INSTANCE_SCORE,
+    ZERO_WEIGHT_SCORE,
+    pair_indices,
+)
+from harness.models.schedules import lr_at
+from harness.models.specs import MULTIGRAIN_LOSS, MultigrainLoss, get_model
+from harness.models.weights import check_weights
+from torch import nn
 
 from .checkpoint import TRAIN_STATE, _load, rng_state, set_rng_state
 from .models import unwrap
@@ -48,7 +51,7 @@ def param_groups(model: nn.Module, weight_decay: float, on: str = "weights",
 
 
 class SmoothedCrossEntropy(nn.Module):
-    """Cross-entropy against ``on`` for the label and ``off`` elsewhere (see harness.losses)."""
+    """Cross-entropy against ``on`` for the label and ``off`` elsewhere (see harness.models.losses)."""
 
     def __init__(self, on: float, off: float) -> None:
         super().__init__()
@@ -68,7 +71,7 @@ def _cross_entropy(case: Case) -> nn.Module:
 
 
 class MultigrainCriterion(nn.Module):
-    """``lam * CE + (1 - lam) * margin`` with distance-weighted negatives (see :mod:`harness.multigrain`).
+    """``lam * CE + (1 - lam) * margin`` with distance-weighted negatives (see :mod:`harness.models.multigrain`).
 
     Called with the model's ``(embedding, logits, normalized_embedding)``, the labels and the
     ``(B, B)`` uniform noise of the Gumbel-top-k sampling. ``beta`` is the learnable margin boundary.
@@ -142,7 +145,7 @@ def _forward(case: Case, model: nn.Module, outputs: bool = False) -> Callable[..
 class TrainStep:
     """One SGD step of ``case`` with its state: the model, optimizer, loss (Multigrain's beta included), loss
     scaling and the step count that indexes the learning-rate schedule. :meth:`save` and :meth:`load` checkpoint
-    all of it, with the framework's RNG states (see :class:`harness.hookspecs.TrainStep`)."""
+    all of it, with the framework's RNG states (see :class:`harness.backends.hookspecs.TrainStep`)."""
 
     def __init__(self, case: Case, model: nn.Module, device: torch.device, total_steps: int,
                  steps_per_epoch: int) -> None:
@@ -244,7 +247,7 @@ def make_train_step(case: Case, model: nn.Module, device: torch.device, total_st
 
 def make_eval_step(case: Case, model: nn.Module, device: torch.device) -> Callable[[Any], tuple]:
     """``step(batch) -> (top1_correct, top5_correct, count)`` over the images whose label is >= 0: the core pads
-    the last eval batch with :data:`harness.data.PAD_LABEL` (-1) images, which count nowhere. All three stay on
+    the last eval batch with :data:`harness.data.splits.PAD_LABEL` (-1) images, which count nowhere. All three stay on
     the device."""
     model = unwrap(model)  # rank 0 evaluates alone: no collectives from a DDP wrapper
     model.eval()

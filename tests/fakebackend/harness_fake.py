@@ -7,7 +7,7 @@ case's seed: ``{"1": "raise", "2": "sigkill", "3": "hang", "4": "nodevice",
 first time only (a checkpointed case then resumes). Every hook call is appended to ``calls.log`` in the
 case's working folder, so tests can check the order the core calls them in.
 
-Its data are the core's host batches (:mod:`harness.hostdata`) moved with its own ``harness_to_device``; synthetic
+Its data are the core's host batches (:mod:`harness.data.host_batches`) moved with its own ``harness_to_device``; synthetic
 epochs are 7 train batches and ``eval_batches`` (or 3) eval batches. Its train step is an object with
 ``save``/``load`` (``supports["checkpoint"]``); a test turns that off with ``SUPPORTS["checkpoint"] = False``.
 """
@@ -22,9 +22,9 @@ import time
 import numpy as np
 
 from harness import DeviceUnavailable, HarnessError, hookimpl
+from harness.data.host_batches import HostStream, device_stream
 from harness.dist import place
-from harness.hostdata import HostStream, device_stream
-from harness.models import MODELS, get_model
+from harness.models.specs import MODELS, get_model
 
 #: What the fake takes: every value the shipped backends take (it trains nothing real, so it ignores them), its
 #: export format, and its train step checkpoints.
@@ -240,7 +240,7 @@ def harness_get_weights(case, model):
 
 @hookimpl
 def harness_set_weights(case, model, weights):
-    from harness.weights import check_weights
+    from harness.models.weights import check_weights
     check_weights(weights, {"w": model["w"].shape}, "weights")
     model["w"] = np.array(weights["w"])
     return True

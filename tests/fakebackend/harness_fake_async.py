@@ -13,9 +13,20 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import harness_fake
-from harness_fake import (harness_build_model, harness_data, harness_device_memory,  # noqa: F401 - hooks
-                          harness_environment, harness_eval_step, harness_export, harness_probe_device, harness_profile,
-                          harness_read_checkpoint, harness_setup, harness_to_device, harness_write_checkpoint)
+from harness_fake import (  # noqa: F401 - hooks
+    harness_build_model,
+    harness_data,
+    harness_device_memory,
+    harness_environment,
+    harness_eval_step,
+    harness_export,
+    harness_probe_device,
+    harness_profile,
+    harness_read_checkpoint,
+    harness_setup,
+    harness_to_device,
+    harness_write_checkpoint,
+)
 
 from harness import hookimpl
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.launchers import Launcher
-from harness.scenarios import Scenario
-from harness.timing import summarize
+from harness.measure.steps import summarize
+from harness.run.launchers import Launcher
+from harness.run.scenarios import Scenario
 
 #: Starts settings.devices workers of the case directly, each told its place the way torchrun does.
 _SPAWN = """
 import os, subprocess, sys
 n, case, result = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-procs = [subprocess.Popen([sys.executable, "-m", "harness.worker", case, result],
+procs = [subprocess.Popen([sys.executable, "-m", "harness.run.worker", case, result],
                           env=dict(os.environ, RANK=str(r), WORLD_SIZE=str(n), LOCAL_RANK=str(r))) for r in range(n)]
 sys.exit(max(p.wait() for p in procs))
 """

@@ -15,7 +15,7 @@ import onnxruntime as ort
 from harness import DeviceUnavailable, HarnessError, hookimpl
 from harness.config import Case
 from harness.dist import place
-from harness.models import MODELS
+from harness.models.specs import MODELS
 
 from . import __version__
 

@@ -1,0 +1,11 @@
+"""models: the model variants as data and everything that is the same for every framework about training them.
+
+Specs of the variants (``specs``: :class:`ModelSpec`, :data:`MODELS`, :func:`get_model`), published recipes
+(``recipes``), learning-rate schedules (``schedules``), loss conventions (``losses``, ``multigrain``), neutral
+weights (``weights``) and analytic FLOPs (``flops``).
+
+May import: the foundation and :mod:`harness.measure`.
+"""
+from harness.models.specs import MODELS, ModelSpec, get_model
+
+__all__ = ["MODELS", "ModelSpec", "get_model"]

@@ -1,0 +1,341 @@
+"""``harness compare BASELINE CURRENT``: regression gating for CI.
+
+Cases are matched by name, and must have been measured with the same settings (the first difference is named;
+``--allow-different-settings`` overrides). For each case measured in both runs:
+
+* **throughput**: with repetitions (``repeats: 3`` or more in both runs) the per-run median step times are
+  compared with a one-sided Welch t-test on their logarithms: that is run-to-run noise, which per-step samples
+  miss (two back-to-back runs of the same code can differ by far more than their steps do). With ``paired``
+  (``--paired``: the two sides were measured alternately, repetition k of one beside repetition k of the other,
+  e.g. by ``benchmarks/gate/run.py`` or a CI job that alternates two checkouts) the ratio of median step times of
+  each pair is tested instead (one-sided one-sample t-test on the log ratios): noise that moves the host for
+  minutes hits both sides of a pair alike and cancels. Several runs given for one side (a folder of run folders)
+  are its repetitions. Otherwise the
+  per-step train samples of the two runs are compared with a one-sided Mann-Whitney U test
+  (``scipy.stats.mannwhitneyu``, H1: the current steps take longer), which needs at least ``MIN_SAMPLES`` of them.
+  With repetitions or pairs the change is their geometric mean ratio, shown with its 95% interval
+  (:func:`harness.measure.intervals.rate` over the pairs' ratios, :func:`harness.measure.intervals.ratio` over repetitions); a change
+  "within noise" whose interval still reaches ``min_effect`` says so: the runs cannot rule that slowdown out. A slowdown is a regression only when it is significant (``p < alpha``)
+  *and* at least ``min_effect`` (relative change of the median step time): significance alone flags microseconds
+  on a quiet machine, effect size alone flags noise on a busy one;
+* **accuracy**: top-1 may fall by at most ``top1_tolerance`` points;
+* **noise**: a case marked unstable (:mod:`harness.measure.noise`) in either run is not judged; with repetitions the
+  unstable ones are left out as long as ``MIN_REPEATS`` stable ones remain on each side.
+
+A case that was ok in the baseline and failed, or is missing, in the current run is a regression.
+
+Exit status: 0 no regression, 1 regression, 2 usage or input error, or a case that cannot be judged.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as st
+
+from harness.config import has_accuracy
+from harness.errors import HarnessError
+from harness.measure.intervals import Estimate, rate, ratio
+
+__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "CaseComparison",
+           "compare_runs", "render_comparison", "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE", "MIN_SAMPLES",
+           "MIN_REPEATS", "REGRESSIONS", "UNJUDGEABLE"]
+
+ALPHA = 0.01
+MIN_EFFECT = 0.10
+TOP1_TOLERANCE = 1.0
+
+
+def mann_whitney_greater(current: Sequence[float], baseline: Sequence[float]) -> tuple[float, float]:
+    """(U, p) for H1 "``current`` tends to be larger than ``baseline``" (``scipy.stats.mannwhitneyu``).
+
+    ``U`` counts pairs (c, b) with c > b (ties count one half). ``p`` is from the normal approximation
+    with the tie-corrected variance and a continuity correction of 0.5.
+    """
+    if len(current) == 0 or len(baseline) == 0:
+        raise ValueError("both samples need at least one value")
+    r = st.mannwhitneyu(current, baseline, alternative="greater", method="asymptotic", use_continuity=True)
+    return float(r.statistic), float(r.pvalue) if math.isfinite(r.pvalue) else 1.0
+
+
+def welch_slower(current: Sequence[float], baseline: Sequence[float]) -> float:
+    """p for H1 "``current`` per-run times are longer" from repetitions: one-sided Welch t on the logs."""
+    lc, lb = np.log(np.asarray(current, float)), np.log(np.asarray(baseline, float))
+    if lc.std(ddof=1) == 0 and lb.std(ddof=1) == 0:
+        return 0.0 if lc.mean() > lb.mean() else 1.0
+    return float(st.ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
+
+
+def paired_slower(ratios: Sequence[float]) -> float:
+    """p for H1 "current is slower" from the ratios current / baseline of alternately measured pairs: one-sided
+    one-sample t-test of the log ratios against 0."""
+    d = np.log(np.asarray(ratios, float))
+    if d.std(ddof=1) == 0:
+        return 0.0 if d.mean() > 0 else 1.0
+    return float(st.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+
+
+#: Per-step samples per run a judgement needs: with fewer, Mann-Whitney cannot reach p < 0.01 at all.
+MIN_SAMPLES = 5
+#: Repetitions per case at which per-run values (run-to-run noise) are judged instead of per-step samples.
+MIN_REPEATS = 3
+#: Settings that do not change what is measured: runs that differ only in these compare.
+_NOT_MEASURED = frozenset({"timeout", "repeats", "workers", "max_bad_images", "checkpoint_keep", "data_root",
+                           "verify"})
+
+
+@dataclass
+class CaseComparison:
+    case: str
+    verdict: str  # "ok", "regression", "improvement", "new", "missing", "failed", "no samples", "unstable"
+    why: str
+    baseline_ms: float | None = None
+    current_ms: float | None = None
+    change: float | None = None  # relative change of the median step time (+ = slower)
+    change_ci: tuple[float, float] | None = None  # its 95% interval, from repetitions or pairs (run-to-run noise)
+    p_value: float | None = None
+    top1: tuple[float | None, float | None] = (None, None)
+    basis: str = ""  # "steps" (per-step samples of one run each), "runs" (per-run values of repetitions), "pairs"
+
+
+def check_options(alpha: float, min_effect: float, top1_tolerance: float) -> None:
+    """One line for an option out of range (a gate that cannot fire, or fires on nothing, is refused)."""
+    if not 0 < alpha <= 0.5:
+        raise HarnessError(f"--alpha {alpha:g}: must be in (0, 0.5] (a significance level)")
+    if not 0 <= min_effect < 1:
+        raise HarnessError(f"--min-effect {min_effect:g}: must be in [0, 1) (a fraction: 0.10 = 10% slower)")
+    if not 0 <= top1_tolerance <= 100:
+        raise HarnessError(f"--top1-tolerance {top1_tolerance:g}: must be in [0, 100] (top-1 points)")
+
+
+def _started(r: dict[str, Any]) -> float:
+    """When the record's measurement started (seconds since the epoch; 0 when the record does not say)."""
+    try:
+        return dt.datetime.fromisoformat(str(r.get("started_at"))).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _by_case(records: list[dict[str, Any]], where: str) -> dict[str, list[dict[str, Any]]]:
+    """The measured records of each case, one per repetition, in the order they were measured. A repetition is a
+    (run, repeat) pair: several runs given for one side are its repetitions, and a resumed run's newest record of a
+    repetition replaces the older one."""
+    out: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+    for i, r in enumerate(records, 1):
+        if r.get("kind", "measured") != "measured":
+            continue
+        repeat = r.get("repeat", 0) or 0
+        if not isinstance(r.get("case"), str) or not isinstance(r.get("config"), dict) or not isinstance(repeat, int):
+            raise HarnessError(f"{where}: record {i} is not a harness record (no case, config or integer repeat)")
+        out.setdefault(r["case"], {})[(str(r.get("run_id", "")), repeat)] = r
+    return {k: sorted(v.values(), key=lambda r: (_started(r), r.get("repeat", 0) or 0)) for k, v in out.items()}
+
+
+def _check_paired(case: str, b: list[dict[str, Any]], c: list[dict[str, Any]]) -> None:
+    """Paired repetitions must have been measured alternately: pair k (repetition k of each side) before pair k+1."""
+    if len(b) != len(c):
+        raise HarnessError(f"case {case}: --paired needs as many repetitions in the baseline as in the current run "
+                           f"({len(b)} and {len(c)})")
+    starts = [(_started(x), _started(y)) for x, y in zip(b, c)]
+    for k in range(1, len(starts)):
+        if max(starts[k - 1]) >= min(starts[k]):
+            raise HarnessError(f"case {case}: --paired: repetition {k + 1} of one side started before repetition {k} "
+                               "of the other; pairs must be measured alternately (baseline, current, baseline, ...)")
+
+
+def _difference(b: dict[str, Any], c: dict[str, Any]) -> str | None:
+    """The first setting in which two records of a case differ, or None."""
+    for key in ("model", "backend", "device"):
+        if b.get(key) != c.get(key):
+            return f"{key}: {b.get(key)!r} in the baseline, {c.get(key)!r} in the current run"
+    sb, sc = b.get("settings") or {}, c.get("settings") or {}
+    for key in sorted((set(sb) | set(sc)) - _NOT_MEASURED):
+        if sb.get(key) != sc.get(key):
+            return f"settings.{key}: {sb.get(key)!r} in the baseline, {sc.get(key)!r} in the current run"
+    return None
+
+
+def _top1(r: dict[str, Any]) -> float | None:
+    if not has_accuracy(r.get("config", {}).get("settings") or {}):
+        return None  # random labels: accuracy means nothing
+    v = (r.get("metrics", {}).get("eval") or {}).get("top1")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, Any]], alpha: float,
+                min_effect: float, paired: bool = False) -> tuple[list[str], list[str]]:
+    """Slower, faster or within noise: from per-run median step times when both runs have repetitions, else from
+    the per-step samples of one run each; too few of either is refused."""
+    steps = [[(r.get("samples") or {}).get("train_step_s") or [] for r in runs] for runs in (b, c)]
+    if not all(steps[0]) or not all(steps[1]):
+        res.verdict = "no samples"
+        return [], ["no train step samples to compare"]
+    change = None
+    if paired:
+        tb, tc = ([float(np.median(x)) for x in side] for side in steps)
+        res.basis = f"pairs ({len(tb)})"
+        ratios = np.asarray(tc) / np.asarray(tb)
+        p_slower, p_faster = paired_slower(ratios), paired_slower(1 / ratios)
+        change = float(np.exp(np.log(ratios).mean())) - 1.0  # the geometric mean of the pairs' ratios
+        res.change_ci = _relative(rate(ratios))  # Student's t over the log ratios
+    elif len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
+        res.basis = f"runs ({len(b)} vs {len(c)})"
+        tb, tc = ([float(np.median(x)) for x in side] for side in steps)
+        p_slower, p_faster = welch_slower(tc, tb), welch_slower(tb, tc)
+        change = float(np.exp(np.log(tc).mean() - np.log(tb).mean())) - 1.0  # what the Welch test on logs judges
+        res.change_ci = _relative(ratio(tc, tb))  # Welch's t over the logs
+    else:
+        tb, tc = steps[0][-1], steps[1][-1]
+        for side, values in (("baseline", tb), ("current run", tc)):
+            if len(values) < MIN_SAMPLES:
+                raise HarnessError(f"case {res.case}: {len(values)} timed steps in the {side}: the gate needs at least "
+                                   f"{MIN_SAMPLES} per run (steps: {MIN_SAMPLES}), or {MIN_REPEATS} repetitions "
+                                   f"of each case (repeats: {MIN_REPEATS})")
+        res.basis = f"steps ({len(tb)} vs {len(tc)})"
+        p_slower, p_faster = mann_whitney_greater(tc, tb)[1], mann_whitney_greater(tb, tc)[1]
+    mb, mc = float(np.median(tb)), float(np.median(tc))
+    res.baseline_ms, res.current_ms, res.p_value = 1e3 * mb, 1e3 * mc, p_slower
+    res.change = mc / mb - 1.0 if change is None else change
+    if p_slower < alpha and res.change >= min_effect:
+        return [f"slower by {100 * res.change:.1f}% (p = {p_slower:.2g})"], []
+    if p_faster < alpha and -res.change >= min_effect:
+        return [], [f"faster by {-100 * res.change:.1f}% (p = {p_faster:.2g})"]
+    if res.change_ci is not None:
+        hi = res.change_ci[1]
+        wide = (f"; its 95% interval reaches {100 * hi:+.0f}%, so a {100 * min_effect:g}% slowdown is not ruled out: "
+                "more repetitions or pairs would narrow it") if hi >= min_effect else ""
+        return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise{wide}"]
+    return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise"]
+
+
+def _relative(est: Estimate | None) -> tuple[float, float] | None:
+    """A ratio's interval (:mod:`harness.measure.intervals`) as relative changes (ratio - 1)."""
+    return None if est is None or not est.has_ci else (est.lo - 1.0, est.hi - 1.0)
+
+
+def _unstable(r: dict[str, Any]) -> bool:
+    return bool((r.get("noise") or {}).get("unstable"))
+
+
+def _stable(b: list[dict[str, Any]], c: list[dict[str, Any]],
+            paired: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The repetitions a case is judged on, and why it cannot be judged ("" when it can). Single runs: an unstable
+    one makes the case unjudgeable. Repetitions: unstable ones are left out (with ``paired``, the pairs holding
+    one), as long as :data:`MIN_REPEATS` stable ones remain on each side (their spread is in the test already);
+    otherwise the case is unjudgeable."""
+    if paired:
+        kept = [(x, y) for x, y in zip(b, c) if not _unstable(x) and not _unstable(y)]
+        if len(kept) >= MIN_REPEATS:
+            return [x for x, _ in kept], [y for _, y in kept], ""
+        if len(b) < MIN_REPEATS:
+            return b, c, f"--paired needs {MIN_REPEATS} pairs ({len(b)} measured)"
+        why = next("; ".join(r["noise"]["reasons"]) for r in b + c if _unstable(r))
+        return b, c, f"{why} ({len(kept)} of {len(b)} pairs stable on both sides, {MIN_REPEATS} needed)"
+    if len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
+        kept = [[r for r in runs if not _unstable(r)] for runs in (b, c)]
+        if all(len(k) >= MIN_REPEATS for k in kept):
+            return kept[0], kept[1], ""
+    for side, runs in (("baseline", b), ("current", c)):
+        for r in runs:
+            if _unstable(r):
+                left = sum(not _unstable(x) for x in runs)
+                extra = f" ({left} of {len(runs)} repetitions stable, {MIN_REPEATS} needed)" if len(runs) > 1 else ""
+                return b, c, f"{side}: {'; '.join(r['noise']['reasons'])}{extra}"
+    return b, c, ""
+
+
+def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], alpha: float = ALPHA,
+                 min_effect: float = MIN_EFFECT, top1_tolerance: float = TOP1_TOLERANCE,
+                 allow_different_settings: bool = False, paired: bool = False) -> list[CaseComparison]:
+    """Each case of both runs judged; HarnessError (one line) for runs that cannot be compared: a case whose
+    settings differ (unless ``allow_different_settings``), too few samples, options out of range; with ``paired``,
+    repetitions that were not measured alternately."""
+    check_options(alpha, min_effect, top1_tolerance)
+    base, cur = _by_case(baseline, "baseline"), _by_case(current, "current run")
+    if base and cur and not set(base) & set(cur):
+        raise HarnessError(f"the two runs have no case in common (baseline: {', '.join(sorted(base)[:3])}...; "
+                           f"current: {', '.join(sorted(cur)[:3])}...): not runs of the same suite")
+    out = []
+    for name in sorted(set(base) | set(cur)):
+        b, c = base.get(name), cur.get(name)
+        if c is None:
+            ok_before = any(r.get("status") == "ok" for r in b)
+            out.append(CaseComparison(name, "missing" if ok_before else "ok", "in the baseline, not in the current run"))
+            continue
+        if b is None:
+            out.append(CaseComparison(name, "new", "not in the baseline"))
+            continue
+        diff = _difference(b[-1]["config"], c[-1]["config"])
+        if diff and not allow_different_settings:
+            raise HarnessError(f"case {name}: {diff}: the runs measure different things (--allow-different-settings "
+                               "to compare them anyway)")
+        bad = next((r for r in c if r.get("status") != "ok"), None)
+        if bad is not None:
+            verdict = "failed" if all(r.get("status") == "ok" for r in b) else "ok"
+            out.append(CaseComparison(name, verdict, f"current {bad.get('status')}: {bad.get('reason')}"))
+            continue
+        if any(r.get("status") != "ok" for r in b):
+            out.append(CaseComparison(name, "new", "baseline not ok"))
+            continue
+        if paired:
+            _check_paired(name, b, c)
+        b, c, noisy = _stable(b, c, paired)
+        if noisy:
+            out.append(CaseComparison(name, "unstable", "cannot be judged, " + noisy))
+            continue
+        res = CaseComparison(name, "ok", "", top1=(_top1(b[-1]), _top1(c[-1])))
+        problems, notes = _judge_time(res, b, c, alpha, min_effect, paired)
+        t1 = res.top1
+        if t1[0] is not None and t1[1] is not None and t1[0] - t1[1] > top1_tolerance:
+            problems.append(f"top-1 fell {t1[0] - t1[1]:.2f} points ({t1[0]:.2f} -> {t1[1]:.2f})")
+        if problems:
+            res.verdict, res.why = "regression", "; ".join(problems)
+        else:
+            if notes and notes[0].startswith("faster"):
+                res.verdict = "improvement"
+            res.why = "; ".join(notes)
+        out.append(res)
+    return out
+
+
+def _change_cell(r: CaseComparison) -> str:
+    if r.change is None:
+        return ""
+    if r.change_ci is None:
+        return f"{100 * r.change:+.1f}% (single runs)"
+    return f"{100 * r.change:+.1f}% [{100 * r.change_ci[0]:+.1f}%, {100 * r.change_ci[1]:+.1f}%]"
+
+
+REGRESSIONS = ("regression", "missing", "failed")
+#: Verdicts that make the gate exit 2: it could not judge.
+UNJUDGEABLE = ("unstable",)
+
+
+def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_effect: float = MIN_EFFECT,
+                      top1_tolerance: float = TOP1_TOLERANCE) -> str:
+    from tabulate import tabulate
+
+    bad = [r for r in results if r.verdict in REGRESSIONS]
+    unjudged = [r for r in results if r.verdict in UNJUDGEABLE]
+    rows = [[r.case, r.verdict, r.basis, f"{r.baseline_ms:.2f}" if r.baseline_ms is not None else "",
+             f"{r.current_ms:.2f}" if r.current_ms is not None else "",
+             _change_cell(r),
+             f"{r.p_value:.2g}" if r.p_value is not None else "",
+             " -> ".join("" if v is None else f"{v:.2f}" for v in r.top1) if any(v is not None for v in r.top1) else "",
+             r.why] for r in results]
+    verdict = "REGRESSION" if bad else "CANNOT JUDGE" if unjudged else "no regression"
+    head = (f"# harness compare: {verdict} ({len(bad)} regression(s), {len(unjudged)} unstable, of {len(results)} "
+            f"case(s))\n\n"
+            f"A slowdown counts when it is significant (p < {alpha:g}: one-sided t over the log ratios of alternately "
+            f"measured pairs with --paired, else one-sided Welch t over the per-run median step times when both runs "
+            f"have {MIN_REPEATS}+ repetitions, else one-sided Mann-Whitney U over the per-step samples) and the median "
+            f"step time grew by at least {100 * min_effect:g}% (with repetitions or pairs: their geometric mean "
+            f"ratio, with its 95% interval from run-to-run noise; single runs have none); top-1 may fall by at most "
+            f"{top1_tolerance:g} points. A case marked unstable in either run is not judged.\n")
+    table = tabulate(rows, headers=["case", "verdict", "basis", "baseline ms/step (median)", "current ms/step (median)",
+                                    "change [95% CI]", "p (slower)", "top-1", "why"], tablefmt="github")
+    return head + "\n" + table + "\n"
