@@ -8,8 +8,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from harness.backends.hookspecs import hookimpl  # noqa: E402
-from harness.config import DEVICES, Case, Settings  # noqa: E402
-from harness.errors import DeviceUnavailable, HarnessError, Unsupported  # noqa: E402
+from harness.backends.hookspecs import hookimpl
+from harness.config import DEVICES, Case, Settings
+from harness.errors import DeviceUnavailable, HarnessError, Unsupported
 
 __all__ = ["__version__", "Case", "Settings", "DEVICES", "HarnessError", "Unsupported", "DeviceUnavailable", "hookimpl"]

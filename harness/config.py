@@ -17,15 +17,18 @@ from typing import Any
 
 from harness.errors import HarnessError, near
 
-__all__ = ["Settings", "Case", "SETTING_NAMES", "DEVICES", "coerce_settings", "check_rules", "has_accuracy",
-           "case_slug"]
+__all__ = ["Settings", "Case", "SETTING_NAMES", "DEVICES", "VERIFY_LEVELS", "coerce_settings", "check_rules",
+           "has_accuracy", "case_slug"]
 
 #: Framework-neutral device names; each backend maps them to its own device.
 DEVICES = ("cpu", "gpu", "ascend")
+#: How a dataset manifest checks each image, least to most (the ``verify`` setting, ``harness data scan --verify``;
+#: what each does: :mod:`harness.data.manifest`). Defined here, the lowest layer that needs them.
+VERIFY_LEVELS = ("none", "header", "full")
 
 
 def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, minimum: float | None = None,
-         maximum: float | None = None):
+         maximum: float | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices, "min": minimum, "max": maximum})
 
 
@@ -96,7 +99,7 @@ class Settings:
     lr_warmup_epochs: float = _opt(0.0, "linear learning-rate warm-up length in epochs", minimum=0)
     lr_warmup_init: float = _opt(0.0, "learning rate at the start of the warm-up", minimum=0)
     min_lr: float = _opt(0.0, "floor of the cosine, linear and linear_cosine schedules", minimum=0)
-    milestones: list[float] = _opt((), "epochs at which the step schedule multiplies lr by gamma")
+    milestones: tuple[float, ...] = _opt((), "epochs at which the step schedule multiplies lr by gamma")
     gamma: float = _opt(0.1, "step schedule factor", minimum=0)
     damping_init: float = _opt(0.03, "thor: initial damping", minimum=0)
     damping_decay: float = _opt(0.87, "thor: damping = damping_init * damping_decay ** (epoch / 10)", minimum=0)
@@ -108,17 +111,17 @@ class Settings:
                                      "evaluation (MLPerf style)", minimum=0, maximum=100)
     eval_every_epochs: float = _opt(1.0, "time to accuracy: epochs between evaluations", minimum=0.001)
     eval_batches: int | None = _opt(None, "limit evaluation to this many batches", minimum=1)
-    export: list[str] = _opt((), "formats to export after training or evaluation (those the backend declares), "
-                             "checked against the model's outputs")
+    export: tuple[str, ...] = _opt((), "formats to export after training or evaluation (those the backend declares), "
+                                       "checked against the model's outputs")
     weights: str | None = _opt(None, "a checkpoint (this backend's format, or harness's neutral .npz) loaded into the "
                                "model before training, evaluation or inference")
     runtime: str | None = _opt(None, "inference: the runtime the model runs in, one of the backend's (harness plugins; "
                                "e.g. torch: eager, torchscript; mindspore: graph, mindir, lite; onnxruntime: "
                                "onnxruntime); default: the backend's first")
-    inference_batch_sizes: list[int] = _opt((1,), "inference: batch sizes whose throughput is measured (batch 1 also "
-                                            "gives the latency percentiles)", minimum=1)
-    data_workers: list[int] = _opt((), "scenario data: worker counts to time the input pipeline at (default: workers)",
-                                   minimum=0)
+    inference_batch_sizes: tuple[int, ...] = _opt((1,), "inference: batch sizes whose throughput is measured (batch 1 "
+                                                  "also gives the latency percentiles)", minimum=1)
+    data_workers: tuple[int, ...] = _opt((), "scenario data: worker counts to time the input pipeline at (default: "
+                                         "workers)", minimum=0)
     latency_min_runs: int = _opt(100, "inference: timed runs per batch size, at least", minimum=1)
     latency_min_s: float = _opt(2.0, "inference: seconds of timed runs per batch size, at least", minimum=0)
     model_file: str | None = _opt(None, "inference: an exported model to load instead of exporting one; '{batch}' in "
@@ -133,7 +136,7 @@ class Settings:
     checkpoint_keep: int = _opt(2, "training: checkpoints kept (the oldest are deleted)", minimum=1)
     verify: str = _opt("header", "folder data: how the dataset's manifest checks each image when a class folder is "
                        "first scanned (or changed): none (list files only), header (read each header and the end "
-                       "of each JPEG/PNG), full (decode each image once)", choices=("none", "header", "full"))
+                       "of each JPEG/PNG), full (decode each image once)", choices=VERIFY_LEVELS)
     max_bad_images: float = _opt(0.01, "folder data: files that are not readable images are skipped with a warning "
                                  "and counted; past this fraction of a split (or this count, when >= 1) the case "
                                  "fails", minimum=0)
@@ -166,7 +169,7 @@ def _type_name(hint: Any) -> str:
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
-    if typing.get_origin(hint) is list:
+    if typing.get_origin(hint) is tuple:  # tuple[X, ...]: a list in a suite
         return f"list of {_type_name(args[0])}"
     return {type(None): "null", int: "integer", float: "number", str: "string", bool: "true/false"}.get(
         hint, str(hint))
@@ -182,12 +185,12 @@ def _coerce(value: Any, hint: Any) -> Any:
             except TypeError:
                 continue
         raise TypeError
-    if origin is list:
+    if origin is tuple:  # tuple[X, ...]: one value or a list of them
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise TypeError
-        (item,) = typing.get_args(hint)
+        item = typing.get_args(hint)[0]
         return tuple(_coerce(v, item) for v in value)
     if hint is type(None):
         if value is None:
@@ -283,7 +286,7 @@ class Case:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Case":
+    def from_dict(cls, d: dict[str, Any]) -> Case:
         settings = Settings(**coerce_settings(d.get("settings", {}), "case.settings"))
         return cls(name=d["name"], model=d["model"], backend=d["backend"], device=d["device"], settings=settings,
                    variant=dict(d.get("variant") or {}))

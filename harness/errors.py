@@ -36,10 +36,21 @@ def near(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean '{match[0]}'?" if match else ""
 
 
-def one_line(message: str, limit: int = 1000) -> str:
-    """``message`` as one line of at most about ``limit`` characters: a value quoted from a hostile file (a huge
-    list, text with line breaks) cannot flood the terminal or a record's reason."""
-    text = " ".join(message.split())
+def one_line(message: str | BaseException, limit: int = 1000, *, first_line: bool = False) -> str:
+    """``message`` (or an exception's message) as one line of at most about ``limit`` characters: a value quoted
+    from a hostile file (a huge list, text with line breaks) cannot flood the terminal or a record's reason.
+
+    This is the one place an error is made one line; the harness used to do it in several, some joining every
+    line and some keeping the first. Both are kept, chosen by the caller: by default every line is joined (the
+    harness's own messages and parsers' put the facts on several lines), with ``first_line`` only the first
+    non-blank line is kept (a deep-learning framework puts a C++ stack trace or hints after the line that says
+    what went wrong). An exception with no message gives its type's name, so a reason is never empty."""
+    text = str(message)
+    if first_line:
+        text = next((line for line in text.splitlines() if line.strip()), "")
+    text = " ".join(text.split())
+    if not text and isinstance(message, BaseException):
+        text = type(message).__name__
     if len(text) <= limit:
         return text
     keep = limit * 2 // 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata as md
 from typing import Any, Generic, TypeVar
 
-from harness.errors import HarnessError, near
+from harness.errors import HarnessError, near, one_line
 
 __all__ = ["Registry"]
 
@@ -36,7 +36,7 @@ class Registry(Generic[T]):
                 cls: Any = md.EntryPoint(name=name, value=eps[name], group=self.group).load()
             except Exception as exc:  # noqa: BLE001 - whatever a plugin raises on import is one line
                 raise HarnessError(f"{self.kind} '{name}' ({eps[name]}) cannot be imported: {type(exc).__name__}: "
-                                   f"{' '.join(str(exc).split())}") from None
+                                   f"{one_line(str(exc))}") from None
             if not (isinstance(cls, type) and issubclass(cls, self.base)) or getattr(cls, "name", None) != name:
                 raise HarnessError(f"{self.kind} '{name}' ({eps[name]}) is not a {self.base.__module__}."
                                    f"{self.base.__name__} subclass named '{name}'")

@@ -8,6 +8,7 @@ its spec) is kept as the backend's error, and every test of that backend fails w
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from harness.backends.hook_checks import scenarios_of
 from harness.backends.loading import backend_entry_points, load_backend
 from harness.errors import HarnessError
 
-__all__ = ["Backend", "backends_with", "params_with", "randomized", "registry"]
+__all__ = ["Backend", "backends_with", "params_where", "params_with", "randomized", "registry"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ def _missing_module(ep: Any) -> str | None:
 
 @functools.cache
 def registry() -> dict[str, Backend]:
-    """Every registered backend by name, loaded with :func:`harness.backends.loading.load_backend` (which checks its hooks
-    against the specs and its info)."""
+    """Every registered backend by name, loaded with :func:`harness.backends.loading.load_backend` (which checks its
+    hooks against the specs and its info)."""
     out: dict[str, Backend] = {}
     for name, ep in sorted(backend_entry_points().items()):
         missing = _missing_module(ep)
@@ -78,8 +79,14 @@ def backends_with(scenario: str) -> list[Backend]:
 
 def params_with(scenario: str) -> list[Any]:
     """:func:`backends_with` as pytest parameters (absent backends marked as skipped)."""
+    return params_where(lambda info: scenario in scenarios_of(info))
+
+
+def params_where(declares: Callable[[dict[str, Any]], bool]) -> list[Any]:
+    """The backends whose declaration (``harness_backend_info()``) passes ``declares``, and those that cannot say
+    (absent or broken), as pytest parameters: absent backends marked as skipped."""
     return [pytest.param(b.name, marks=pytest.mark.skip(reason=b.absent)) if b.absent else b.name
-            for b in backends_with(scenario)]
+            for b in registry().values() if b.info is None or declares(b.info)]
 
 
 def randomized(weights: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
@@ -95,9 +102,7 @@ def randomized(weights: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.nd
         is_bn = f"{k.rpartition('.')[0]}.running_mean" in weights
         if is_bn and k.endswith(".weight"):
             v = rng.uniform(0.5, 1.5, v.shape)
-        elif is_bn and k.endswith(".bias"):
-            v = rng.normal(0.0, 0.1, v.shape)
-        elif k.endswith("running_mean"):
+        elif (is_bn and k.endswith(".bias")) or k.endswith("running_mean"):
             v = rng.normal(0.0, 0.1, v.shape)
         elif k.endswith("running_var"):
             v = rng.uniform(0.5, 1.5, v.shape)

@@ -70,14 +70,16 @@ def have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-needs_mindspore = pytest.mark.skipif(not have("mindspore"), reason="mindspore is not installed (pip install -e '.[mindspore]')")
+needs_mindspore = pytest.mark.skipif(not have("mindspore"),
+                                     reason="mindspore is not installed (pip install -e '.[mindspore]')")
 
 
-def expected_state_dict(num_classes: int = 1000, width: float = 1.0, counters: bool = True) -> dict[str, tuple[int, ...]]:
+def expected_state_dict(num_classes: int = 1000, width: float = 1.0,
+                        counters: bool = True) -> dict[str, tuple[int, ...]]:
     """Keys and shapes of torchvision resnet50 / timm resnet50.gluon_in1k, written from the architecture
     description (not from any model code); ``counters=False`` leaves out ``num_batches_tracked``."""
     def ch(c: int) -> int:
-        return max(1, int(round(c * width)))
+        return max(1, round(c * width))
 
     out: dict[str, tuple[int, ...]] = {}
 

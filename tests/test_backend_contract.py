@@ -4,8 +4,9 @@
 Only hooks are called (``pm.hook.harness_*`` of :func:`harness.backends.loading.load_backend`), so a new backend package
 is checked by installing it. What one framework does its own way (padding, BatchNorm momentum, the Nesterov kernel,
 the oneDNN ISA cap, loss scaling, DDP, execution modes) stays in test_torch_backend.py and
-test_mindspore_backend.py. Expected values come from the core (:mod:`harness.data.folders`, :mod:`harness.models.specs`), the
-published layout (conftest.expected_state_dict) and the hook specs, never from the backend under test.
+test_mindspore_backend.py. Expected values come from the core (:mod:`harness.data.folders`,
+:mod:`harness.models.specs`), the published layout (conftest.expected_state_dict) and the hook specs, never from the
+backend under test.
 
 Cheap by design: width 0.125, 32 px, 10 classes, batch 4 (6 for repeated augmentation), one process, one torch
 thread, and the backend's op-by-op mode where it declares one (whole-graph compilation costs seconds per model);
@@ -38,6 +39,7 @@ from harness.data.images import preprocess_for
 from harness.data.splits import PAD_LABEL
 from harness.data.synthetic import synthetic_arrays
 from harness.data.tiny import make_tiny_dataset
+from harness.models.schedules import lr_at
 from harness.models.specs import MODELS
 from harness.models.weights import OPTIONAL_SUFFIXES
 
@@ -217,11 +219,14 @@ def test_devices_probe_and_setup(backend) -> None:
     c = case(backend)
     dev = h.harness_setup(case=c)
     assert h.harness_synchronize(device=dev) is True
+    assert h.harness_device_memory(device=dev) is None  # on the CPU the core measures the host's peak
     env: dict = {}
-    for part in h.harness_environment(case=c, device=dev):
+    for part in h.harness_environment(case=c, device=dev)[::-1]:  # as the worker merges: the core's first
         env.update(part)
     i = info(backend)
     assert (env["framework"], env["framework_version"]) == (i["framework"], i["framework_version"])
+    assert env["device_model"] == h.harness_probe_device(device="cpu")["model"]
+    assert env["backend_version"] == i["version"]
 
 
 # --- every backend x every model ------------------------------------------------------------------------------------
@@ -307,12 +312,78 @@ def test_train_step_updates_the_weights(backend, model) -> None:
     batch = next(iter(h.harness_data(case=c, split="train", device=dev)))
     before = h.harness_get_weights(case=c, model=net)
     loss = step(batch)
-    value, values = h.harness_to_host(value=loss), h.harness_to_host(value=[loss])  # a float, a list of floats
-    assert type(value) is float and math.isfinite(value) and values == [value]
+    value = h.harness_to_host(value=loss)  # a float; a list of floats for a list or a tuple
+    assert type(value) is float and math.isfinite(value)
+    assert h.harness_to_host(value=[loss]) == [value] and h.harness_to_host(value=(loss, loss)) == [value, value]
     after = h.harness_get_weights(case=c, model=net)
     assert all(np.isfinite(v).all() for v in after.values())
     changed = [k for k in before if not np.array_equal(before[k], after[k])]
     assert "fc.weight" in changed and "conv1.weight" in changed
+
+
+def smoothed_cross_entropy(logits: np.ndarray, labels: np.ndarray, eps: float, off: str) -> float:
+    """The mean cross-entropy against smoothed targets, written out from the ``label_smoothing_off`` options
+    (harness.config): torch: 1 - eps + eps/K and eps/K; k-1: 1 - eps and eps/(K-1); k: 1 - eps and eps/K."""
+    k = logits.shape[1]
+    on, other = {"torch": (1 - eps + eps / k, eps / k), "k-1": (1 - eps, eps / (k - 1)), "k": (1 - eps, eps / k)}[off]
+    target = np.full(logits.shape, other)
+    target[np.arange(len(labels)), labels] = on
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-(target * logp).sum(axis=1).mean())
+
+
+@pytest.mark.parametrize("eps,off", [(0.0, "torch"), (0.1, "torch"), (0.1, "k-1"), (0.3, "k")])
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_train_loss_is_the_smoothed_cross_entropy(backend, eps, off) -> None:
+    # With fc.weight zero every image's logits are fc.bias, whatever the layers below compute: the loss the first
+    # step returns (computed before it updates anything) is then the written-out cross-entropy of those logits.
+    c = case(backend, label_smoothing=eps, label_smoothing_off=off)
+    h, dev, net = build(c)
+    w = h.harness_get_weights(case=c, model=net)
+    bias = np.random.default_rng(6).normal(0.0, 1.5, CLASSES).astype(np.float32)
+    w["fc.weight"], w["fc.bias"] = np.zeros_like(w["fc.weight"]), bias
+    assert h.harness_set_weights(case=c, model=net, weights=w) is True
+    labels = np.array([0, 3, 3, 9], np.int64)
+    want = smoothed_cross_entropy(np.tile(bias, (4, 1)).astype(np.float64), labels, eps, off)
+    if eps:  # the comparison tells smoothing from none
+        assert abs(want - smoothed_cross_entropy(np.tile(bias, (4, 1)).astype(np.float64), labels, 0.0, off)) > 1e-2
+    step = h.harness_train_step(case=c, model=net, device=dev, total_steps=2, steps_per_epoch=2)
+    loss = h.harness_to_host(value=step(h.harness_to_device(arrays=(images(4), labels), device=dev)))
+    assert loss == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("decay_on", ["weights", "all"])
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_weight_decay_moves_exactly_the_parameters_it_names(backend, decay_on) -> None:
+    # One SGD step without momentum from the same weights on the same batch, with and without decay: the two
+    # results differ by -lr * weight_decay * w on each decayed parameter and not at all elsewhere. weight_decay_on
+    # "weights" decays convolution and dense weights only (never a bias or a BatchNorm parameter); "all" every one.
+    x, y = images(4, seed=4), np.arange(4) % CLASSES
+    decay = 25.0  # with a small rate: a large difference, next to which the gradient's rounding does not show
+    after = {}
+    for wd in (0.0, decay):
+        c = case(backend, lr=0.002, momentum=0.0, weight_decay=wd, weight_decay_on=decay_on)
+        h, dev, net = build(c)
+        start = perturbed(h.harness_get_weights(case=c, model=net), seed=2)  # no parameter at 0
+        h.harness_set_weights(case=c, model=net, weights=start)
+        step = h.harness_train_step(case=c, model=net, device=dev, total_steps=2, steps_per_epoch=2)
+        step(h.harness_to_device(arrays=(x, y), device=dev))
+        after[wd] = h.harness_get_weights(case=c, model=net)
+    shrink = lr_at(0, c.settings, 2, 2) * decay
+    bn = {k.rpartition(".")[0] for k in start if k.endswith(".running_mean")}
+    decayed = []
+    for k, w0 in start.items():
+        if k.endswith(OPTIONAL_SUFFIXES):
+            continue
+        is_param = not k.endswith((".running_mean", ".running_var"))
+        if is_param and (decay_on == "all" or (k.endswith(".weight") and k.rpartition(".")[0] not in bn)):
+            decayed.append(k)
+            want = -shrink * w0
+        else:
+            want = np.zeros_like(w0)
+        np.testing.assert_allclose(after[decay][k] - after[0.0][k], want, rtol=1e-3, atol=1e-6, err_msg=k)
+    assert "conv1.weight" in decayed and "fc.weight" in decayed
+    assert ("bn1.weight" in decayed) == ("fc.bias" in decayed) == (decay_on == "all")
 
 
 # --- every backend: data ------------------------------------------------------------------------------------------
@@ -437,15 +508,92 @@ def test_folder_train_stream_drops_the_remainder_every_epoch(backend, folder_roo
 
 @pytest.mark.parametrize("backend", TRAINERS)
 def test_folder_data_refusals_name_the_problem(backend, folder_root, tmp_path) -> None:
+    # (more classes than num_classes is refused when the suite loads: tests/test_suite.py)
     h = hook(backend)
-    c = case(backend, data="folder", data_root=folder_root, num_classes=3)
-    dev = h.harness_setup(case=c)
-    with pytest.raises(HarnessError, match="has 4 classes but num_classes is 3"):
-        h.harness_data(case=c, split="train", device=dev)
+    dev = h.harness_setup(case=case(backend, data="folder", data_root=folder_root))
     missing = case(backend, data="folder", data_root=str(tmp_path / "no_such_imagenet"))
     for split in ("train", "eval"):
         with pytest.raises(HarnessError, match="no_such_imagenet"):
             h.harness_data(case=missing, split=split, device=dev)
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_folder_streams_read_in_worker_processes_give_the_in_process_batches(backend, folder_root) -> None:
+    # workers: 2 decodes in other processes; without augmentation the batches, train and eval, are those that
+    # loading in this process gives, in the same order.
+    seen = {}
+    for workers in (0, 2):
+        c = case(backend, data="folder", data_root=folder_root, batch_size=5, num_classes=4, augment=False,
+                 workers=workers)
+        h = hook(backend)
+        dev = h.harness_setup(case=c)
+        seen[workers] = [host(b)[:2] for split in ("train", "eval")
+                         for b in h.harness_data(case=c, split=split, device=dev)]
+    assert len(seen[2]) == len(seen[0]) == 6 + 3
+    for (x0, y0), (x2, y2) in zip(seen[0], seen[2]):
+        np.testing.assert_array_equal(x2, x0)
+        np.testing.assert_array_equal(y2, y0)
+
+
+@pytest.fixture(scope="module")
+def damaged_root(tmp_path_factory) -> str:
+    """A tiny folder set (4 classes x 8 train and 3 val images) in which train files 3 and 17 (of classes 0 and
+    2) and val file 4 (of class 1) are not images."""
+    root = make_tiny_dataset(str(tmp_path_factory.mktemp("data") / "damaged"), classes=4, train_per_class=8,
+                             val_per_class=3, size=32)
+    for split, spoiled in (("train", (3, 17)), ("val", (4,))):
+        samples = scan_folder(root, split)[1]
+        for i in spoiled:
+            with open(samples[i][0], "wb") as f:
+                f.write(b"not an image")
+    return root
+
+
+def damaged_epochs(backend: str, root: str, epochs: int = 2, start: tuple[int, int] | None = None,
+                   split: str = "train"):
+    """The ``split`` stream of ``root`` without augmentation (batches of 5) over ``epochs`` passes, as host arrays:
+    ``(images, labels)``, from ``start`` = (epoch, batch) where given."""
+    c = case(backend, data="folder", data_root=root, batch_size=5, num_classes=4, augment=False, max_bad_images=2)
+    h = hook(backend)
+    stream = h.harness_data(case=c, split=split, device=h.harness_setup(case=c))
+    if start is not None:
+        stream.start_at(*start)
+    batches = [host(b)[:2] for _ in range(epochs) for b in stream]
+    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_folder_streams_leave_out_unreadable_images(backend, damaged_root) -> None:
+    # train: 30 readable images of 32, 6 batches of 5 an epoch, each readable image once, in a new order each epoch
+    x, y = damaged_epochs(backend, damaged_root)
+    assert len(x) == len(y) == 2 * 30
+    first, second = ([a.tobytes() for a in x[e * 30:(e + 1) * 30]] for e in (0, 1))
+    assert len(set(first)) == 30 and set(first) == set(second) and first != second
+    assert np.bincount(y[:30], minlength=4).tolist() == [7, 8, 7, 8]
+    # eval: 11 readable images of 12 in order, then padding to whole batches
+    _, y = damaged_epochs(backend, damaged_root, epochs=1, split="eval")
+    assert y.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3] + [PAD_LABEL] * 4
+
+
+@pytest.mark.parametrize("backend", TRAINERS)
+def test_folder_train_stream_started_mid_epoch_goes_on_as_the_uninterrupted_one(backend, damaged_root) -> None:
+    # What a resumed run relies on (the core calls start_at after loading a train-step checkpoint)
+    needs_checkpoint(backend)
+    x, y = damaged_epochs(backend, damaged_root)
+    tail_x, tail_y = damaged_epochs(backend, damaged_root, start=(0, 4))  # the rest of epoch 0, then all of epoch 1
+    np.testing.assert_array_equal(tail_x, x[20:])
+    np.testing.assert_array_equal(tail_y, y[20:])
+
+
+def test_folder_train_batches_are_the_same_pictures_in_every_backend(damaged_root) -> None:
+    # harness.data.orders.epoch_order over the same readable files: the same images in the same order (decoders
+    # differ slightly), the same labels
+    needs_two()
+    seen = {backend: damaged_epochs(backend, damaged_root) for backend in trainers_loaded()}
+    (first, (x0, y0)), *others = seen.items()
+    for other, (x, y) in others:
+        np.testing.assert_array_equal(y, y0, err_msg=f"{first} {other}")
+        np.testing.assert_allclose(x, x0, atol=0.05, err_msg=f"{first} {other}")
 
 
 # --- every backend: weights files ---------------------------------------------------------------------------------
@@ -676,7 +824,8 @@ def test_profile_runs_the_window_once_and_returns_an_op_table(backend, tmp_path)
     # harness_profile runs the core's run_steps exactly once, inside its profiler, keeps a trace under the folder and
     # returns ops whose self times fit in the window (none counted twice) and whose names the core's rules read:
     # every model is a ResNet, so convolution is found.
-    from harness.measure.profiles import categorise, check_profile
+    from harness.measure.op_categories import categorise
+    from harness.measure.profiles import check_profile
 
     if not supports_of(info(backend))["profile"]:
         pytest.skip(f"backend '{backend}' declares no profiler (supports.profile)")

@@ -93,7 +93,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import have, image_folder, needs_mindspore
+from backends import params_with
+from conftest import have, image_folder
 
 
 def harness(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -194,9 +195,9 @@ def test_weights_of_another_model_or_shape(tmp_path):
     shape, resnet50_bam refuses it as another model's; each case fails naming the first parameter, the run goes
     on and exits 1."""
     import torch
-    from harness_torch.models import build_model
 
     from harness.models.specs import get_model
+    from harness_torch.models import build_model
 
     torch.manual_seed(0)
     ckpt = tmp_path / "gluon10.pt"
@@ -218,12 +219,12 @@ overrides:
                                                     .read_text().splitlines())}
     shape = records["gluon_resnet50_v1b"]
     assert shape["status"] == "failed"
-    assert shape["reason"] == (f"weights: '{ckpt}': weights for gluon_resnet50_v1b: parameter 'fc.weight' has shape (10, 512), "
-                               "the model expects (1000, 512)")
+    assert shape["reason"] == (f"weights: '{ckpt}': weights for gluon_resnet50_v1b: parameter 'fc.weight' has shape "
+                               "(10, 512), the model expects (1000, 512)")
     other = records["resnet50_bam"]
     assert other["status"] == "failed"
-    assert other["reason"] == (f"weights: '{ckpt}': weights for resnet50_bam: parameter 'bam1.channel.fc1.weight' (4, 64) "
-                               "is missing (not a checkpoint of this model?)")
+    assert other["reason"] == (f"weights: '{ckpt}': weights for resnet50_bam: parameter 'bam1.channel.fc1.weight' "
+                               "(4, 64) is missing (not a checkpoint of this model?)")
     assert "Traceback" not in shape["log_tail"] + other["log_tail"]
     lines = out.stderr.splitlines()
     assert f"[1/2] gluon_resnet50_v1b-torch-cpu: failed: {shape['reason']}" in "\n".join(lines)
@@ -378,7 +379,8 @@ def test_check_memory_against_a_small_host():
     check_memory(big, 64 * 1024)  # fits
     check_memory(big, None)  # memory unknown: nothing refused
     check_memory(case("gpu", batch_size=256, image_size=224), 8 * 1024)  # on an accelerator only the inputs count
-    with pytest.raises(HarnessError, match=r"needs about 0 GiB of host memory \(the input batch\), this host has 0 GiB"):
+    with pytest.raises(HarnessError,
+                       match=r"needs about 0 GiB of host memory \(the input batch\), this host has 0 GiB"):
         check_memory(case("gpu", batch_size=256, image_size=224), 100)
     check_memory(case(batch_size=2, image_size=32, width=0.25), 64)
 
@@ -561,13 +563,11 @@ settings: {{batch_size: 2, epochs: 2, warmup: 1, width: 0.25, image_size: 32, nu
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["torch", pytest.param("mindspore", marks=needs_mindspore)])
+@pytest.mark.parametrize("backend", params_with("train"))
 def test_truncated_images_found_while_training_end_to_end(tmp_path, backend):
     """A train and a val BMP cut in half (their headers are fine): under max_bad_images the case trains on the
     other 11 train images, evaluates 11 val images and records the skipped files; with max_bad_images 0 it fails in
     one line naming the file, without a traceback."""
-    if not have(f"harness_{backend}"):
-        pytest.skip(f"{backend} backend is not installed")
     root = _images(tmp_path / "data", {"train": list("abc"), "val": list("abc")}, n=4, ext="bmp")
     bad_train = _cut(root / "train" / "a" / "1.bmp", 0.5)
     bad_val = _cut(root / "val" / "a" / "1.bmp", 0.5)
@@ -700,8 +700,8 @@ def test_resume_of_a_folder_whose_run_json_is_not_a_run(tmp_path, fake_backend):
     path = suite(tmp_path, FAKE)
     run = tmp_path / "old"
     run.mkdir()
-    for raw, message in ((b"[1, 2]", f"--resume {run}: {run}/run.json is not a run's description (expected an object "
-                                     "with 'suite' and a list of 'cases')"),
+    for raw, message in ((b"[1, 2]", (f"--resume {run}: {run}/run.json is not a run's description (expected an "
+                                      "object with 'suite' and a list of 'cases')")),
                          ('{"suite": "bi", "cases": []}'.encode("utf-16"),
                           f"{run}/run.json: the file is UTF-16 text; save it as UTF-8"),
                          (b'{"suite": "bi", "cases": [', f"--resume {run}: {run}/run.json: not valid JSON ("),

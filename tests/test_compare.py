@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from harness.cli.main import main
-from harness.results.compare import compare_runs, mann_whitney_greater
+from harness.errors import HarnessError
+from harness.results.compare import compare_runs
 from harness.results.records import SCHEMA, read_records
+from harness.results.significance import mann_whitney_greater
 
 
 def test_u_and_p_by_hand_without_ties():
@@ -122,8 +124,8 @@ def test_the_gate_refuses_what_it_cannot_judge(runs, tmp_path, capsys):
     other[0]["config"]["settings"]["batch_size"] = 8
     assert main(["compare", str(runs["base"]), str(_write(tmp_path / "b8", other))]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == ("harness: error: case c-seed=0: settings.batch_size: 4 in the baseline, 8 in the current run: "
-                           "the runs measure different things (--allow-different-settings to compare them anyway)")
+    assert err.strip() == ("harness: error: case c-seed=0: settings.batch_size: 4 in the baseline, 8 in the current "
+                           "run: the runs measure different things (--allow-different-settings to compare them anyway)")
     assert main(["compare", str(runs["base"]), str(tmp_path / "b8"), "--allow-different-settings"]) == 0
     two = _records(4, 1.0)
     for r in two:
@@ -222,7 +224,7 @@ def test_the_change_interval_of_pairs_and_of_repetitions_by_hand(tmp_path):
     from scipy.stats import t
 
     base, cur = _alternating(tmp_path, [1.0, 1.3, 0.8, 1.1], 0.25, 40)
-    sides = [sum((read_records(p / f"r{k}" / "results.jsonl") for k in range(4)), []) for p in (base, cur)]
+    sides = [[r for k in range(4) for r in read_records(p / f"r{k}" / "results.jsonl")] for p in (base, cur)]
     tb, tc = (np.array([np.median(r["samples"]["train_step_s"]) for r in side]) for side in sides)
     d = np.log(tc / tb)
     half = 3.1824463 * d.std(ddof=1) / math.sqrt(4)  # t(0.975, 3)
@@ -261,12 +263,81 @@ def test_the_gate_shows_each_change_with_its_interval_and_says_when_noise_cannot
     assert re.search(r"\+\d+\.\d% \[-\d+\.\d%, \+\d+\.\d%\]", row), row
     assert "a 10% slowdown is not ruled out" in row, row
     (r,) = [x for x in compare_runs(read_records(wide / "r0" / "results.jsonl"),
-                                    read_records(tmp_path / "wide_cur" / "r0" / "results.jsonl")) if x.case == "c-seed=0"]
+                                    read_records(tmp_path / "wide_cur" / "r0" / "results.jsonl"))
+            if x.case == "c-seed=0"]
     assert r.change_ci is None and r.basis.startswith("steps")
     base, cur = _alternating(tmp_path / "tight", [1.0, 1.3, 0.8, 1.1], 0.05, 10)
-    (tight,) = compare_runs(*(sum((read_records(p / f"r{k}" / "results.jsonl") for k in range(4)), [])
-                                for p in (base, cur)), paired=True)
+    (tight,) = compare_runs(*([r for k in range(4) for r in read_records(p / f"r{k}" / "results.jsonl")]
+                              for p in (base, cur)), paired=True)
     assert tight.change_ci[0] < 0.05 < tight.change_ci[1] < 0.10, tight.change_ci
     assert "not ruled out" not in tight.why
     assert main(["compare", str(base / "r0"), str(cur / "r0")]) == 0
     assert "(single runs)" in capsys.readouterr().out
+
+
+# --- the rules compare shares with the runner, the report and history (harness.results.case_rules) ------------------
+
+def _case_record(case, step_s: dict[str, list[float]], **extra) -> dict:
+    """An ok record of ``case`` (a harness.config.Case) as the runner writes it, with these samples."""
+    return {"schema": SCHEMA, "kind": "measured", "suite": "s", "run_id": "r", "case": case.name, "status": "ok",
+            "config": case.to_dict(), "metrics": {}, "samples": step_s, "env": {}, **extra}
+
+
+@pytest.mark.parametrize("setting, value", [("timeout", 61.0), ("data_root", "/elsewhere"), ("seed", 7),
+                                            ("repeats", 3), ("verify", "full"), ("workers", 5), ("steps", 21),
+                                            ("batch_size", 8)])
+def test_compare_the_runner_and_the_report_agree_on_which_settings_identify_a_case(setting, value):
+    """One setting changed between two runs of a case: compare refuses them exactly when the runner's resume would
+    run the case again and the report would keep them apart as two configurations."""
+    import dataclasses
+
+    from harness.config import Case, Settings
+    from harness.results.case_rules import IDENTITY_EXCLUDED, identity_key
+    from harness.results.frame import records_frame
+
+    settings = Settings(batch_size=4, steps=20, data="tiny", workers=2)
+    before = Case("c", "gluon_resnet50_v1b", "fake", "cpu", settings)
+    after = dataclasses.replace(before, settings=dataclasses.replace(settings, **{setting: value}))
+    steps = [0.02 + 0.0001 * i for i in range(20)]
+    b, c = _case_record(before, {"train_step_s": steps}), _case_record(after, {"train_step_s": steps})
+    same = setting in IDENTITY_EXCLUDED
+    assert same == (setting not in ("workers", "steps", "batch_size"))  # the rule as decided, not just echoed
+    assert (identity_key(before.to_dict()) == identity_key(after.to_dict())) == same  # the runner's resume key
+    assert records_frame([b, c])["config_key"].nunique() == (1 if same else 2)  # the report's configurations
+    if same:
+        (r,) = compare_runs([b], [c])
+        assert r.verdict == "ok"
+    else:
+        with pytest.raises(HarnessError, match=rf"case c: settings\.{setting}: \S+ in the baseline, {value!r} in the "
+                                               "current run: the runs measure different things"):
+            compare_runs([b], [c])
+
+
+@pytest.mark.parametrize("scenario, timed, untimed", [
+    ("eval", "eval_step_s", None),
+    ("inference", "inference_b8_s", ("eval_step_s", "inference_b1_s")),  # the framework's evaluation, batch 1
+    ("data", "data_backend_w2_batch_s", ("data_core_w2_batch_s", "data_backend_w0_batch_s")),
+])
+def test_compare_judges_eval_inference_and_data_cases_by_the_samples_that_represent_them(scenario, timed, untimed):
+    """An eval case by its evaluation pass, an inference case by its runtime at the largest batch (not the
+    framework's evaluation it also ran), a data case by the backend's pipeline at the case's worker count; history
+    names the same measurement."""
+    from harness.config import Case, Settings
+    from harness.results.case_rules import representative
+
+    case = Case("c", "gluon_resnet50_v1b", "fake", "cpu",
+                Settings(scenario=scenario, data="tiny", workers=2, inference_batch_sizes=[1, 8], data_workers=[0, 2]))
+    rng = np.random.default_rng(3)
+
+    def record(timed_scale: float, other_scale: float) -> dict:
+        samples = {timed: (timed_scale * 0.02 * (1 + 0.02 * rng.standard_normal(30))).tolist()}
+        for key in untimed or ():
+            samples[key] = (other_scale * 0.02 * (1 + 0.02 * rng.standard_normal(30))).tolist()
+        return _case_record(case, samples)
+
+    (slower,) = compare_runs([record(1.0, 1.0)], [record(1.3, 1.0)])
+    assert slower.verdict == "regression" and slower.measure == representative(record(1.0, 1.0)).label
+    assert slower.measure == {"eval": "eval", "inference": "inference b8", "data": "data w2"}[scenario]
+    if untimed:  # what does not represent the case does not move the verdict
+        (same,) = compare_runs([record(1.0, 1.0)], [record(1.0, 1.5)])
+        assert same.verdict == "ok", same

@@ -66,7 +66,7 @@ def test_wrong_result_shapes_fail_in_one_line_naming_the_hook(tmp_path, monkeypa
         "backend 'broken': harness_to_host(eval step output) returned [2.0, 4.0]: expected [top1_correct, "
         "top5_correct, count] as numbers")
     out = subprocess.run([sys.executable, "-m", "harness.cli.main", "check-backend", "broken"], capture_output=True,
-                         text=True, timeout=300)
+                         check=False, text=True, timeout=300)
     assert out.returncode == 1 and "fail" in out.stdout and "Traceback" not in out.stdout + out.stderr
 
 
@@ -76,7 +76,7 @@ def test_a_hook_with_a_wrong_signature_fails_the_load_check(tmp_path, monkeypatc
     (first, *rest) = check_backend("badsig")
     assert first["status"] == "fail" and "stream" in first["detail"] and not rest
     out = subprocess.run([sys.executable, "-m", "harness.cli.main", "check-backend", "nosuch"], capture_output=True,
-                         text=True, timeout=60)
+                         check=False, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "unknown backend 'nosuch'" in out.stderr
 
 

@@ -326,7 +326,7 @@ def test_unreadable_images_are_skipped_with_a_count_and_a_warning(tmp_path: Path
 
     root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)  # 12 train images
     bad_paths = _spoil(root, 2)
-    classes, samples, bad = scan_split(Settings(data="folder", data_root=root, max_bad_images=2), "train")
+    _classes, samples, bad = scan_split(Settings(data="folder", data_root=root, max_bad_images=2), "train")
     assert len(samples) == 12 and [samples[i][0] for i in bad] == bad_paths
     err = capfd.readouterr().err.splitlines()
     assert err[0].startswith(f"harness: warning: 2 of 12 image files in '{root}/train' are not readable images, "
@@ -353,9 +353,8 @@ def test_too_many_unreadable_images_fail_in_one_line(tmp_path: Path) -> None:
 def test_backends_leave_unreadable_images_out(tmp_path: Path) -> None:
     """The torch loader reads only the readable images (MindSpore: tests/test_mindspore_backend.py)."""
     torch = pytest.importorskip("torch")
-    from harness_torch.data import make_stream
-
     from harness.config import Case, Settings
+    from harness_torch.data import make_stream
 
     root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)  # 12 train, 6 val images
     _spoil(root, 2)

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from harness.measure import doctor
+from harness.measure import doctor, noise
 from harness.measure import host as hostcheck
 
 CORES = os.cpu_count() or 1
@@ -107,6 +107,24 @@ def test_missing_sources_are_skipped_not_raised(tmp_path, host, monkeypatch):
     assert "OMP_NUM_THREADS unset" in next(f for f in findings if f.check == "thread settings").detail
     doctor.render(findings)
 
+STEAL_AT_LIMIT = noise.STEAL_MAX * 2 * 10.0  # steal seconds at the limit over a 10 s window of a 2-core host
+
+
+@pytest.mark.parametrize("window,unfit", [({"other_cores_busy": noise.OTHER_CORES_MAX - 0.01}, False),
+                                          ({"other_cores_busy": noise.OTHER_CORES_MAX + 0.01}, True),
+                                          ({"steal_s": 0.99 * STEAL_AT_LIMIT}, False),
+                                          ({"steal_s": 1.01 * STEAL_AT_LIMIT}, True)])
+def test_doctor_fails_exactly_where_a_run_would_be_flagged_unstable(tmp_path, host, window, unfit):
+    # One set of host limits (harness.measure.noise): the doctor passes a window noise.assess accepts and fails one
+    # it flags, just either side of each limit.
+    host()
+    facts = doctor.gather(interval=0.01, root=tmp_path / "root")
+    facts["window"] = {"wall_s": 10.0, "cpu_count": 2, "other_cores_busy": 0.0, "steal_s": 0.0, **window}
+    failed = {f.check for f in levels(doctor.assess(facts), "fail")}
+    assert bool(failed) == noise.assess([0.1] * 20, facts["window"])["unstable"] == unfit
+    assert failed <= {"other cpu use", "cpu steal"}
+
+
 
 def fake_pynvml(throttle: int, persistence: int = 1, limit_mw: int = 700_000):
     nv = types.ModuleType("pynvml")
@@ -201,8 +219,8 @@ def test_fake_npu_smi(host, tmp_path, health, aicore, checks):
 
 def test_host_window_counts_own_children(tmp_path):
     probe = hostcheck.HostWindow.start()
-    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
-                    "while time.process_time() - t < 0.4: pass"], check=True)
+    subprocess.run([sys.executable, "-c", ("import time\nt = time.process_time()\n"
+                                           "while time.process_time() - t < 0.4: pass")], check=True)
     facts = probe.stop()
     assert set(facts) >= {"wall_s", "host_busy_cpu_s", "own_cpu_s", "other_cpu_s", "other_cores_busy", "steal_s",
                           "load_avg_1m", "cpu_count"}
@@ -219,9 +237,18 @@ def test_quick_checks_are_cheap():
 
 
 def test_real_machine_smoke():
+    # Whatever this host is like: every check reports, the exit status is 1 exactly when one failed, and the table
+    # shows every finding under its check with the verdict that matches.
     findings = doctor.run_doctor(interval=0.2)
-    assert findings and all(f.level in ("ok", "warn", "fail") for f in findings)
-    assert doctor.exit_status(findings) in (0, 1) and doctor.render(findings)
+    assert all(f.level in ("ok", "warn", "fail") for f in findings)
+    assert {"load average", "memory", "thread settings"} <= {f.check for f in findings}
+    assert {"busy process", "busy processes", "other cpu use"} & {f.check for f in findings}
+    failed = [f for f in findings if f.level == "fail"]
+    assert doctor.exit_status(findings) == (1 if failed else 0)
+    text = doctor.render(findings)
+    assert all(f.check in text and f.detail[:40] in text for f in findings), text
+    verdict = text.splitlines()[-1]
+    assert verdict.startswith(f"unfit for benchmarking: {len(failed)} failed" if failed else "fit for benchmarking")
 
 
 def test_real_cpu_hog_is_detected():

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
+import threading
 import types
 from pathlib import Path
 
 import pytest
 
-from harness.measure.energy import (
-    EnergyMeter,
-    NpuSmiSource,
-    NvmlSource,
-    RaplSource,
-    _Source,
-    energy_record,
-    integrate,
-    source_for,
-)
+from harness.measure.energy import EnergyMeter, energy_record, integrate
+from harness.measure.energy_sources import EnergySource, NpuSmiSource, NvmlSource, RaplSource, source_for
 from harness.run.loop import TimedLoop
 
 
@@ -162,17 +154,36 @@ def test_nvml_energy_counter_read_at_both_ends(monkeypatch):
     assert meter._thread is None
 
 
+def in_the_sampler(read, sampled: threading.Event):
+    """``read`` that sets ``sampled`` once the meter's sampling thread (not the test's) has called it."""
+    def reading(*args):
+        value = read(*args)
+        if threading.current_thread() is not threading.main_thread():
+            sampled.set()
+        return value
+    return reading
+
+
 def test_nvml_without_a_counter_samples_the_power_and_integrates(monkeypatch):
-    nv = fake_pynvml(None, power_mw=200_000)
+    nv = fake_pynvml(None)
+    power_mw = [200_000]
+    sampled = threading.Event()
+    nv.nvmlDeviceGetPowerUsage = in_the_sampler(lambda handle: power_mw[0], sampled)
     monkeypatch.setitem(sys.modules, "pynvml", nv)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-1234")
-    meter = EnergyMeter(NvmlSource(local=0, interval_s=0.01))
+    clock = Clock()
+    # a long interval: the thread samples once when the window opens, then waits for stop(), which samples last
+    meter = EnergyMeter(NvmlSource(local=0, interval_s=3600.0), clock=clock)
     meter.start()
-    time.sleep(0.15)
+    assert sampled.wait(timeout=30)
+    power_mw[0] = 300_000
+    clock.now += 10.0
     w = meter.stop()
     assert nv.opened == ["GPU-1234"]
-    assert w["source"] == "nvml-power" and w["reason"] is None and w["samples"] >= 3
-    assert w["joules"] == pytest.approx(200.0 * w["seconds"], rel=1e-9) and w["mean_w"] == pytest.approx(200.0)
+    assert w["source"] == "nvml-power" and w["reason"] is None and w["samples"] == 2
+    # 200 W at the start, 300 W at the end of 10 s: the trapezoid
+    assert w["seconds"] == pytest.approx(10.0) and w["joules"] == pytest.approx(2500.0)
+    assert w["mean_w"] == pytest.approx(250.0)
 
 
 def test_nvml_missing_or_failing_is_null_with_the_reason(monkeypatch):
@@ -225,13 +236,16 @@ def fake_npu_smi(tmp_path: Path, monkeypatch, npu: int = 6, watts: float = 68.5)
 def test_npu_smi_power_sampled_and_integrated(tmp_path, monkeypatch):
     fake_npu_smi(tmp_path, monkeypatch, npu=6, watts=68.5)
     monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "4,6")
-    meter = EnergyMeter(NpuSmiSource(local=1, interval_s=0.02))
+    source, sampled, clock = NpuSmiSource(local=1, interval_s=3600.0), threading.Event(), Clock()
+    source.power_w = in_the_sampler(source.power_w, sampled)  # each reading still runs the fake npu-smi
+    meter = EnergyMeter(source, clock=clock)
     meter.start()
-    time.sleep(0.2)
+    assert sampled.wait(timeout=30)
+    clock.now += 4.0
     w = meter.stop()
     assert w["source"] == "npu-smi-power" and w["reason"] is None and w["device"] == "npu 6"
-    assert w["samples"] >= 2
-    assert w["joules"] == pytest.approx(68.5 * w["seconds"], rel=1e-9)
+    assert w["samples"] == 2 and w["seconds"] == pytest.approx(4.0)
+    assert w["joules"] == pytest.approx(68.5 * 4.0)
 
 
 def test_npu_smi_absent_or_failing_is_null_with_the_reason(tmp_path, monkeypatch):
@@ -262,7 +276,7 @@ def test_no_source_and_no_timed_steps_are_null_with_the_reason():
 
 # ---- the loop's window ----
 
-class Counting(_Source):
+class Counting(EnergySource):
     """A counter that logs every read into the loop's log (1 J per step done)."""
 
     name = "fake-counter"

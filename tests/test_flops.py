@@ -13,8 +13,10 @@ from harness.models.flops import (
     variants_table,
 )
 from harness.models.specs import MODELS, get_model
+from harness.results.frame import records_frame
 from harness.results.records import SCHEMA, _misshapen
-from harness.results.report import comparison_matrix, records_frame, render_markdown
+from harness.results.report import render_markdown
+from harness.results.tables import comparison_matrix
 
 
 def test_gluon_resnet50_v1b_at_224_is_the_published_4_11_gmacs():
@@ -43,8 +45,9 @@ def test_flops_conventions_and_what_each_variant_adds():
 
 def _torch_builds():
     torch = pytest.importorskip("torch")
-    from harness_torch.models import build_model
     from torch.utils.flop_counter import FlopCounterMode
+
+    from harness_torch.models import build_model
 
     for model in MODELS:
         spec = get_model(model, width=0.125, image_size=32, num_classes=10)

@@ -148,3 +148,28 @@ def test_bad_input_is_one_line(tmp_path, results, run, cli):
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(HarnessError):
         history_frame(results, "[")
+
+
+def test_an_inference_case_is_its_runtime_at_the_largest_batch_as_compare_judges_it(results):
+    """History's images/s of a case is the measurement that represents it (harness.results.case_rules), the one
+    compare times: for an inference case that also evaluated its weights in the framework, the runtime at its
+    largest batch, not that evaluation (which came first in history's own order before)."""
+    from harness.config import Case, Settings
+    from harness.results.compare import compare_runs
+    from harness.results.records import SCHEMA
+
+    case = Case("inf", "gluon_resnet50_v1b", "fake", "cpu",
+                Settings(scenario="inference", data="tiny", inference_batch_sizes=[1, 8]))
+    rec = {"schema": SCHEMA, "kind": "measured", "suite": "s", "run_id": "r1", "case": "inf", "status": "ok",
+           "config": case.to_dict(), "started_at": "2026-01-01T00:00:00+00:00",
+           "metrics": {"eval": {"top1": 50.0, "images_per_s": 40.0},
+                       "inference": {"throughput": [{"batch_size": 1, "images_per_s": 90.0},
+                                                    {"batch_size": 8, "images_per_s": 300.0}]}},
+           "samples": {"eval_step_s": [0.1] * 10, "inference_b1_s": [0.011] * 10, "inference_b8_s": [0.027] * 10},
+           "env": {}}
+    (results / "s" / "r1").mkdir(parents=True)
+    (results / "s" / "r1" / "results.jsonl").write_text(json.dumps(rec) + "\n")
+    row = history_frame(results).iloc[0]
+    assert (row["images_per_s"], row["measure"]) == (300.0, "inference b8")
+    (judged,) = compare_runs([rec], [rec])
+    assert judged.measure == row["measure"]

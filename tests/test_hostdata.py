@@ -1,4 +1,5 @@
-"""harness.data.host_batches: the core's host batches, the same pixels in the same order as the torch backend's own pipeline."""
+"""harness.data.host_batches: the core's host batches, the same pixels in the same order as the torch backend's own
+pipeline."""
 from __future__ import annotations
 
 import dataclasses

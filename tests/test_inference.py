@@ -3,8 +3,10 @@ runtime of both frameworks and in ONNX Runtime (a separately packaged backend fe
 from __future__ import annotations
 
 import pytest
+from backends import params_where
 from conftest import have, needs_mindspore
 
+from harness.backends.hook_checks import supports_of
 from harness.errors import HarnessError
 from harness.results.records import read_records
 from harness.results.references import reference_records
@@ -81,7 +83,7 @@ def test_mindspore_runtimes_and_the_ascend_310_path(tmp_path):
 
 @needs_ort
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["torch", pytest.param("mindspore", marks=needs_mindspore)])
+@pytest.mark.parametrize("source", params_where(lambda info: "onnx" in supports_of(info)["export"]))
 def test_onnxruntime_runs_the_export_another_backend_made(tmp_path, source):
     recs = _run_ort(tmp_path, source)
     rec = recs["onnxruntime"]
@@ -133,3 +135,32 @@ exclude:
     reasons = {r["case"].split("-")[1]: r["reason"] for r in read_records(run_dir / "results.jsonl")}
     assert reasons["onnxruntime"].startswith(f"inference: model_file '{bad}': onnxruntime cannot load it"), reasons
     assert list(reasons) == ["onnxruntime"] and "\n" not in reasons["onnxruntime"]
+
+
+def test_default_runtime_batch_file_and_one_device_are_each_decided_once(tmp_path):
+    # Each rule has one home: the default runtime (harness.backends.hook_checks.inference_runtime), the file of
+    # a model_file template for a batch (model_file_for), and one device (Scenario.multi_device, enforced by
+    # harness.run.scenarios.check_settings for every scenario, not again by the inference scenario).
+    from harness.backends.hook_checks import batch_template, export_format_for, inference_runtime, model_file_for
+    from harness.config import Case, Settings
+    from harness.run.scenarios import check_settings, get_scenario
+    from harness.run.scenarios.base import Scenario
+
+    info = {"runtimes": {"own": None, "ort": "onnx"}, "scenarios": ["inference"]}
+    assert (inference_runtime(info, None), inference_runtime(info, "ort"), inference_runtime({}, None)) == (
+        "own", "ort", None)
+    assert (export_format_for(info, None), export_format_for(info, "ort")) == (None, "onnx")
+    template = batch_template(str(tmp_path / "model_onnx_b4.onnx"), 4)
+    assert template == str(tmp_path / "model_onnx_b{batch}.onnx")
+    assert model_file_for(template, 16) == str(tmp_path / "model_onnx_b16.onnx")
+    # the load-time check takes the same default runtime and substitutes {batch} the same way
+    inference = get_scenario("inference")
+    first_loads_onnx = {"runtimes": {"ort": "onnx", "own": None}, "scenarios": ["inference"]}
+    case = Case(name="c", model="gluon_resnet50_v1b", backend="b", device="cpu",
+                settings=Settings(scenario="inference", model_file=template, inference_batch_sizes=(2,)))
+    with pytest.raises(HarnessError, match=r"model_file '.*model_onnx_b2\.onnx': no such file"):
+        inference.check_backend(case, first_loads_onnx, lambda name: {})
+    inference.check_backend(case, info, lambda name: {})  # its first runtime runs the built model: no file
+    assert not inference.multi_device and type(inference).check is Scenario.check
+    with pytest.raises(HarnessError, match=r"^scenario inference runs on one device \(devices: 1\)$"):
+        check_settings(Settings(scenario="inference", devices=2))

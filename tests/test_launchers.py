@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs_mindspore
+from backends import params_where
 
+from harness.backends.hook_checks import scenarios_of
 from harness.config import Case, Settings
 from harness.data.orders import shard_order
 from harness.results.records import read_records
@@ -44,6 +45,25 @@ def test_torchrun_and_msrun_commands(tmp_path):
     assert env["RANK_TABLE_FILE"].endswith("rank_table_8p.json")
     argv, _ = get_launcher("single").command(case(), tmp_path / "c.json", tmp_path / "r.json", tmp_path)
     assert argv[1:] == ["-m", "harness.run.worker", str(tmp_path / "c.json"), str(tmp_path / "r.json")]
+
+
+def test_torchrun_sets_the_thread_count_the_worker_would(tmp_path, monkeypatch):
+    # One rule (harness.run.launchers.ranks.threads_per_rank): each rank's share of the CPUs its affinity allows,
+    # not of every CPU of the host; torchrun's OMP_NUM_THREADS (which the worker keeps) is that same value.
+    from harness.run import worker
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    for var in worker.THREAD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    for threads, want in ((None, 3), (5, 5)):
+        c = case(devices=2, threads=threads)
+        _, env = get_launcher("torchrun").command(c, tmp_path / "case.json", tmp_path / "result.json", tmp_path)
+        got, record = worker._same_threads(c, 2)
+        assert env["OMP_NUM_THREADS"] == str(got.settings.threads) == str(want), (threads, env, record)
+        assert record["affinity_cpus"] == 6
+        for var in worker.THREAD_VARIABLES:
+            monkeypatch.delenv(var, raising=False)
 
 
 def test_shards_are_disjoint_whole_groups_of_equal_size():
@@ -97,7 +117,8 @@ def _suite(tmp_path, backend, steps):
     return load_suite(p)
 
 
-BACKENDS = ["torch", pytest.param("mindspore", marks=needs_mindspore)]
+#: The installed backends that train and name a multi-device launcher (harness_backend_info()["launcher"]).
+BACKENDS = params_where(lambda info: bool(info.get("launcher")) and "train" in scenarios_of(info))
 
 
 @pytest.mark.slow

@@ -143,7 +143,7 @@ def test_stream_events_read_a_cuda_shaped_event_in_seconds():
             Event.clock += 12.5
             self.at = Event.clock
 
-        def elapsed_time(self, end: "Event") -> float:
+        def elapsed_time(self, end: Event) -> float:
             return end.at - self.at  # milliseconds
 
     events = StreamEvents(Event)

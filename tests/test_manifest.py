@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import image_folder
 
-import harness.data.splits
 import harness.data.manifest
+import harness.data.splits
 from harness.config import Settings
 from harness.data.manifest import (
     cache_root,
@@ -293,7 +293,7 @@ settings: {{batch_size: 4, steps: 2, warmup: 1, workers: 0, image_size: 32, widt
 matrix: {{seed: [0, 1, 2]}}
 """)
     for run_id in ("r1", "r2"):
-        rc, out, err = cli("run", str(suite), "--results", str(tmp_path / "results"), "--run-id", run_id, "--quiet",
+        rc, _out, err = cli("run", str(suite), "--results", str(tmp_path / "results"), "--run-id", run_id, "--quiet",
                            "--no-report")
         assert rc == 0, err
         records = read_records(tmp_path / "results" / "scan" / run_id / "results.jsonl")

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 from conftest import have
-from harness_torch.models import build_model
 
 from harness.models.specs import MODELS, ge_kernel, get_model, stage_sizes
+from harness_torch.models import build_model
 
 VARIANTS = sorted(MODELS)
 
@@ -27,8 +27,9 @@ def test_torch_parameter_count_is_the_published_one(name):
 @pytest.mark.skipif(not have("mindspore"), reason="mindspore is not installed")
 @pytest.mark.parametrize("name", VARIANTS)
 def test_mindspore_parameter_count_is_the_published_one(name):
-    import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     import mindspore as ms
+
+    import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     from harness_mindspore.models import build_model as ms_build
 
     ms.set_device("CPU")
@@ -47,6 +48,12 @@ def test_reduced_width_and_small_images_work(name):
     assert [tuple(o.shape[1:]) for o in outs] == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
 
 
+def test_width_scales_the_stem_and_every_stage_and_drops_the_published_count():
+    spec = get_model("gluon_resnet50_v1b", width=0.25)
+    assert spec.stem_width == 16 and spec.widths == (16, 32, 64, 128)
+    assert spec.params is None  # the published count is of the full-width network only
+
+
 def test_stage_outputs_at_224():
     assert stage_sizes(224) == (56, 28, 14, 7)
 
@@ -62,7 +69,8 @@ def test_genet_theta_kernels_follow_the_image_size(size, kernels):
 
 def test_named_facts_from_the_checklist():
     bam = build_model(MODELS["resnet50_bam"])
-    assert tuple(bam.bam1.spatial["conv1"].weight.shape) == (16, 16, 3, 3) and bam.bam1.spatial["conv1"].dilation == (4, 4)
+    assert tuple(bam.bam1.spatial["conv1"].weight.shape) == (16, 16, 3, 3)
+    assert bam.bam1.spatial["conv1"].dilation == (4, 4)
     assert not hasattr(bam, "bam4")
     theta = build_model(MODELS["genet_res50_theta"])
     assert tuple(theta.layer1[0].ge.gather[0].weight.shape) == (256, 256, 3, 3)

@@ -11,12 +11,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import needs_mindspore
-from harness_torch.data import TrainSampler, make_stream
-from harness_torch.models import GeM, build_model
-from harness_torch.train import make_criterion, make_train_step
 
 from harness.config import Case, Settings
-from harness.data.orders import repeat_synthetic, repeated_order
+from harness.data.orders import TrainOrder, repeat_synthetic, repeated_order
 from harness.errors import HarnessError
 from harness.models.multigrain import (
     margin_loss,
@@ -26,6 +23,9 @@ from harness.models.multigrain import (
     sample_negatives,
 )
 from harness.models.specs import MULTIGRAIN_LOSS, check_batch, get_model
+from harness_torch.data import TrainSampler, make_stream
+from harness_torch.models import GeM, build_model
+from harness_torch.train import make_criterion, make_train_step
 
 MODEL = "multigrain_resnet50"
 
@@ -171,10 +171,13 @@ def test_repeated_order_gives_consecutive_copies_and_a_new_shuffle_each_epoch():
 
 
 def test_torch_sampler_epochs_and_synthetic_batches_hold_whole_instances():
-    sampler = TrainSampler(np.arange(12), 3, seed=0)
+    # 14 samples, 2 of them unreadable: the torch sampler yields the core's TrainOrder, epoch after epoch
+    sampler = TrainSampler(TrainOrder(14, [5, 9], 3, seed=0))
     first, second = [k[0] for k in sampler], [k[0] for k in sampler]  # keys: (index, epoch, rank, position)
-    assert len(first) == 12 and first != second
+    assert len(first) == 12 and first != second and not {5, 9} & set(first + second)
     assert all(first[i] == first[i + 1] == first[i + 2] for i in range(0, 12, 3))
+    core = TrainOrder(14, [5, 9], 3, seed=0)
+    assert (first, second) == (core.order(0).tolist(), core.order(1).tolist())
     assert repeat_synthetic(6, 3).tolist() == [0, 0, 0, 1, 1, 1]
     x, y = next(iter(make_stream(small_case(), "train", torch.device("cpu"))))
     assert torch.equal(x[0], x[2]) and not torch.equal(x[2], x[3]) and y[0] == y[1] == y[2]
@@ -182,30 +185,35 @@ def test_torch_sampler_epochs_and_synthetic_batches_hold_whole_instances():
 
 @pytest.mark.parametrize("batch", [4, 16, 3])
 def test_batch_not_a_multiple_of_3_is_refused(batch):
-    with pytest.raises(HarnessError, match=r"batch_size .*multiple of 3") as info:
+    # 3 is a multiple of 3 but one image's copies only: no negatives for the margin loss (the stricter rule)
+    with pytest.raises(HarnessError, match=r"batch_size .*multiple of 3 holding at least 2 different") as info:
         check_batch(batch, 3, MODEL)
     assert "\n" not in str(info.value)
-    with pytest.raises(HarnessError, match="multiple of 3"):
-        make_stream(small_case(batch_size=batch), "train", torch.device("cpu"))
+    check_batch(6, 3, MODEL)
+    check_batch(3, 1, "gluon_resnet50_v1b")
 
 
-def test_suite_refuses_a_batch_not_a_multiple_of_3(tmp_path):
+@pytest.mark.parametrize("batch,fix", [(16, 18), (3, 6)])
+def test_suite_refuses_a_batch_repeated_augmentation_cannot_fill(tmp_path, batch, fix):
+    # The rule is checked once, when the suite loads (the data streams take the batch as given).
     from harness.run.suite import load_suite
 
     path = tmp_path / "s.yaml"
-    path.write_text(f"models: [{MODEL}]\nbackends: [torch]\ndevices: [cpu]\nsettings: {{batch_size: 16}}\n")
+    path.write_text(f"models: [{MODEL}]\nbackends: [torch]\ndevices: [cpu]\nsettings: {{batch_size: {batch}}}\n")
     with pytest.raises(HarnessError) as info:
-        load_suite(path)
+        load_suite(path, check_backends=False)
     msg = str(info.value)
-    assert msg.startswith(str(path)) and "batch_size 16" in msg and "multiple of 3" in msg and "(e.g. 18)" in msg
+    assert msg.startswith(str(path)) and f"batch_size {batch}" in msg and "multiple of 3" in msg
+    assert f"(e.g. {fix})" in msg
 
 
 # --- MindSpore -------------------------------------------------------------------------------------
 
 @needs_mindspore
 def test_mindspore_gem_and_loss_equal_the_reference():
-    import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     import mindspore as ms
+
+    import harness_mindspore
     from harness_mindspore.models import GeM as MsGeM
     from harness_mindspore.models import build_model as ms_build
     from harness_mindspore.train import make_train_step as ms_step
@@ -253,8 +261,9 @@ def test_torch_folder_stream_yields_consecutive_copies_augmented_independently(t
 
 @needs_mindspore
 def test_mindspore_folder_stream_yields_consecutive_copies(tiny):
-    import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     import mindspore as ms
+
+    import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     from harness_mindspore.data import make_stream as ms_stream
 
     ms.set_device("CPU")

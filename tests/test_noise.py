@@ -32,7 +32,8 @@ def test_thresholds_on_known_samples():
     out = assess(spread, {})
     assert out["cv"] > CV_MAX and out["reasons"] == [f"step times vary: CV {out['cv']:.0%} > {CV_MAX:.0%}"]
     drifting = [0.1] * 50 + [0.1 * (1 + 1.5 * DRIFT_MAX)] * 50
-    assert any(r.startswith(f"steps drift: second half +{1.5 * DRIFT_MAX:.0%}") for r in assess(drifting, {})["reasons"])
+    reasons = assess(drifting, {})["reasons"]
+    assert any(r.startswith(f"steps drift: second half +{1.5 * DRIFT_MAX:.0%}") for r in reasons)
     # with fewer steps the halves' medians are noisier: the same drift over 25 steps is within the limit (2x wider)
     assert drift_limit(25) == pytest.approx(2 * DRIFT_MAX) and drift_limit(400) == DRIFT_MAX
     assert assess(drifting[::4], {})["unstable"] is False
@@ -58,8 +59,8 @@ def test_a_case_run_beside_a_cpu_hog_is_unstable_and_the_gate_refuses_to_judge_i
     quiet = run_suite(load_suite(path), tmp_path / "results", run_id="quiet", quiet=True)
     # two CPU hogs that are not this process's children (as another user's job would be): started through a shell
     # that exits at once
-    out = subprocess.run(["sh", "-c", f"for i in 1 2; do {sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!; done"],
-                         capture_output=True, text=True, check=True)
+    hogs = f"for i in 1 2; do {sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!; done"
+    out = subprocess.run(["sh", "-c", hogs], capture_output=True, text=True, check=True)
     hogs = [int(pid) for pid in out.stdout.split()]
     try:
         time.sleep(0.3)

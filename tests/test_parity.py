@@ -72,9 +72,9 @@ def ulp_sensitivity(model: str, batch_size: int = 4, trials: int = 4) -> float:
 
     import numpy as np
     import torch
-    from harness_torch.models import build_model
 
     from harness.models.specs import get_model
+    from harness_torch.models import build_model
 
     torch.manual_seed(0)
     base = build_model(get_model(model, width=0.25, num_classes=10, image_size=64)).train().double()

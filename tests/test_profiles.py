@@ -10,14 +10,9 @@ import pytest
 from conftest import have
 
 from harness.errors import HarnessError, Unsupported
-from harness.measure.profiles import (
-    CATEGORIES,
-    TOLERANCE,
-    categorise,
-    check_profile,
-    profile_section,
-    summarise,
-)
+from harness.measure.op_categories import CATEGORIES, TOLERANCE, categorise, summarise
+from harness.measure.profiles import check_profile
+from harness.results.profile_report import profile_section
 from harness.results.records import read_records
 from harness.results.report import render_markdown
 from harness.run.runner import run_suite
@@ -69,11 +64,11 @@ TORCH_OPS = [
 #: the same model and step on CPU, GRAPH mode.
 MINDSPORE_OPS = [
     ("Conv2D", "Default/network-_WithLoss/net-ResNet/layer4-SequentialCell/2-Bottleneck/conv3-Conv2d", "convolution"),
-    ("Conv2DBackpropInput", "Gradients/Default/network-_WithLoss/net-ResNet/layer1-SequentialCell/0-Bottleneck/"
-     "conv1-Conv2d/Grad_Conv2D", "convolution"),
+    ("Conv2DBackpropInput", ("Gradients/Default/network-_WithLoss/net-ResNet/layer1-SequentialCell/0-Bottleneck/"
+                             "conv1-Conv2d/Grad_Conv2D"), "convolution"),
     ("Conv2DBackpropFilter", "Gradients/Default/network-_WithLoss/net-ResNet/conv1-Conv2d/Grad_Conv2D", "convolution"),
-    ("BatchNorm", "Default/network-_WithLoss/net-ResNet/layer4-SequentialCell/0-Bottleneck/downsample-SequentialCell/"
-     "1-BatchNorm2d", "normalisation"),
+    ("BatchNorm", ("Default/network-_WithLoss/net-ResNet/layer4-SequentialCell/0-Bottleneck/downsample-SequentialCell/"
+                   "1-BatchNorm2d"), "normalisation"),
     ("BatchNormGrad", "Gradients/Default/network-_WithLoss/net-ResNet/bn1-BatchNorm2d/Grad_BatchNorm",
      "normalisation"),
     ("MatMul", "Gradients/Default/network-_WithLoss/net-ResNet/fc-Dense/Grad_MatMul", "matmul"),
@@ -116,7 +111,7 @@ def test_device_op_names_without_scope(name, category):
 
 
 def test_every_rule_names_a_known_category():
-    from harness.measure.profiles import NAME_RULES, SCOPE_RULES
+    from harness.measure.op_categories import NAME_RULES, SCOPE_RULES
 
     assert {c for c, _ in NAME_RULES + SCOPE_RULES} <= set(CATEGORIES)
     assert {c for *_, c in TORCH_OPS + MINDSPORE_OPS} <= set(CATEGORIES)
@@ -192,7 +187,7 @@ def test_records_with_and_without_a_profile_read_back(tmp_path):
     bad = record("torch", profile_of(0.1, {"convolution": 0.06}))
     bad["metrics"]["train"]["profile"]["categories"]["convolution"] = "60 ms"
     path.write_text(json.dumps(bad) + "\n")
-    with pytest.raises(HarnessError, match="metrics.train.profile"):
+    with pytest.raises(HarnessError, match=r"metrics.train.profile"):
         read_records(path)
 
 
@@ -279,8 +274,8 @@ def test_declaring_a_profiler_without_the_hook_stops_the_backend_loading(fake_ba
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(module)
-    with pytest.raises(HarnessError, match="backend 'x' declares supports.profile but does not implement "
-                                           "harness_profile"):
+    with pytest.raises(HarnessError, match=r"backend 'x' declares supports.profile but does not implement "
+                                           r"harness_profile"):
         check_contract(pm, "x")
 
 
@@ -348,10 +343,9 @@ def test_mindspore_kernel_timeline_measures_the_time_between_kernels(tmp_path):
 
 @pytest.mark.skipif(not have("mindspore"), reason="mindspore is not installed")
 def test_mindspore_learning_rate_table_holds_its_last_value_for_the_window():
-    from harness_mindspore.train import _held
-
     from harness.config import Settings
     from harness.measure.profiles import PROFILE_STEPS
+    from harness_mindspore.optim import _held
 
     assert _held([0.1, 0.05], Settings()) == [0.1, 0.05]
     assert _held([0.1, 0.05], Settings(profile=True)) == [0.1, 0.05] + [0.05] * PROFILE_STEPS

@@ -5,7 +5,6 @@ import io
 import json
 import os
 import re
-import time
 
 import pytest
 
@@ -90,25 +89,33 @@ def test_quiet_silences_progress_on_a_terminal_but_keeps_the_case_lines():
 
 
 def test_the_worker_measures_steps_and_images_per_second(monkeypatch):
+    now = [100.0]  # a fake clock (seconds)
     read_fd, write_fd = os.pipe()
     try:
         monkeypatch.setenv("HARNESS_PROGRESS_FD", str(write_fd))
         monkeypatch.setenv("HARNESS_PROGRESS_INO", str(os.fstat(write_fd).st_ino))
-        progress = Progress(images_per_step=16)
+        progress = Progress(images_per_step=16, clock=lambda: now[0])
         progress("train", 1, 10, force=True)  # the phase's first report: nothing measured yet
-        time.sleep(0.2)
-        progress("train", 5, 10, force=True)
-        progress("inference", 1, 3, force=True)
-        time.sleep(0.1)
+        now[0] += 2.0
+        progress("train", 5, 10, force=True)  # 4 steps in 2 s
+        now[0] += 0.3
+        progress("train", 6, 10)  # 0.3 s after the last line: not sent
+        now[0] += 0.3
+        progress("train", 7, 10)  # 0.6 s after it: sent
+        progress("inference", 1, 3, force=True)  # a new phase measures from its own first report
+        now[0] += 0.5
         progress("inference", 2, 3, force=True)
         msgs = [json.loads(line) for line in os.read(read_fd, 10000).decode().splitlines()]
     finally:
         os.close(read_fd)
         os.close(write_fd)
+    assert [(m["phase"], m["step"]) for m in msgs] == [("train", 1), ("train", 5), ("train", 7), ("inference", 1),
+                                                       ("inference", 2)]
     assert msgs[0] == {"phase": "train", "step": 1, "total": 10}
-    assert 4 / 0.5 < msgs[1]["steps_per_s"] <= 4 / 0.2  # 4 steps in a bit over 0.2 s
-    assert msgs[1]["images_per_s"] == pytest.approx(16 * msgs[1]["steps_per_s"])
-    assert "steps_per_s" in msgs[3] and "images_per_s" not in msgs[3]  # inference: batch sizes vary
+    assert msgs[1]["steps_per_s"] == pytest.approx(2.0) and msgs[1]["images_per_s"] == pytest.approx(32.0)
+    assert msgs[2]["steps_per_s"] == pytest.approx(6 / 2.6)
+    assert msgs[3] == {"phase": "inference", "step": 1, "total": 3}
+    assert msgs[4]["steps_per_s"] == pytest.approx(2.0) and "images_per_s" not in msgs[4]  # batch sizes vary
 
 
 SUITE = """

@@ -8,9 +8,11 @@ import pytest
 
 from harness.cli.main import main
 from harness.models.specs import MODELS
+from harness.results.frame import records_frame
+from harness.results.published import PUBLISHED_ROWS
 from harness.results.records import SCHEMA
 from harness.results.references import PUBLISHED, REFERENCE_FILE, reference_records
-from harness.results.report import PUBLISHED_ROWS, records_frame, render_markdown
+from harness.results.report import render_markdown
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "seeds"
@@ -96,9 +98,10 @@ def test_scaling_efficiency_from_published_and_measured_runs():
     two = _measured("gluon_resnet50_v1b", "torch", ips=180.0)
     two["config"]["settings"]["devices"] = 2
     two["case"] += "-2p"
-    md = render_markdown([one, two] + reference_records())
+    md = render_markdown([one, two, *reference_records()])
     scaling = md.split("## Scaling efficiency", 1)[1].split("\n## ", 1)[0]
-    assert re.search(r"gluon_resnet50_v1b \| torch\s+\| cpu .*\| 2 .*\| 1 / 1\s+\| 90.0% \(single run\)\s+\| images/s \| measured", scaling)
+    assert re.search(r"gluon_resnet50_v1b \| torch\s+\| cpu .*\| 2 .*\| 1 / 1\s+\| 90.0% \(single run\)\s+"
+                     r"\| images/s \| measured", scaling)
     # published: 9145.32 / (8 * 1318.2) = 86.7%; BAM Ascend by ms/step 96 / 101 = 95.0%
     assert "86.7%" in scaling and "95.0%" in scaling
 

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from harness.measure.steps import summarize, throughput
+from harness.results.frame import records_frame
 from harness.results.records import (
     SCHEMA,
     append_record,
     find_result_files,
     read_records,
 )
-from harness.results.report import records_frame, render_markdown
+from harness.results.report import render_markdown
 
 
 def test_summarize_matches_definitions():

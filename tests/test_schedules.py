@@ -7,6 +7,7 @@ from running the code.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -151,7 +152,7 @@ def test_cosine_with_warmup_and_min_lr() -> None:
     # monotone non-increasing after warm-up, never below min_lr
     table = lr_table(s, total, spe)
     post = table[warm_steps:]
-    assert all(a >= b for a, b in zip(post, post[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(post))
     assert min(post) > min_lr
     # at and beyond the end: the floor
     assert lr_at(total, s, total, spe) == approx(min_lr)

@@ -75,10 +75,12 @@ def test_env_expansion(tmp_path, monkeypatch):
         for c in ("n01", "n02"):
             (data / split / c).mkdir(parents=True)
     monkeypatch.setenv("IMAGENET_ROOT", str(data))
-    suite = load(tmp_path, BASE + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: '${IMAGENET_ROOT}'}\n")
+    suite = load(tmp_path,
+                 BASE + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: '${IMAGENET_ROOT}'}\n")
     assert suite.cases[0].settings.data_root == str(data)
     monkeypatch.delenv("IMAGENET_ROOT")
-    msg = error(tmp_path, BASE + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: '${IMAGENET_ROOT}'}\n")
+    msg = error(tmp_path,
+                BASE + "matrix: {data: [folder]}\noverrides:\n  - settings: {data_root: '${IMAGENET_ROOT}'}\n")
     assert "environment variable IMAGENET_ROOT is not set" in msg
     suite = load(tmp_path, BASE + "overrides:\n  - settings: {data_root: '${IMAGENET_ROOT:-/x}'}\n")
     assert suite.cases[0].settings.data_root == "/x"
@@ -90,11 +92,13 @@ def test_env_expansion(tmp_path, monkeypatch):
     (BASE.replace("steps: 3", "steps: true"), "settings.steps: expected integer or null"),
     (BASE.replace("batch_size: 8", "batch_size: 0"), "settings.batch_size: 0 is below the minimum 1"),
     (BASE + "matrix: {precision: [fp64]}\n", "matrix.precision: 'fp64' is not one of fp32, bf16, fp16"),
-    (BASE.replace("gluon_resnet50_v1b", "gluon_resnet50_v1"), "models[0]: unknown model 'gluon_resnet50_v1'; did you mean 'gluon_resnet50_v1b'?"),
+    (BASE.replace("gluon_resnet50_v1b", "gluon_resnet50_v1"),
+     "models[0]: unknown model 'gluon_resnet50_v1'; did you mean 'gluon_resnet50_v1b'?"),
     (BASE.replace("[torch]", "[torhc]"), "backends[0]: unknown backend 'torhc'; did you mean 'torch'?"),
     (BASE.replace("[cpu, gpu]", "[cpu, gpux]"), "devices[1]: unknown device 'gpux'; did you mean 'gpu'?"),
     (BASE.replace("models:", "modles:"), "modles: unknown key; did you mean 'models'?"),
-    (BASE + "overrides:\n  - match: {devcie: cpu}\n    settings: {}\n", "overrides[0].match.devcie: unknown key; did you mean 'device'?"),
+    (BASE + "overrides:\n  - match: {devcie: cpu}\n    settings: {}\n",
+     "overrides[0].match.devcie: unknown key; did you mean 'device'?"),
     (BASE + "exclude:\n  - {device: cpu}\n  - {device: gpu}\n", "the suite has no cases"),
     (BASE.replace("devices: [cpu, gpu]", "devices: []"), "the suite has no cases"),
     ("", "the suite is empty"),
@@ -110,12 +114,33 @@ def test_one_line_errors(tmp_path, text, expect):
 
 def test_missing_split_folder(tmp_path):
     (tmp_path / "d" / "train").mkdir(parents=True)
-    msg = error(tmp_path, BASE + f"matrix: {{data: [folder]}}\noverrides:\n  - settings: {{data_root: {tmp_path / 'd'}}}\n")
+    msg = error(tmp_path,
+                BASE + f"matrix: {{data: [folder]}}\noverrides:\n  - settings: {{data_root: {tmp_path / 'd'}}}\n")
     assert "no 'val' folder" in msg
 
 
+def test_more_classes_than_num_classes_is_refused_at_load(tmp_path):
+    # The one check (the data streams no longer repeat it when a case runs): a folder of 4 classes, and the tiny
+    # dataset `harness run` makes (harness.data.tiny.TINY_CLASSES), against num_classes.
+    from harness.data.tiny import TINY_CLASSES
+
+    root = tmp_path / "d"
+    for split in ("train", "val"):
+        for c in "abcd":
+            (root / split / c).mkdir(parents=True)
+    folder = BASE + f"matrix: {{data: [folder]}}\noverrides:\n  - settings: {{data_root: {root}}}\n"
+    msg = error(tmp_path, folder.replace("steps: 3}", "steps: 3, num_classes: 3}"), check_backends=False)
+    assert f"data_root '{root}': num_classes: 3, but the data has 4 classes" in msg and "num_classes: 4)" in msg
+    assert load(tmp_path, folder.replace("steps: 3}", "steps: 3, num_classes: 4}"), check_backends=False).cases
+    tiny = BASE.replace("steps: 3}", f"steps: 3, data: tiny, num_classes: {TINY_CLASSES - 1}}}")
+    assert f"data 'tiny': num_classes: {TINY_CLASSES - 1}, but the data has {TINY_CLASSES} classes" in error(
+        tmp_path, tiny, check_backends=False)
+    assert load(tmp_path, tiny.replace(f"num_classes: {TINY_CLASSES - 1}", f"num_classes: {TINY_CLASSES}"),
+                check_backends=False).cases
+
+
 def test_missing_file():
-    with pytest.raises(HarnessError, match="nope.yaml: no such suite file"):
+    with pytest.raises(HarnessError, match=r"nope.yaml: no such suite file"):
         load_suite("nope.yaml")
 
 

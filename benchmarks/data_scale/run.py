@@ -10,9 +10,9 @@ images written many times, so building it is quick and every file has a real JPE
 3. **8 processes together**: the manifest removed, 8 processes started at once (as the ranks of an 8-device case
    or the cases of a suite): one scans, the others wait and read; the manifest's ``scans`` counter must grow by 1;
 4. **one class folder changed**: a file added to one class; the next start rescans that folder alone;
-5. **loader vs bare Pillow**: the core's host loader (:class:`harness.data.host_batches.HostStream`, train resize without augmentation,
-   ``--workers`` processes) against a bare ``multiprocessing.Pool`` over the same files doing the same
-   ``Preprocess.load`` per image (goal: >= 0.9 of its images/s).
+5. **loader vs bare Pillow**: the core's host loader (:class:`harness.data.host_batches.HostStream`, train resize
+   without augmentation, ``--workers`` processes) against a bare ``multiprocessing.Pool`` over the same files doing
+   the same ``Preprocess.load`` per image (goal: >= 0.9 of its images/s).
 
 Prints times and ratios. Not a test: its figures belong in a note, with the machine and its load.
 
@@ -64,7 +64,8 @@ def build(folder: Path, files: int, classes: int = 1000, size: int = 48) -> floa
 
 
 def load_in_fresh_process(folder: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", _LOAD, str(folder)], capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run([sys.executable, "-c", _LOAD, str(folder)], capture_output=True, check=False, text=True,
+                         cwd=REPO)
     if out.returncode:
         sys.exit(f"data_scale: load_manifest failed: {out.stderr.strip()[-400:]}")
     return {**json.loads(out.stdout.strip().splitlines()[-1])}

@@ -36,9 +36,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one BLAS thread: the work is one core's, as in a fixed pool
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from harness.measure.energy import EnergyMeter, NpuSmiSource, NvmlSource, RaplSource
+from harness.measure.energy import EnergyMeter
+from harness.measure.energy_sources import NpuSmiSource, NvmlSource, RaplSource
 
 
 def python_work(n: int = 20_000) -> None:

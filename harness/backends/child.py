@@ -21,20 +21,21 @@ def child_env(**extra: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
-def run_json(module: str, args: list[str], *, what: str, cwd: str | None = None, timeout: float = 600) -> dict[str, Any]:
+def run_json(module: str, args: list[str], *, what: str, cwd: str | None = None,
+             timeout: float = 600) -> dict[str, Any]:
     """Run ``python -m module args`` and return the JSON object on its last stdout line.
 
     The child reports user errors as ``{"error": "..."}``, raised here as
     :class:`HarnessError`; a crash raises with the last line of its output.
     """
     try:
-        out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd,
-                             env=child_env(), timeout=timeout, stdin=subprocess.DEVNULL)
+        out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, check=False, text=True,
+                             cwd=cwd, env=child_env(), timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise HarnessError(f"{what}: timed out after {timeout:g} s") from None
     lines = out.stdout.strip().splitlines()
     try:
-        result = json.loads(lines[-1])
+        result: dict[str, Any] = json.loads(lines[-1])
     except (IndexError, ValueError):
         tail = ((out.stderr or out.stdout).strip().splitlines() or ["no output"])[-1]
         raise HarnessError(f"{what}: failed (exit {out.returncode}): {tail[:400]}") from None

@@ -1,12 +1,13 @@
 """The conformance suite: what every backend must do, checked against the backend itself.
 
 ``harness check-backend NAME`` (or :func:`check_backend` from a test) runs it in a child process that loads only
-that backend. It exercises every hook the backend's scenarios need (:func:`harness.run.scenarios.required_hooks`) on a
-tiny case (width 0.125, 32 px, 10 classes) and checks what each returns, in the shapes the core reads, that the
-train step's ``save``/``load`` resume exactly (``supports["checkpoint"]``), that every format of
-``supports["export"]`` exports and that ``harness_synchronize`` waits for queued work. A backend
-that only loads exports (an inference runtime) is given exports of the tiny model made first by ``export_from``,
-in a process of its own. Each check passes, fails with one line saying what was wrong, or is skipped with why.
+that backend. It exercises every hook the backend's scenarios call (its own,
+:func:`harness.backends.loading.required_hooks`, or the core's answer where it leaves one out,
+:mod:`harness.backends.defaults`) on a tiny case (width 0.125, 32 px, 10 classes) and checks what each returns, in
+the shapes the core reads, that the train step's ``save``/``load`` resume exactly (``supports["checkpoint"]``), that
+every export format exports and that ``harness_synchronize`` waits for queued work. A backend that only loads
+exports (an inference runtime) is given exports of the tiny model made first by ``export_from``, in a process of
+its own. Each check passes, fails with one line saying what was wrong, or is skipped with why.
 """
 from __future__ import annotations
 
@@ -37,14 +38,17 @@ from harness.backends.hook_checks import (
     check_logits,
     check_probe,
     check_session,
+    export_formats,
     export_stem,
     loads_exports_only,
+    model_file_for,
     scenarios_of,
     supports_of,
 )
 from harness.backends.loading import load_backend
 from harness.config import DEVICES, Case, Settings
 from harness.data.splits import PAD_LABEL
+from harness.errors import HarnessError
 from harness.models.specs import MODELS, get_model
 
 __all__ = ["check_backend", "run_checks", "tiny_case"]
@@ -159,7 +163,7 @@ def _model_checks(checks: Checks, hook: Any, name: str, case: Case, dev: Any, in
             expect(isinstance(loss, float) and math.isfinite(loss), f"loss must be a finite float, got {loss!r}")
             expect(not weights_equal(before, hook.harness_get_weights(case=case, model=net)),
                     "a train step left every weight unchanged")
-            return loss
+            return float(loss)
         checks("harness_train_step: finite loss, weights updated", train)
 
         def queue_steps() -> Callable[[], Any]:
@@ -173,10 +177,7 @@ def _model_checks(checks: Checks, hook: Any, name: str, case: Case, dev: Any, in
     elif eval_step is not None:
         checks("harness_synchronize waits for queued work (eval steps)", lambda: waits(
             hook, dev, lambda: [eval_step(batch) for _ in range(3)][-1], lambda out: hook.harness_to_host(value=out)))
-    formats = set(supports_of(info)["export"])
-    if "export" in scenarios or "train" in scenarios:
-        formats |= {f for f in (info.get("runtimes") or {}).values() if f}
-    for fmt in sorted(formats):
+    for fmt in sorted(export_formats(info)):
         def export(fmt: str = fmt) -> str:
             out = check_export(name, fmt, hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
                                                               path=os.path.join(tmp, f"x_{fmt}"), batch=2))
@@ -197,13 +198,14 @@ def _inference_checks(checks: Checks, hook: Any, name: str, case: Case, dev: Any
             def session_check(runtime: str = runtime, fmt: str | None = fmt, b: int = b) -> str:
                 path = None
                 if fmt and exports:
+                    stem = os.path.abspath(export_stem(f"{runtime}_{fmt}", b))
                     out = check_export(name, fmt, hook.harness_export(case=case, model=net, device=dev, fmt=fmt,
-                                                                      path=os.path.abspath(export_stem(f"{runtime}_{fmt}", b)),
-                                                                      batch=b))
+                                                                      path=stem, batch=b))
                     path = os.path.abspath(out["path"])
                 elif fmt:
-                    expect(model_file is not None, f"no {fmt} file to load (give --model-file or --export-from)")
-                    path = model_file.replace("{batch}", str(b))
+                    if model_file is None:
+                        raise HarnessError(f"no {fmt} file to load (give --model-file or --export-from)")
+                    path = model_file_for(model_file, b)
                 session = check_session(name, runtime, hook.harness_inference_session(
                     case=case, device=dev, model=net if exports else None, runtime=runtime, path=path, batch=b))
                 x = np.random.default_rng(b).standard_normal((b, 3, s.image_size, s.image_size), dtype=np.float32)
@@ -218,7 +220,8 @@ def _inference_checks(checks: Checks, hook: Any, name: str, case: Case, dev: Any
                     expect(diff <= 1e-3 * max(1.0, float(np.max(np.abs(own)))),
                             f"logits differ from harness_predict by {diff:.3g}")
                 made.append((session, inputs))
-                return session.runtime
+                runtime_name: str = session.runtime
+                return runtime_name
             checks(f"harness_inference_session({runtime}, batch {b})", session_check)
     if made and net is None:  # no train or eval step to queue: an inference session's runs
         session, inputs = made[-1]
@@ -257,14 +260,15 @@ def check_backend(name: str, device: str = "cpu", model: str | None = None, expo
                                 what=f"export by '{export_from}' for the checks", timeout=timeout)
                 model_file = made["template"]
         args = [name, device, model or "", model_file or ""]
-        return run_json("harness.backends.conformance", args, what=f"conformance of '{name}'", cwd=tmp,
-                        timeout=timeout)["checks"]
+        checks: list[dict[str, str]] = run_json("harness.backends.conformance", args, what=f"conformance of '{name}'",
+                                                cwd=tmp, timeout=timeout)["checks"]
+        return checks
 
 
 def _main(argv: list[str]) -> dict[str, Any]:
     if argv[0] == "--export":
         return _export_here(*argv[1:6])
-    name, device, model, model_file = (argv + ["", "", ""])[:4]
+    name, device, model, model_file = [*argv, "", "", ""][:4]
     return {"checks": run_checks(name, device or "cpu", model or None, model_file or None)}
 
 

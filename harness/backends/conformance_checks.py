@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from harness.config import Case
-from harness.errors import HarnessError, Unsupported
+from harness.errors import HarnessError, Unsupported, one_line
 
 __all__ = ["Checks", "expect", "expect_raises", "weights_equal", "train_state_checks", "waits", "check_weights"]
 
@@ -22,7 +22,7 @@ class Checks:
         self.results: list[dict[str, str]] = []
         self.model: Any = None  # the built model, once built
 
-    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+    def __call__(self, name: str, fn: Callable[..., Any]) -> Any:  # (...: a lambda may bind a loop variable)
         try:
             value = fn()
         except Unsupported as exc:
@@ -33,14 +33,14 @@ class Checks:
             return None
         except Exception as exc:  # noqa: BLE001 - a backend's own error fails the check, in one line
             self.results.append({"check": name, "status": "fail",
-                                 "detail": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"})
+                                 "detail": f"{type(exc).__name__}: {one_line(str(exc), 300)}"})
             return None
         self.results.append({"check": name, "status": "pass", "detail": "" if value is None or value is True
                              else str(value)[:200]})
         return value
 
 
-def expect(cond: bool, what: str) -> None:
+def expect(cond: object, what: str) -> None:
     if not cond:
         raise HarnessError(what)
 
@@ -109,7 +109,8 @@ def waits(hook: Any, dev: Any, queue: Callable[[], Any], read: Callable[[Any], A
         t3 = time.perf_counter()
         whole, reading = t3 - t0, t3 - t2
         if not (reading > 0.5 * whole and reading > 0.005):
-            return f"queued in {(t1 - t0) * 1e3:.1f} ms, synchronize {(t2 - t1) * 1e3:.1f} ms, read {reading * 1e3:.1f} ms"
+            return (f"queued in {(t1 - t0) * 1e3:.1f} ms, synchronize {(t2 - t1) * 1e3:.1f} ms, "
+                    f"read {reading * 1e3:.1f} ms")
     raise HarnessError(f"harness_synchronize returned before the queued work had finished: reading the last result "
                        f"after it took {reading * 1e3:.1f} ms of {whole * 1e3:.1f} ms (synchronize returned in "
                        f"{(t2 - t1) * 1e3:.1f} ms)")
@@ -118,7 +119,8 @@ def waits(hook: Any, dev: Any, queue: Callable[[], Any], read: Callable[[Any], A
 def check_weights(w: Any) -> dict[str, Any]:
     expect(isinstance(w, dict) and w and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in w.items()),
             "expected a non-empty dict of names to NumPy arrays")
-    return w
+    weights: dict[str, Any] = w
+    return weights
 
 
 def expect_raises(fn: Callable[[], Any], *mentions: str) -> None:

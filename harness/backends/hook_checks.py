@@ -6,7 +6,7 @@ The worker, the probe and ``harness check-backend`` call these on every value th
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 
 __all__ = ["check_info", "check_probe", "check_export", "check_counts", "check_logits", "check_session",
            "DEFAULT_SCENARIOS", "DEFAULT_SUPPORTS", "scenarios_of", "supports_of", "loads_exports_only",
-           "export_format_for"]
+           "export_format_for", "export_formats", "inference_runtime", "model_file_for"]
 
 #: The scenarios of a backend whose info does not name them.
 DEFAULT_SCENARIOS = ("train", "eval")
@@ -41,11 +41,26 @@ def loads_exports_only(info: dict[str, Any]) -> bool:
     return "inference" in scenarios_of(info) and "export" not in scenarios_of(info)
 
 
+def export_formats(info: dict[str, Any]) -> list[str]:
+    """The formats a backend's ``harness_export`` writes: those of ``supports["export"]``, and those its own inference
+    runtimes load when it builds the models it runs (a backend that only loads exports writes none)."""
+    formats = list(supports_of(info)["export"])
+    if "inference" in scenarios_of(info) and not loads_exports_only(info):
+        formats += [f for f in (info.get("runtimes") or {}).values() if f and f not in formats]
+    return formats
+
+
+def inference_runtime(info: dict[str, Any], runtime: str | None) -> str | None:
+    """The inference runtime a case uses: ``runtime`` (``settings.runtime``) when set, else the backend's first
+    (its ``runtimes`` are in order of preference); None for a backend without runtimes. The one place the default
+    is decided: the inference scenario's load-time check and run, and :func:`export_format_for`, all ask here."""
+    return runtime or next(iter(info.get("runtimes") or {}), None)
+
+
 def export_format_for(info: dict[str, Any], runtime: str | None) -> str | None:
     """The export format the inference ``runtime`` (None: the backend's first) loads; None when it runs the built
     model itself."""
-    runtimes = info.get("runtimes") or {}
-    return runtimes.get(runtime or next(iter(runtimes), ""))
+    return (info.get("runtimes") or {}).get(inference_runtime(info, runtime) or "")
 
 
 def _fail(backend: str, hook: str, value: Any, expected: str) -> HarnessError:
@@ -54,7 +69,7 @@ def _fail(backend: str, hook: str, value: Any, expected: str) -> HarnessError:
     return HarnessError(f"backend '{backend}': {hook} returned {shown}: {expected}")
 
 
-def _is_str_list(v: Any) -> bool:
+def _is_str_list(v: Any) -> TypeGuard[list[str] | tuple[str, ...]]:
     return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
 
 
@@ -157,3 +172,9 @@ def export_stem(fmt: str, batch: int | None) -> str:
 def batch_template(path: str, batch: int) -> str:
     """An export's path with its batch size replaced by ``{batch}`` (``model_file`` takes such a template)."""
     return path.replace(f"_b{batch}.", "_b{batch}.")
+
+
+def model_file_for(template: str, batch: int) -> str:
+    """The file of ``model_file`` (a path, or a template with ``{batch}``, :func:`batch_template`) for ``batch``
+    images: the one substitution of ``{batch}``, used wherever such a file is looked for or loaded."""
+    return template.replace("{batch}", str(batch))

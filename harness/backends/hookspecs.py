@@ -14,6 +14,9 @@ Conventions (as in pytest):
 * In a case's process exactly one backend is loaded, so ``firstresult`` hooks
   are answered by that backend. Hooks that collect (``harness_environment``)
   call every plugin loaded, including helper plugins a backend registers.
+* A backend implements only what its info calls for (:data:`REQUIRED_HOOKS` says how). The core answers the
+  hooks of :data:`DEFAULTED_HOOKS` itself (:mod:`harness.backends.defaults`, registered ``trylast``) when a
+  backend leaves them out or returns None; each spec below says what the core's answer is.
 * A hook raises :class:`harness.DeviceUnavailable` when the device is absent
   (the case is recorded as *skipped* with the message) and
   :class:`harness.HarnessError` for bad input (the case *fails* with the
@@ -28,8 +31,8 @@ import pluggy
 
 from harness.config import Case
 
-__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "REQUIRED_HOOKS", "MODEL_HOOKS", "DataStream",
-           "InferenceSession", "TrainStep"]
+__all__ = ["hookspec", "hookimpl", "PROJECT", "ENTRY_POINT_GROUP", "REQUIRED_HOOKS", "MODEL_HOOKS", "SCENARIO_HOOKS",
+           "SUPPORTS_HOOKS", "DEFAULTED_HOOKS", "DataStream", "InferenceSession", "TrainStep"]
 
 PROJECT = "harness"
 ENTRY_POINT_GROUP = "harness.backends"
@@ -79,7 +82,9 @@ class TrainStep(Protocol):
     stands (the model's parameters and buffers, optimizer state, schedule position, loss-scale state, the
     framework's RNG state) and returns the file names it wrote; ``load`` restores them into a fresh step of the
     same case (before it ran), raising :class:`harness.HarnessError` naming the file when it is missing or of
-    another model or shape. The core keeps the data position, losses and timings itself
+    another model or shape. A step whose state is NumPy arrays writes them with
+    :func:`harness.run.checkpoints.save_arrays` and reads them back, shape-checked, with
+    :func:`harness.run.checkpoints.load_arrays`. The core keeps the data position, losses and timings itself
     (:mod:`harness.run.checkpoints`) and makes the checkpoint atomic.
     """
 
@@ -110,7 +115,7 @@ def harness_backend_info() -> dict[str, Any]:
     (:data:`harness.backends.hook_checks.DEFAULT_SUPPORTS`).
 
     Optional keys: ``scenarios`` (the scenarios it runs, by name (:mod:`harness.run.scenarios`); default
-    ``["train", "eval"]``; each scenario names the hooks it needs) and ``runtimes``
+    ``["train", "eval"]``; the hooks each needs are :data:`SCENARIO_HOOKS`) and ``runtimes``
     (inference runtimes, in order of preference, each mapped to the export format it loads, or to
     ``None`` when it runs the built model itself: ``{"eager": None, "torchscript": "torchscript"}``).
     A backend that runs ``inference`` but not ``export`` only loads exports; ``harness run`` has them
@@ -126,7 +131,8 @@ def harness_probe_device(device: str) -> dict[str, Any]:
     "count": int}``: ``reason`` says why not when unavailable (one line, e.g.
     ``"no CUDA device: torch.cuda.is_available() is False"``), ``model`` is the
     actual device model (``"NVIDIA H200"``, ``"Ascend 910B"``, the CPU's name).
-    Must not raise for an absent device. First non-None result wins.
+    Must not raise for an absent device. Required when ``devices`` names more than ``cpu``; the core's answer
+    is the host CPU for ``cpu`` (when declared) and unavailable for any other device. First non-None result wins.
     """
 
 
@@ -137,7 +143,10 @@ def harness_setup(case: Case) -> Any:
     Selects the device (raising :class:`harness.DeviceUnavailable` when it is
     absent), seeds the framework's RNGs from ``case.settings.seed`` and applies
     process-wide options (threads, execution mode). The returned handle is
-    passed back as ``device`` to every later hook. First non-None result wins.
+    passed back as ``device`` to every later hook. Required with a multi-device ``launcher`` (it joins the
+    process group); the core's answer raises :class:`harness.DeviceUnavailable` with ``harness_probe_device``'s
+    reason when the device is not available and otherwise returns the neutral device name (``"cpu"``), seeding
+    nothing. First non-None result wins.
     """
 
 
@@ -163,7 +172,8 @@ def harness_data(case: Case, split: str, device: Any) -> DataStream:
     partial batch; the eval stream's last batch is padded by the core (see
     ``harness_eval_step``). A backend without a pipeline of its own returns
     :class:`harness.data.host_batches.HostStream` batches moved with ``harness_to_device``
-    (:func:`harness.data.host_batches.device_stream`). First non-None result wins.
+    (:func:`harness.data.host_batches.device_stream`), which is the core's answer when a backend leaves this
+    hook out. First non-None result wins.
     """
 
 
@@ -199,7 +209,9 @@ def harness_to_host(value: Any) -> Any:
     """Convert a device value (scalar tensor, or tuple/list of them) to Python floats.
 
     Called only outside timed regions. Returns a float, or a list of floats for
-    a tuple/list. First non-None result wins.
+    a tuple/list. The core's answer converts each value with NumPy (``numpy.asarray``, one element), which
+    covers host scalars and any tensor type that NumPy reads; implement it for device tensors NumPy cannot read
+    or to read a list in one transfer. First non-None result wins.
     """
 
 
@@ -234,8 +246,9 @@ def harness_export(case: Case, model: Any, device: Any, fmt: str, path: str, bat
     shapes are exported for exactly that batch. Returns ``{"format", "path", "bytes", "check":
     {"runtime", "max_abs_diff"}}``, ``path`` being the file's name beside ``path``: the exported
     file is run in its runtime on one batch and compared with the model's own outputs. Raises
-    :class:`harness.HarnessError` naming the supported formats for an unknown ``fmt``. First
-    non-None result wins.
+    :class:`harness.HarnessError` naming the supported formats for an unknown ``fmt``. Required when
+    ``supports["export"]`` names a format (or an inference runtime of a backend that builds models loads one).
+    First non-None result wins.
     """
 
 
@@ -299,7 +312,8 @@ def harness_read_checkpoint(path: str) -> dict[str, Any]:
 
     Raises :class:`harness.HarnessError` naming ``path`` when it is missing or
     not a checkpoint of this framework. Loading must be safe (PyTorch:
-    ``weights_only=True``). First non-None result wins.
+    ``weights_only=True``). Optional: the core's answer reads a neutral ``.npz`` (no pickle); the weights are
+    shape-checked when ``harness_set_weights`` loads them. First non-None result wins.
     """
 
 
@@ -307,7 +321,8 @@ def harness_read_checkpoint(path: str) -> dict[str, Any]:
 def harness_write_checkpoint(weights: dict[str, Any], path: str) -> str:
     """Write neutral-named NumPy ``weights`` as this framework's checkpoint at
     ``path``; keep every entry so a round trip through another framework is
-    exact. Returns the path written. First non-None result wins.
+    exact. Returns the path written. Optional: the core's answer writes a neutral ``.npz`` (``path`` with
+    ``.npz`` added unless it ends so). First non-None result wins.
     """
 
 
@@ -337,9 +352,9 @@ def harness_profile(case: Case, device: Any, run_steps: Callable[[], None], fold
     "calls": 265}, ...], "trace": "profile/trace.json"}``: each op's *self* seconds (excluding the ops it called)
     over the whole window, on the device where the framework runs it (an op's kernels' time on a GPU), ``scope``
     (optional) the regions it ran inside (parent ops, ``Optimizer.step#SGD.step``, MindSpore's full scope name),
-    which :func:`harness.measure.profiles.categorise` reads with the name. Declared with ``supports["profile"] = True``;
-    raise :class:`harness.Unsupported` where the profiler cannot run here (the profile is recorded as skipped with
-    the message, the case stays ok). First non-None result wins.
+    which :func:`harness.measure.op_categories.categorise` reads with the name. Declared with
+    ``supports["profile"] = True``; raise :class:`harness.Unsupported` where the profiler cannot run here (the
+    profile is recorded as skipped with the message, the case stays ok). First non-None result wins.
     """
 
 
@@ -347,18 +362,39 @@ def harness_profile(case: Case, device: Any, run_steps: Callable[[], None], fold
 def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     """Facts about the software and device for the result record.
 
-    Every loaded plugin contributes a dict; the core merges them (later keys
-    win) into ``record["env"]`` beside the host facts it gathers itself.
-    Expected keys from a backend: ``framework``, ``framework_version``,
-    ``device_model``, ``device_count`` and any versions worth recording
-    (CUDA, cuDNN, CANN).
+    Every loaded plugin contributes a dict; the core merges them into ``record["env"]`` beside the host facts
+    it gathers itself. The core contributes what it already knows (``framework``, ``framework_version`` and
+    ``backend_version`` from ``harness_backend_info``, ``device_model`` and ``device_count`` from
+    ``harness_probe_device``); a backend's dict is merged over it and adds what only it knows: versions worth
+    recording (CUDA, cuDNN, CANN), thread pools, execution modes.
     """
 
 
-#: Hooks every backend implements; each scenario names the further hooks it needs (:mod:`harness.run.scenarios`).
-REQUIRED_HOOKS = ("harness_backend_info", "harness_probe_device", "harness_setup", "harness_synchronize",
-                  "harness_environment", "harness_to_host")
+#: Hooks every backend implements, whatever it declares. Which further hooks a backend must implement follows from
+#: its info (:func:`harness.backends.loading.required_hooks`): a scenario's hooks (:data:`SCENARIO_HOOKS`), a
+#: ``supports`` key's hook (:data:`SUPPORTS_HOOKS`), ``harness_probe_device`` for a device other than the CPU and
+#: ``harness_setup`` for a multi-device ``launcher``. The core answers the hooks of :data:`DEFAULTED_HOOKS` itself
+#: when a backend leaves them out (:mod:`harness.backends.defaults`).
+REQUIRED_HOOKS = ("harness_backend_info", "harness_synchronize")
 
 #: Hooks that every scenario working on a built model needs.
-MODEL_HOOKS = ("harness_build_model", "harness_data", "harness_eval_step", "harness_to_device", "harness_predict",
-               "harness_get_weights", "harness_set_weights", "harness_read_checkpoint", "harness_write_checkpoint")
+MODEL_HOOKS = ("harness_build_model", "harness_eval_step", "harness_to_device", "harness_predict",
+               "harness_get_weights", "harness_set_weights")
+
+#: The hooks a backend declaring each built-in scenario implements (beyond :data:`REQUIRED_HOOKS`); the scenario
+#: classes of :mod:`harness.run.scenarios` name the same tuples. A hook the core defaults is never among them.
+SCENARIO_HOOKS: dict[str, tuple[str, ...]] = {
+    "train": (*MODEL_HOOKS, "harness_train_step"),
+    "eval": MODEL_HOOKS,
+    "export": MODEL_HOOKS,
+    "inference": ("harness_inference_session",),
+    "data": ("harness_to_device",),  # the core's harness_data moves its host batches with it
+}
+
+#: The hook a true or non-empty ``supports`` key calls for: ``export`` formats are written by ``harness_export``
+#: (so are those an inference runtime of a backend that builds models loads), ``profile`` is ``harness_profile``.
+SUPPORTS_HOOKS = {"export": "harness_export", "profile": "harness_profile"}
+
+#: Hooks the core answers when a backend does not (its own answer, when not None, wins).
+DEFAULTED_HOOKS = ("harness_probe_device", "harness_setup", "harness_data", "harness_to_host",
+                   "harness_environment", "harness_read_checkpoint", "harness_write_checkpoint")

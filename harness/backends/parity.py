@@ -35,8 +35,9 @@ UPDATE_REL_TOL = 1e-4
 def parity_case(model: str, backend: str, **settings: Any) -> Case:
     """A small fp32 case exercising the whole recipe path (nesterov, smoothing, decay)."""
     repeats = get_model(model).repeats  # Multigrain: two whole instances of 3 copies
-    base = dict(width=0.25, image_size=64, num_classes=10, batch_size=4 if repeats == 1 else 2 * repeats, lr=0.1, momentum=0.9, nesterov=True,
-                weight_decay=1e-4, label_smoothing=0.1, seed=0, data="synthetic")
+    base: dict[str, Any] = dict(width=0.25, image_size=64, num_classes=10,
+                                batch_size=4 if repeats == 1 else 2 * repeats, lr=0.1, momentum=0.9, nesterov=True,
+                                weight_decay=1e-4, label_smoothing=0.1, seed=0, data="synthetic")
     base.update(settings)
     return Case(name=f"parity-{model}-{backend}", model=model, backend=backend, device="cpu",
                 settings=Settings(**base))
@@ -60,7 +61,7 @@ def _calibrate(hook: Any, case: Case, model: Any, device: Any, arrays: tuple[np.
     hook.harness_synchronize(device=device)
 
 
-def _side(spec: dict[str, Any]) -> None:
+def _side(spec: dict[str, Any]) -> dict[str, bool]:
     """One backend's side, in this process: writes ``spec['out']`` (.npz)."""
     case = Case.from_dict(spec["case"])
     hook = load_backend(case.backend).hook
@@ -82,6 +83,7 @@ def _side(spec: dict[str, Any]) -> None:
     after = hook.harness_get_weights(case=case, model=model)
     np.savez(spec["out"], logits=logits, loss=np.float64(loss),
              **{f"before/{k}": v for k, v in before.items()}, **{f"after/{k}": v for k, v in after.items()})
+    return {"ok": True}
 
 
 @dataclass
@@ -120,23 +122,24 @@ def compare(model: str, reference: str, other: str, timeout: float = 600, other_
         s = case.settings
         rng = np.random.default_rng(1234)
         # A step that samples (Multigrain's negatives) takes its noise from the batch, the same on both sides.
-        noise = {"noise": rng.random((s.batch_size, s.batch_size)).astype(np.float32)} \
+        noise: dict[str, Any] = {"noise": rng.random((s.batch_size, s.batch_size)).astype(np.float32)} \
             if get_model(model).loss == "multigrain" else {}
         np.savez(work / "inputs.npz",
                  images=rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32),
                  labels=rng.integers(0, s.num_classes, s.batch_size).astype(np.int64), **noise)
         a = _run_side({"case": case.to_dict(), "inputs": str(work / "inputs.npz"), "out": str(work / "a.npz"),
                        "calibrate": calibrate}, work, timeout)
-        weights = {k[len("before/"):]: v for k, v in a.items() if k.startswith("before/")}
+        weights: dict[str, Any] = {k[len("before/"):]: v for k, v in a.items() if k.startswith("before/")}
         np.savez(work / "weights.npz", **weights)
-        b = _run_side({"case": parity_case(model, other, **{**settings, **(other_settings or {})}).to_dict(), "inputs": str(work / "inputs.npz"),
-                       "weights": str(work / "weights.npz"), "out": str(work / "b.npz")}, work, timeout)
+        b = _run_side({"case": parity_case(model, other, **{**settings, **(other_settings or {})}).to_dict(),
+                       "inputs": str(work / "inputs.npz"), "weights": str(work / "weights.npz"),
+                       "out": str(work / "b.npz")}, work, timeout)
     stats = [k for k in a if k.startswith("after/") and k.endswith((".running_mean", ".running_var"))]
     diffs = {k: float(np.max(np.abs(a[k] - b[k]))) for k in stats}
-    worst = max(diffs, key=diffs.get) if diffs else ""
+    worst = max(diffs, key=lambda k: diffs[k]) if diffs else ""
     trainable = {k: float(np.max(np.abs(a[k] - b[k]))) for k in a
                  if k.startswith("after/") and k not in diffs and not k.endswith("num_batches_tracked")}
-    worst_weight = max(trainable, key=trainable.get) if trainable else ""
+    worst_weight = max(trainable, key=lambda k: trainable[k]) if trainable else ""
     # The update each side made in one step, the largest disagreement relative to the largest update.
     updates = {k: a[k] - a["before/" + k.removeprefix("after/")] for k in trainable}
     scale = max((float(np.max(np.abs(u))) for u in updates.values()), default=0.0)
@@ -155,4 +158,4 @@ def compare(model: str, reference: str, other: str, timeout: float = 600, other_
 
 
 if __name__ == "__main__":
-    report_errors(lambda: _side(json.loads(Path(sys.argv[1]).read_text())) or {"ok": True})
+    report_errors(lambda: _side(json.loads(Path(sys.argv[1]).read_text())))

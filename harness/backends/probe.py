@@ -23,6 +23,7 @@ def _probe_here(name: str) -> dict[str, Any]:
     pm = load_backend(name)
     hook = pm.hook
     info = dict(hook.harness_backend_info())
+    # every hook that answers, the core's defaults included (what a scenario of another package may call)
     info["hooks"] = sorted(h for h in dir(hook) if h.startswith("harness_") and getattr(hook, h).get_hookimpls())
     info["device_status"] = {d: hook.harness_probe_device(device=d) for d in DEVICES}
     return info

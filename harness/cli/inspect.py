@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -18,7 +19,7 @@ def _write_output(path: str, text: str) -> None:
         raise HarnessError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-def _probe_all() -> dict[str, dict]:
+def _probe_all() -> dict[str, dict[str, Any]]:
     from harness.backends.loading import backend_entry_points
     from harness.backends.probe import probe_backend
 
@@ -32,7 +33,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from harness.models.specs import MODELS
 
     probes = _probe_all()
-    rows = []
+    rows: list[list[Any]] = []
     for name, spec in MODELS.items():
         usable = [b for b, p in probes.items() if name in p.get("models", ())]
         recipes = sorted({published_recipe(name, b) or "" for b in [*probes, "*"]} - {""})

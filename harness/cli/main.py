@@ -24,7 +24,7 @@ from harness.cli.inspect import (
     _cmd_tiny,
     _write_output,
 )
-from harness.config import DEVICES
+from harness.config import DEVICES, VERIFY_LEVELS, Settings
 from harness.errors import HarnessError, one_line
 
 __all__ = ["main"]
@@ -60,8 +60,9 @@ REPORT_FORMATS = ("md", "csv", "json", "html")
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from harness.errors import near
+    from harness.results.frame import records_frame
     from harness.results.records import find_result_files, read_records
-    from harness.results.report import records_frame, render_markdown
+    from harness.results.report import render_markdown
 
     if args.format not in REPORT_FORMATS:
         raise HarnessError(f"--format {args.format}: unknown format (one of {', '.join(REPORT_FORMATS)})"
@@ -97,22 +98,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.results.compare import (
-        REGRESSIONS,
-        UNJUDGEABLE,
-        compare_runs,
-        render_comparison,
-    )
+    from harness.results.compare import REGRESSIONS, UNJUDGEABLE, compare_runs
+    from harness.results.compare_report import render_comparison
     from harness.results.records import find_result_files, read_records
 
     runs = []
     for path in (args.baseline, args.current):
-        records = [r for f in find_result_files([path]) for r in read_records(f) if r.get("kind", "measured") == "measured"]
+        records = [r for f in find_result_files([path]) for r in read_records(f)
+                   if r.get("kind", "measured") == "measured"]
         if not records:
             raise HarnessError(f"{path}: no measured records")
         runs.append(records)
-    results = compare_runs(*runs, alpha=args.alpha, min_effect=args.min_effect, top1_tolerance=args.top1_tolerance,
-                           allow_different_settings=args.allow_different_settings, paired=args.paired)
+    results = compare_runs(runs[0], runs[1], alpha=args.alpha, min_effect=args.min_effect,
+                           top1_tolerance=args.top1_tolerance, allow_different_settings=args.allow_different_settings,
+                           paired=args.paired)
     text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance)
     if args.output:
         _write_output(args.output, text)
@@ -238,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "case and rank), `info DIR` shows what they hold")
     p.add_argument("action", choices=("scan", "info"))
     p.add_argument("folder", help="an ImageNet-layout folder: DIR/train/<class>/<images>, DIR/val/...")
-    p.add_argument("--verify", choices=("none", "header", "full"), default="header",
-                   help="how each image is checked (default: header)")
+    p.add_argument("--verify", choices=VERIFY_LEVELS, default=Settings.verify,
+                   help=f"how each image is checked (default: {Settings.verify})")
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("history", help="every run of each case under a results folder: throughput, top-1, status, "
@@ -289,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
     try:
-        return args.func(args)
+        rc: int = args.func(args)
+        return rc
     except HarnessError as exc:
         print(f"harness: error: {one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from harness.errors import HarnessError, near
+from harness.errors import HarnessError, near, one_line
 
 if TYPE_CHECKING:
     pass
 
 #: File extensions read as images (matched case-insensitively).
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
-def _listdir(root: str, path: str) -> list[os.DirEntry]:
+def _listdir(root: str, path: str) -> list[os.DirEntry[str]]:
     """Non-hidden entries of ``path``; an OSError becomes a one-line HarnessError."""
     try:
         with os.scandir(path) as it:
@@ -29,14 +29,14 @@ def _listdir(root: str, path: str) -> list[os.DirEntry]:
         raise HarnessError(f"data_root '{root}': cannot read '{path}': {exc.strerror or exc}") from None
 
 
-def _is_dir(entry: os.DirEntry, root: str) -> bool:
+def _is_dir(entry: os.DirEntry[str], root: str) -> bool:
     try:
         return entry.is_dir()
     except OSError as exc:  # a symlink loop, a broken mount
         raise HarnessError(f"data_root '{root}': cannot read '{entry.path}': {exc.strerror or exc}") from None
 
 
-def _maybe_file(entry: os.DirEntry) -> bool:
+def _maybe_file(entry: os.DirEntry[str]) -> bool:
     """A file, or an entry that cannot be looked at (a symlink loop, no permission): it is kept so that the
     header check names it and counts it against ``max_bad_images``."""
     try:
@@ -134,7 +134,7 @@ def header_error(path: str) -> str | None:
                 if end not in fp.read(_TAIL):
                     return f"truncated {im.format} (its data stops before the end marker)"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        return " ".join(str(exc).split()) or type(exc).__name__
+        return one_line(exc)
     return None
 
 

@@ -2,13 +2,14 @@
 
 :class:`HostStream` yields ``(float32 NCHW images, int64 labels)`` NumPy batches of ``settings.batch_size``, the
 same pixels in the same order as the shipped backends' own pipelines: synthetic data are
-:func:`harness.data.synthetic.synthetic_arrays`; folder data follow :func:`harness.data.orders.epoch_order` (shuffled per epoch,
-this rank's shard), each train image augmented from :func:`harness.data.orders.augment_rng` of where it falls in the
-run, so the worker count changes nothing; eval batches come from :func:`harness.data.splits.eval_samples`, the last one
-padded with :data:`harness.data.splits.PAD_LABEL`. With ``settings.workers > 0`` whole batches are decoded ahead in that
-many worker processes (spawned, so a framework's threads or device state never reach them; as with any spawned
-process, a script of its own that iterates a stream does so under ``if __name__ == "__main__":``). They exit with
-:meth:`HostStream.close`, when the stream is dropped, at exit, or when their parent is killed.
+:func:`harness.data.synthetic.synthetic_arrays`; folder data follow :class:`harness.data.orders.TrainOrder`
+(shuffled per epoch, this rank's shard), each train image augmented from :func:`harness.data.orders.augment_rng` of
+where it falls in the run, so the worker count changes nothing; eval batches come from
+:func:`harness.data.splits.eval_samples`, the last one padded with :data:`harness.data.splits.PAD_LABEL`. With
+``settings.workers > 0`` whole batches are decoded ahead in that many worker processes (spawned, so a framework's
+threads or device state never reach them; as with any spawned process, a script of its own that iterates a stream
+does so under ``if __name__ == "__main__":``). They exit with :meth:`HostStream.close`, when the stream is dropped,
+at exit, or when their parent is killed.
 
 :func:`device_stream` wraps one so each batch is the backend's: ``device_stream(HostStream(...), lambda a:
 hook.harness_to_device(arrays=a, device=dev))``. No deep-learning framework is imported here.
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.data.images import MEAN, STD, Preprocess, preprocess_for
-from harness.data.orders import augment_rng, epoch_order, shard_order
+from harness.data.orders import TrainOrder, augment_rng
 from harness.data.splits import eval_samples, load_or_next, note_unreadable, scan_split
 from harness.data.synthetic import synthetic_arrays, synthetic_batches
 from harness.errors import HarnessError
@@ -45,7 +46,8 @@ Task = tuple[list[str], list[int], list[tuple[int, int, int, int] | None]]
 
 def _decode(pre: Preprocess, task: Task) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One batch, decoded and preprocessed (in a worker process or in-process), and the files in it that could
-    not be decoded (each replaced by the next readable sample of the batch: :func:`harness.data.splits.load_or_next`)."""
+    not be decoded (each replaced by the next readable sample of the batch:
+    :func:`harness.data.splits.load_or_next`)."""
     paths, labels, keys = task
     batch = list(zip(paths, labels))
     done = [load_or_next(pre, batch, j, None if k is None else augment_rng(*k), scored=not pre.train)
@@ -78,6 +80,10 @@ class HostStream:
     augmentation); ``mean``/``std`` are the model's normalisation; ``rank``/``world`` pick this rank's shard of the
     train order. ``batches`` overrides the epoch length of synthetic data (default
     :func:`harness.data.synthetic.synthetic_batches`). Call :meth:`close` (or drop the stream) to stop its workers.
+
+    The settings are taken as the suite loader checked them: the batch size against ``repeats``
+    (:func:`harness.models.specs.check_batch`) and the folder's classes against ``num_classes``
+    (:func:`harness.data.folders.check_class_count`) are not checked again here.
     """
 
     def __init__(self, settings: Settings, split: str, repeats: int = 1, mean: Sequence[float] = MEAN,
@@ -89,9 +95,6 @@ class HostStream:
         self.repeats = repeats if self.train else 1
         self.rank, self.world = rank, world
         self.epoch, self.start = 0, 0
-        if self.repeats > 1 and s.batch_size % self.repeats:
-            raise HarnessError(f"batch_size {s.batch_size}: repeated augmentation (m = {self.repeats}) needs a "
-                               f"multiple of {self.repeats}")
         #: The one synthetic batch (yielded every step), or None for folder data.
         self.synthetic: Batch | None = None
         self._pools: list[ProcessPoolExecutor] = []
@@ -101,15 +104,11 @@ class HostStream:
             self._n = batches if batches is not None else synthetic_batches(s, split)
             return
         self.pre = preprocess_for(s, self.train, mean, std)
-        classes, samples, bad = scan_split(s, "train" if self.train else "val")
-        if len(classes) > s.num_classes:
-            raise HarnessError(f"data_root '{s.data_root}' has {len(classes)} classes but num_classes is "
-                               f"{s.num_classes}")
+        _, samples, bad = scan_split(s, "train" if self.train else "val")
         if self.train:
             self.samples = samples
-            self.keep = np.delete(np.arange(len(samples)), bad)
-            shard = shard_order(np.zeros(len(self.keep), np.int64), self.repeats, rank, world)
-            self._n = len(shard) // s.batch_size  # the last partial batch is dropped
+            self.order = TrainOrder(len(samples), bad, self.repeats, s.seed, rank, world)
+            self._n = len(self.order) // s.batch_size  # the last partial batch is dropped
         else:
             self.samples = eval_samples(s)  # padded to whole batches
             self._n = len(self.samples) // s.batch_size
@@ -125,7 +124,7 @@ class HostStream:
         """The batches of ``epoch`` (folder data) from its batch ``start`` on, as files to decode."""
         b, seed, rank = self.settings.batch_size, self.settings.seed, self.rank
         if self.train:
-            order = self.keep[epoch_order(len(self.keep), self.repeats, seed, epoch, rank, self.world)].tolist()
+            order = self.order.order(epoch).tolist()
         for k in range(start, self._n):
             positions = range(k * b, (k + 1) * b)
             if self.train:
@@ -168,9 +167,9 @@ class HostStream:
                     break
             while ahead:
                 batch = ahead.popleft().result()
-                task = next(todo, None)
-                if task is not None:
-                    ahead.append(pool.submit(_decode, self.pre, task))
+                following = next(todo, None)
+                if following is not None:
+                    ahead.append(pool.submit(_decode, self.pre, following))
                 yield batch
         finally:  # an epoch left early (or an error): batches not started yet are not decoded
             for f in ahead:

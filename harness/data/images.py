@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 if TYPE_CHECKING:
     from harness.config import Settings
@@ -42,8 +42,8 @@ def _random_resized_crop_box(width: int, height: int, rng: np.random.Generator) 
     for _ in range(10):
         target_area = area * rng.uniform(*_RRC_SCALE)
         aspect = math.exp(rng.uniform(*_RRC_LOG_RATIO))
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
             top = int(rng.integers(0, height - h + 1))
             left = int(rng.integers(0, width - w + 1))
@@ -52,9 +52,9 @@ def _random_resized_crop_box(width: int, height: int, rng: np.random.Generator) 
     in_ratio = width / height
     lo, hi = 3 / 4, 4 / 3
     if in_ratio < lo:
-        w, h = width, int(round(width / lo))
+        w, h = width, round(width / lo)
     elif in_ratio > hi:
-        w, h = int(round(height * hi)), height
+        w, h = round(height * hi), height
     else:
         w, h = width, height
     return (height - h) // 2, (width - w) // 2, h, w
@@ -135,19 +135,19 @@ class Preprocess:
                 for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
                     img = enhance(img).enhance(rng.uniform(max(0.0, 1 - self.jitter), 1 + self.jitter))
             if self.hue > 0:  # torchvision's adjust_hue: shift H in HSV, wrapping around
-                h, sat, v = img.convert("HSV").split()
-                shift = int(round(rng.uniform(-self.hue, self.hue) * 255))
-                h = Image.fromarray((np.asarray(h, dtype=np.int16) + shift).astype(np.uint8), "L")
-                img = Image.merge("HSV", (h, sat, v)).convert("RGB")
+                hue, sat, val = img.convert("HSV").split()
+                shift = round(rng.uniform(-self.hue, self.hue) * 255)
+                hue = Image.fromarray((np.asarray(hue, dtype=np.int16) + shift).astype(np.uint8), "L")
+                img = Image.merge("HSV", (hue, sat, val)).convert("RGB")
             return img
         if self.train:
             return img.resize((s, s), Image.Resampling.BILINEAR)
-        short = int(round(s / self.resize_ratio))
+        short = round(s / self.resize_ratio)
         w, h = img.size
         size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
         img = img.resize(size, Image.Resampling.BICUBIC)
-        top = int(round((img.height - s) / 2.0))
-        left = int(round((img.width - s) / 2.0))
+        top = round((img.height - s) / 2.0)
+        left = round((img.width - s) / 2.0)
         return img.crop((left, top, left + s, top + s))
 
     def __call__(self, img: Image.Image, rng: np.random.Generator | None) -> np.ndarray:
@@ -155,7 +155,8 @@ class Preprocess:
         pixels = np.asarray(self.transform(img, rng), dtype=np.uint8)
         x = np.array(pixels.transpose(2, 0, 1), dtype=np.float32, order="C")
         x /= np.float32(255)
-        if self.train and self.augment and self.lighting > 0:  # AlexNet PCA lighting noise, on the 0..1 scale
+        # AlexNet PCA lighting noise, on the 0..1 scale (rng is set: transform() refused None for augmentation)
+        if self.train and self.augment and self.lighting > 0 and rng is not None:
             alpha = rng.normal(0.0, self.lighting, 3)
             x += (LIGHTING_EIGVEC @ (alpha * LIGHTING_EIGVAL)).astype(np.float32).reshape(3, 1, 1)
         x -= self.mean
@@ -169,8 +170,7 @@ class Preprocess:
                 img = to_rgb(im)
                 img.load()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise HarnessError(f"{path}: cannot decode image: {detail}") from None
+            raise HarnessError(f"{path}: cannot decode image: {one_line(exc)}") from None
         return self(img, rng)
 
 

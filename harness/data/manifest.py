@@ -19,7 +19,8 @@ then find the manifest fresh. The manifest counts its scans (``scans``), which i
 Verification (the ``verify`` setting), per class, upgraded when a case asks for more than was done:
 
 * ``none``: list the files and their sizes (trust the data);
-* ``header``: also Pillow's header check and the end marker of each JPEG and PNG (``harness.data.folders.header_error``);
+* ``header``: also Pillow's header check and the end marker of each JPEG and PNG
+  (``harness.data.folders.header_error``);
 * ``full``: also decode every image once, in parallel processes.
 """
 from __future__ import annotations
@@ -36,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.config import VERIFY_LEVELS, Settings
+from harness.errors import HarnessError, one_line
 
 __all__ = ["VERIFY_LEVELS", "Manifest", "load_manifest", "manifest_path", "cache_root", "read_manifest"]
 
 SCHEMA = "harness.data.manifest/1"
-VERIFY_LEVELS = ("none", "header", "full")
 _DIR = ".harness"
 
 
@@ -136,7 +137,7 @@ def _decode_error(path: str) -> str | None:
         with Image.open(path) as im:
             to_rgb(im).load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        return " ".join(str(exc).split()) or type(exc).__name__
+        return one_line(exc)
     return None
 
 
@@ -156,10 +157,11 @@ def _scan_class(root: str, split_dir: str, name: str, verify: str, pools: dict[s
             sizes.append(-1)  # a symlink loop, no permission: the header check names it
     bad: dict[str, str] = {}
     paths = [os.path.join(class_dir, f) for f in files]
-    if verify in ("header", "full"):
+    level = VERIFY_LEVELS.index(verify)
+    if level >= VERIFY_LEVELS.index("header"):
         checked = pools["threads"].map(header_error, paths, chunksize=64)
         bad = {f: e for f, e in zip(files, checked) if e is not None}
-    if verify == "full":
+    if level >= VERIFY_LEVELS.index("full"):
         todo = [p for f, p in zip(files, paths) if f not in bad]
         for p, e in zip(todo, pools["processes"]().map(_decode_error, todo, chunksize=32)):
             if e is not None:
@@ -167,7 +169,7 @@ def _scan_class(root: str, split_dir: str, name: str, verify: str, pools: dict[s
     return {"mtime_ns": mtime, "files": files, "sizes": sizes, "ignored": ignored, "bad": bad, "verify": verify}
 
 
-def load_manifest(root: str, split: str, verify: str = "header",
+def load_manifest(root: str, split: str, verify: str = Settings.verify,
                   progress: Callable[[int, int, str], None] | None = None) -> Manifest:
     """The manifest of ``root/<split>``, built or brought up to date under the lock (see the module's text).
     Raises :class:`HarnessError` naming the folder at fault: a missing split, no class folders, a class folder

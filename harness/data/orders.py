@@ -1,13 +1,14 @@
 """Sample orders, the same in every framework: the train order per epoch (repeated augmentation), its shard per
-rank, and the seed of each sample's augmentation."""
+rank, the seed of each sample's augmentation, and :class:`TrainOrder`, the train sampler every data stream (the
+core's host batches, each backend's own) reads its epochs from."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    pass
+__all__ = ["repeated_order", "epoch_order", "augment_rng", "shard_order", "repeat_synthetic", "TrainOrder"]
+
 
 def repeated_order(n: int, repeats: int, rng: np.random.Generator) -> np.ndarray:
     """One epoch of a repeated-augmentation sampler: a shuffled order of ``n`` indices, each yielded
@@ -45,3 +46,37 @@ def repeat_synthetic(n: int, repeats: int) -> np.ndarray:
     return np.repeat(np.arange(n // repeats), repeats)
 
 
+class TrainOrder:
+    """The train sampler, in one place: over the ``n`` samples of a split less the unreadable positions ``bad``,
+    rank ``rank``'s :func:`epoch_order` of each epoch in turn, resumable mid-epoch. A backend's sampler (a
+    framework ``Sampler`` class) wraps one and only turns its positions into what its loader takes.
+
+    Each :meth:`next_pass` is the next epoch (or the rest of the one :meth:`start_at` names); ``len()`` is the
+    samples of one epoch for this rank (the same every epoch)."""
+
+    def __init__(self, n: int, bad: Sequence[int], repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.keep = np.delete(np.arange(n), np.asarray(bad, dtype=np.int64))
+        self.repeats, self.seed, self.rank, self.world = repeats, seed, rank, world
+        self.count = len(shard_order(np.zeros(len(self.keep), np.int64), repeats, rank, world))
+        self.epoch, self.start = 0, 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Sample indices (into the split's samples, unreadable ones left out) of ``epoch`` for this rank."""
+        order: np.ndarray = self.keep[epoch_order(len(self.keep), self.repeats, self.seed, epoch, self.rank,
+                                                  self.world)]
+        return order
+
+    def start_at(self, epoch: int, position: int) -> None:
+        """Resume: the next pass is ``epoch`` from its sample ``position`` on."""
+        self.epoch, self.start = epoch, position
+
+    def next_pass(self) -> tuple[int, Iterator[tuple[int, int]]]:
+        """The next pass's epoch and its ``(position in the epoch, sample index)`` pairs; the pass after it is
+        the following epoch from its start."""
+        epoch, start = self.epoch, self.start
+        self.epoch, self.start = epoch + 1, 0
+        order = self.order(epoch).tolist()
+        return epoch, ((pos, order[pos]) for pos in range(start, len(order)))

@@ -25,8 +25,8 @@ def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[st
     ``verify`` setting, rescanned only where a class folder changed).
 
     Returns ``(classes, samples, bad)``: ``bad`` are the positions in ``samples`` of files that are not
-    readable images; they are skipped with a warning on stderr and counted in :data:`SKIPPED` (files without an
-    image extension are counted as ignored). Past ``max_bad_images`` (a fraction of the split, or a count when
+    readable images; they are skipped with a warning on stderr and counted in :func:`scan_summary` (files without
+    an image extension are counted as ignored). Past ``max_bad_images`` (a fraction of the split, or a count when
     >= 1) it raises :class:`HarnessError` naming the first bad file. Backends leave the ``bad`` positions out of
     their samplers, so the remaining images keep their indices (MindSpore's folder reader lists the same files in
     the same order).

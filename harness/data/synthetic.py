@@ -1,6 +1,7 @@
 """Synthetic data: batches per epoch and the arrays of a synthetic batch, the same for every backend."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +26,7 @@ def synthetic_batches(settings: Settings, split: str) -> int:
     if split == "train":
         if settings.epochs is not None:
             return max(1, IMAGENET_TRAIN_IMAGES // settings.batch_size)
+        assert settings.steps is not None, "steps or epochs"
         return settings.warmup + settings.steps
     return settings.eval_batches or SYNTHETIC_EVAL_BATCHES
 
@@ -57,7 +59,7 @@ class SyntheticStream:
         """Resume: the next epoch begins at ``batch`` (every epoch is the same batch)."""
         self.start = batch
 
-    def __iter__(self):  # noqa: ANN204 - yields the backend's batch type
+    def __iter__(self) -> Iterator[tuple[object, ...]]:
         start, self.start = self.start, 0
         for _ in range(start, self.n):
             yield self.batch

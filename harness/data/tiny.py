@@ -25,17 +25,19 @@ from PIL import Image, ImageDraw
 
 from harness.errors import HarnessError
 
-__all__ = ["make_tiny_dataset", "META_NAME"]
+__all__ = ["make_tiny_dataset", "META_NAME", "TINY_CLASSES"]
 
 #: The parameters file written last into a generated dataset.
 META_NAME = "tiny.json"
+#: Classes of the tiny dataset ``harness run`` makes for ``data: tiny`` (the suite loader checks num_classes by it).
+TINY_CLASSES = 10
 _FORMAT = 1  # bump when the pictures change, so old caches are regenerated
 _SPLITS = (("train", 0), ("val", 1))
 
 
 def _rgb(hue: float, sat: float, val: float) -> tuple[int, int, int]:
     r, g, b = colorsys.hsv_to_rgb(hue % 1.0, sat, val)
-    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
+    return round(r * 255), round(g * 255), round(b * 255)
 
 
 def _picture(rng: np.random.Generator, hue: float, spacing: float, size: int) -> Image.Image:
@@ -86,7 +88,7 @@ def _complete(root: str, params: dict[str, Any]) -> bool:
     return _read_meta(root) == params and all(os.path.isdir(os.path.join(root, s)) for s, _ in _SPLITS)
 
 
-def make_tiny_dataset(root: str, *, classes: int = 10, train_per_class: int = 32, val_per_class: int = 10,
+def make_tiny_dataset(root: str, *, classes: int = TINY_CLASSES, train_per_class: int = 32, val_per_class: int = 10,
                       size: int = 64, seed: int = 0) -> str:
     """Write the tiny dataset to ``root`` (ImageNet layout, JPEG quality 90); return ``root``.
 

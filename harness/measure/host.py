@@ -11,6 +11,7 @@ import resource
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,18 @@ THROTTLE_REASONS = {"GpuIdle": 0x1, "ApplicationsClocksSetting": 0x2, "SwPowerCa
                     "SyncBoost": 0x10, "SwThermalSlowdown": 0x20, "HwThermalSlowdown": 0x40,
                     "HwPowerBrakeSlowdown": 0x80, "DisplayClockSetting": 0x100, "BoardLimit": 0x200,
                     "Reliability": 0x400}
+#: Where ``/proc`` and ``/sys`` are found: a folder, or None for ``/``.
+Root = str | Path | None
 
 
-def _read(root, rel) -> str | None:
+def _read(root: Root, rel: str) -> str | None:
     try:
         return Path(root or "/", rel).read_text()
     except (OSError, UnicodeDecodeError):
         return None
 
 
-def cpu_times(root=None) -> tuple[dict[str, float] | None, str | None]:
+def cpu_times(root: Root = None) -> tuple[dict[str, float] | None, str | None]:
     """Whole-host CPU seconds since boot (``/proc/stat``); ``busy``: user+nice+system+irq+softirq, not steal."""
     text = _read(root, "proc/stat")
     if not text or not text.startswith("cpu "):
@@ -45,13 +48,13 @@ def cpu_times(root=None) -> tuple[dict[str, float] | None, str | None]:
     return times, None
 
 
-def load_average(root=None) -> tuple[tuple[float, ...] | None, str | None]:
+def load_average(root: Root = None) -> tuple[tuple[float, ...] | None, str | None]:
     """The 1, 5 and 15-minute load averages from ``/proc/loadavg``."""
     text = _read(root, "proc/loadavg")
     return (tuple(float(v) for v in text.split()[:3]), None) if text else (None, "no /proc/loadavg")
 
 
-def _proc_stats(root=None) -> dict[int, dict[str, Any]]:
+def _proc_stats(root: Root = None) -> dict[int, dict[str, Any]]:
     """Each process's ppid, name, CPU ticks (utime+stime, all its threads) and its waited-for children's."""
     procs = {}
     for entry in Path(root or "/", "proc").glob("[0-9]*"):
@@ -65,21 +68,22 @@ def _proc_stats(root=None) -> dict[int, dict[str, Any]]:
     return procs
 
 
-def _own_cpu_s(root=None) -> float:
+def _own_cpu_s(root: Root = None) -> float:
     """CPU seconds of this process, its reaped descendants (getrusage) and its live ones (``/proc``)."""
-    procs, found, todo = _proc_stats(root), set(), [os.getpid()]
+    procs, todo = _proc_stats(root), [os.getpid()]
+    found: set[int] = set()
     while todo:
         parent = todo.pop()
         kids = {p for p, v in procs.items() if v["ppid"] == parent} - found
         found |= kids
         todo += kids
-    live = sum(procs[p]["ticks"] + procs[p]["child_ticks"] for p in found)
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + live / HZ
+    live: int = sum(procs[p]["ticks"] + procs[p]["child_ticks"] for p in found)
+    me, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + reaped.ru_utime + reaped.ru_stime + live / HZ
 
 
-def busy_processes(interval: float = 0.5, min_share: float = 0.2, exclude_pids=None,
-                   root=None) -> tuple[list[dict[str, Any]] | None, str | None]:
+def busy_processes(interval: float = 0.5, min_share: float = 0.2, exclude_pids: Iterable[int] | None = None,
+                   root: Root = None) -> tuple[list[dict[str, Any]] | None, str | None]:
     """Processes that used more than ``min_share`` of one core over ``interval`` seconds, busiest first (a
     multi-threaded one can pass 1.0). ``exclude_pids`` defaults to this process alone: its children count."""
     exclude = {os.getpid()} if exclude_pids is None else set(exclude_pids)
@@ -106,12 +110,12 @@ class HostWindow:
     other, not own: a descendant orphaned (re-parented to init) unseen, or exited and never waited for.
     ``/proc/stat`` counts 1/HZ-s ticks per CPU: judge ``other_cores_busy`` over seconds, not milliseconds."""
 
-    def __init__(self, root=None) -> None:
+    def __init__(self, root: Root = None) -> None:
         self.root, self.t0, (self.cpu0, self.why) = root, time.monotonic(), cpu_times(root)
         self.own0, self.load0 = _own_cpu_s(root), (load_average(root)[0] or [None])[0]
 
     @classmethod
-    def start(cls, root=None) -> HostWindow:
+    def start(cls, root: Root = None) -> HostWindow:
         return cls(root)
 
     def stop(self) -> dict[str, Any]:
@@ -132,7 +136,7 @@ class HostWindow:
                         "steal_s": round(cpu1["steal"] - self.cpu0["steal"], 3)}
 
 
-def cpu_frequency(root=None) -> tuple[dict[str, Any] | None, str | None]:
+def cpu_frequency(root: Root = None) -> tuple[dict[str, Any] | None, str | None]:
     """The CPUs' cpufreq governors, current MHz range, min and max MHz, and whether boost/turbo is on."""
     base = Path(root or "/", "sys/devices/system/cpu")
     cpus = sorted(base.glob("cpu[0-9]*/cpufreq"))
@@ -150,7 +154,7 @@ def cpu_frequency(root=None) -> tuple[dict[str, Any] | None, str | None]:
             "min_mhz": min(lo) if lo else None, "max_mhz": max(hi) if hi else None, "boost": boost_on}, None
 
 
-def memory(root=None) -> tuple[dict[str, int] | None, str | None]:
+def memory(root: Root = None) -> tuple[dict[str, int] | None, str | None]:
     """MemTotal, MemAvailable, SwapTotal and swap in use (SwapTotal - SwapFree), in MiB, from /proc/meminfo."""
     fields = (line.split(":", 1) for line in (_read(root, "proc/meminfo") or "").splitlines() if ":" in line)
     kb = {key: int(value.split()[0]) for key, value in fields if value.split() and value.split()[0].isdigit()}
@@ -167,10 +171,10 @@ def thread_settings() -> tuple[dict[str, Any], None]:
             "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}, None
 
 
-def _try(fn, *args):
+def _try(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
-    except Exception:  # NVMLError_NotSupported and the like: a missing field, not a failure
+    except Exception:  # noqa: BLE001 - NVMLError_NotSupported and the like: a missing field, not a failure
         return None
 
 
@@ -182,7 +186,7 @@ def nvidia() -> tuple[list[dict[str, Any]] | None, str | None]:
         return None, "pynvml (nvidia-ml-py) not installed"
     try:
         pynvml.nvmlInit()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - NVML's own error classes: a finding of the probe, not a crash
         return None, f"NVML not available: {exc}"
     reason_getters = [getattr(pynvml, f"nvmlDeviceGetCurrentClocks{kind}Reasons") for kind in ("Event", "Throttle")
                       if hasattr(pynvml, f"nvmlDeviceGetCurrentClocks{kind}Reasons")]  # new name, then old
@@ -207,7 +211,7 @@ def nvidia() -> tuple[list[dict[str, Any]] | None, str | None]:
             for key, mw in [(k, _try(fn, h)) for k, fn in watts.items()] + [("power_max_w", limits[1])]:
                 gpu[key] = None if mw is None else round(mw / 1000, 1)
             gpus.append(gpu)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as above
         return None, f"NVML query failed: {exc}"
     finally:
         _try(pynvml.nvmlShutdown)
@@ -217,7 +221,9 @@ def nvidia() -> tuple[list[dict[str, Any]] | None, str | None]:
 def parse_npu_smi(text: str) -> list[dict[str, Any]]:
     """Per NPU from ``npu-smi info``'s table, loosely: name, health, power (W), temperature (C), AICore %, and
     how many processes it lists on that NPU. Rows it does not recognise are skipped."""
-    npus, last, in_procs = [], None, False
+    npus: list[dict[str, Any]] = []
+    last: dict[str, Any] | None = None
+    in_procs = False
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         in_procs = in_procs or "Process id" in line
@@ -242,7 +248,7 @@ def ascend() -> tuple[list[dict[str, Any]] | None, str | None]:
     if shutil.which("npu-smi") is None:
         return None, "npu-smi not on PATH (no Ascend driver)"
     try:
-        out = subprocess.run(["npu-smi", "info"], capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run(["npu-smi", "info"], capture_output=True, check=False, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"npu-smi info failed: {exc}"
     npus = parse_npu_smi(out)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats as st
 
 __all__ = ["Estimate", "rate", "ratio", "mean_ci", "ratio_text", "delta_text", "CONFIDENCE"]
@@ -40,7 +41,7 @@ class Estimate:
         return self.lo is not None
 
     def includes(self, x: float) -> bool:
-        return self.lo is not None and self.lo <= x <= self.hi
+        return self.lo is not None and self.hi is not None and self.lo <= x <= self.hi
 
     def scaled(self, k: float) -> Estimate:
         """The estimate of ``k`` times the quantity (``k`` > 0)."""
@@ -53,8 +54,8 @@ class Estimate:
         return f"{spec.format(self.value)}{suffix} [{spec.format(self.lo)}, {spec.format(self.hi)}]"
 
 
-def _finite(values: Sequence[float], positive: bool = False) -> np.ndarray:
-    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+def _finite(values: Sequence[float | None], positive: bool = False) -> npt.NDArray[np.float64]:
+    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     return a[a > 0] if positive else a
 
 
@@ -115,6 +116,6 @@ def delta_text(est: Estimate, reference: float) -> str:
         return ""
     d = est.scaled(1 / reference)
     head = f"Δ {100 * (d.value - 1):+.1f}%"
-    if not d.has_ci:  # the measured value beside it says "(1 run)"
+    if d.lo is None or d.hi is None:  # no interval: the measured value beside it says "(1 run)"
         return head
     return f"{head} [{100 * (d.lo - 1):+.1f}, {100 * (d.hi - 1):+.1f}]" + (", within noise" if d.includes(1.0) else "")

@@ -30,17 +30,17 @@ class DevicePeak:
     source: str = ""
 
 
-_V100 = "NVIDIA Tesla V100 GPU datasheet (https://images.nvidia.com/content/technologies/volta/pdf/" \
-        "volta-v100-datasheet-update-us-1165301-r5.pdf): single precision and tensor performance"
-_A100 = "NVIDIA A100 Tensor Core GPU datasheet (https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/" \
-        "a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf): dense figures (sparsity x2 not used)"
-_H100 = "NVIDIA H100 Tensor Core GPU datasheet (https://resources.nvidia.com/en-us-tensor-core/" \
-        "nvidia-tensor-core-gpu-datasheet): tensor figures printed with sparsity, halved to dense"
-_H200 = "NVIDIA H200 product page and datasheet (https://www.nvidia.com/en-us/data-center/h200/): tensor " \
-        "figures printed with sparsity, halved to dense"
-_A910 = "Huawei press release 'Huawei launches Ascend 910, the world's most powerful AI processor' (2019-08-23, " \
-        "https://www.huawei.com/en/news/2019/8/huawei-ascend-910-most-powerful-ai-processor) and Hot Chips 31 " \
-        "(2019) DaVinci talk: 256 TFLOPS FP16; no fp32/bf16 figure published"
+_V100 = ("NVIDIA Tesla V100 GPU datasheet (https://images.nvidia.com/content/technologies/volta/pdf/"
+         "volta-v100-datasheet-update-us-1165301-r5.pdf): single precision and tensor performance")
+_A100 = ("NVIDIA A100 Tensor Core GPU datasheet (https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/"
+         "a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf): dense figures (sparsity x2 not used)")
+_H100 = ("NVIDIA H100 Tensor Core GPU datasheet (https://resources.nvidia.com/en-us-tensor-core/"
+         "nvidia-tensor-core-gpu-datasheet): tensor figures printed with sparsity, halved to dense")
+_H200 = ("NVIDIA H200 product page and datasheet (https://www.nvidia.com/en-us/data-center/h200/): tensor "
+         "figures printed with sparsity, halved to dense")
+_A910 = ("Huawei press release 'Huawei launches Ascend 910, the world's most powerful AI processor' (2019-08-23, "
+         "https://www.huawei.com/en/news/2019/8/huawei-ascend-910-most-powerful-ai-processor) and Hot Chips 31 "
+         "(2019) DaVinci talk: 256 TFLOPS FP16; no fp32/bf16 figure published")
 
 #: Known devices, most specific pattern first.
 PEAKS: tuple[DevicePeak, ...] = (
@@ -115,7 +115,7 @@ def cpu_peak(threads: int | None = None, precision: str = "fp32", cpuinfo: str |
     fields: dict[str, str] = {}
     cores: set[tuple[str, str]] = set()
     phys = core = ""
-    for line in text.splitlines() + [""]:
+    for line in [*text.splitlines(), ""]:
         key, _, value = (s.strip() for s in line.partition(":"))
         if key == "physical id":
             phys = value
@@ -140,8 +140,8 @@ def cpu_peak(threads: int | None = None, precision: str = "fp32", cpuinfo: str |
             ghz, clock_how = float(fields["cpu MHz"]) / 1e3, "/proc/cpuinfo cpu MHz (current clock)"
         except (KeyError, ValueError):
             return None, "no CPU clock in /proc/cpuinfo or cpufreq"
-    value = used * per * ghz / 1e3
-    return value, (f"derived: {used} cores x {per:g} FLOPs/cycle ({how}) x {ghz:.2f} GHz ({clock_how}); "
+    tflops = used * per * ghz / 1e3
+    return tflops, (f"derived: {used} cores x {per:g} FLOPs/cycle ({how}) x {ghz:.2f} GHz ({clock_how}); "
                    f"{fields.get('model name', 'CPU')}")
 
 

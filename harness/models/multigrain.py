@@ -53,7 +53,8 @@ def gumbel(noise: np.ndarray) -> np.ndarray:
 def _distances(x: np.ndarray) -> np.ndarray:
     sq = (x * x).sum(1, keepdims=True)
     d2 = sq + sq.T - 2.0 * x @ x.T
-    return np.sqrt(np.maximum(d2, 0.0) + np.eye(len(x)))  # 1 on the diagonal, as the reference
+    out: np.ndarray = np.sqrt(np.maximum(d2, 0.0) + np.eye(len(x)))  # 1 on the diagonal, as the reference
+    return out
 
 
 def negative_scores(emb: np.ndarray, repeats: int, spec: MultigrainLoss = MULTIGRAIN_LOSS) -> np.ndarray:

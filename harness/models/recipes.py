@@ -146,7 +146,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         preprocessing="as the ModelZoo ResNet-50 THOR pipeline: random-crop-decode-resize 224, flip, "
                       "normalise; eval: resize 256, centre crop 224",
         notes="epochs and batch from the seed's performance table (45 epochs, batch 30 per device); the config "
-              "listing says 50 and 480. THOR lr: lr_init * (1 - e / 70) ** 4.9687; damping 0.02345 * 0.5467 ** (e / 10)",
+              "listing says 50 and 480. THOR lr: lr_init * (1 - e / 70) ** 4.9687; "
+              "damping 0.02345 * 0.5467 ** (e / 10)",
     ),
 )}
 

@@ -37,7 +37,7 @@ def lr_at(step: int, settings: Settings, total_steps: int, steps_per_epoch: int)
     total_epochs = max(total_steps / spe, 1e-12)
     if s.schedule == "poly":
         end = s.schedule_period_epochs or total_epochs
-        return s.lr * max(0.0, 1.0 - ((step + 1) / spe) / end) ** s.lr_power
+        return s.lr * float(max(0.0, 1.0 - ((step + 1) / spe) / end) ** s.lr_power)
     warm = s.lr_warmup_epochs
     if warm > 0 and epoch < warm:
         return s.lr_warmup_init + (s.lr - s.lr_warmup_init) * epoch / warm
@@ -67,7 +67,7 @@ def lr_table(settings: Settings, total_steps: int, steps_per_epoch: int) -> list
 def damping_at(step: int, settings: Settings, steps_per_epoch: int) -> float:
     """THOR's damping at ``step`` (0-based)."""
     epoch = (step + 1) / max(1, steps_per_epoch)
-    return settings.damping_init * settings.damping_decay ** (epoch / 10.0)
+    return settings.damping_init * float(settings.damping_decay ** (epoch / 10.0))
 
 
 def damping_table(settings: Settings, total_steps: int, steps_per_epoch: int) -> list[float]:

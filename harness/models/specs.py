@@ -14,7 +14,8 @@ from harness.errors import HarnessError, near
 
 T = TypeVar("T")
 
-__all__ = ["ModelSpec", "MultigrainLoss", "MULTIGRAIN_LOSS", "MODELS", "get_model", "scaled", "check_batch", "stage_sizes", "ge_kernel", "build_with"]
+__all__ = ["ModelSpec", "MultigrainLoss", "MULTIGRAIN_LOSS", "MODELS", "get_model", "scaled", "check_batch",
+           "stage_sizes", "ge_kernel", "build_with"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class ModelSpec:
     gem_p: float = 3.0
     # Training loss: "ce" (cross-entropy), or "multigrain": lambda * CE + (1 - lambda) * margin loss on the
     # normalised GeM embedding (see :class:`MultigrainLoss`). ``repeats`` is the repeated-augmentation factor:
-    # the train sampler yields every image that many times in a row, so a batch must be a multiple of it.
+    # the train sampler yields every image that many times in a row (the batch sizes this allows:
+    # :func:`check_batch`).
     loss: str = "ce"
     repeats: int = 1
     num_classes: int = 1000
@@ -108,7 +110,7 @@ def ge_kernel(spec: ModelSpec, stage: int) -> int:
 
 def scaled(channels: int, width: float) -> int:
     """Channels after a width multiplier: rounded, at least 1."""
-    return max(1, int(round(channels * width)))
+    return max(1, round(channels * width))
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -158,11 +160,18 @@ def get_model(name: str, *, width: float = 1.0, num_classes: int | None = None,
 
 
 def check_batch(batch_size: int, repeats: int, model: str, where: str = "") -> None:
-    """Refuse a batch that repeated augmentation cannot fill with whole instances."""
+    """Refuse a batch (per device) that repeated augmentation cannot fill with whole instances: with ``repeats`` =
+    m > 1 it must be a multiple of m holding at least two different images, since the Multigrain margin loss
+    draws each image's negatives from the other images of its batch.
+
+    The one home of this rule: the suite loader applies it to every case when the suite loads
+    (:func:`harness.run.suite.load_suite`), and the data streams (the core's host batches, the backends' own)
+    take the batch as given. The core's host batches used to ask only for a multiple of m (accepting a batch of
+    one image's m copies, which has no negatives); the stricter rule was kept."""
     if repeats > 1 and (batch_size % repeats or batch_size < 2 * repeats):
-        raise HarnessError(f"{where + ': ' if where else ''}batch_size {batch_size}: {model} uses repeated augmentation (m = {repeats}), so the "
-                           f"batch size must be a multiple of {repeats} holding at least 2 images "
-                           f"(e.g. {max(2, -(-batch_size // repeats)) * repeats})")
+        raise HarnessError(f"{where + ': ' if where else ''}batch_size {batch_size}: {model} uses repeated "
+                           f"augmentation (m = {repeats}), so the batch size must be a multiple of {repeats} holding "
+                           f"at least 2 different images (e.g. {max(2, -(-batch_size // repeats)) * repeats})")
 
 
 def build_with(builders: dict[str, Callable[[ModelSpec], T]], spec: ModelSpec, backend: str) -> T:

@@ -1,8 +1,11 @@
 """results: what a run leaves behind and what people read from it.
 
-Append-only JSON Lines records (``records``), records as a pandas frame (``frame``), markdown and HTML reports
-(``report``, ``html``, ``charts``), published numbers beside measured ones (``published``, ``references``),
-``harness compare`` (``compare``), ``harness history`` (``history``) and MLPerf logs (``mllog``).
+Append-only JSON Lines records (``records``); the rules of which settings identify a case and which measurement
+represents it (``case_rules``); records as a pandas frame (``frame``); the analysis tables both reports show
+(``tables``), the markdown report (``report``, with its charts: ``charts``, and its profile section:
+``profile_report``) and the HTML one (``html``, its page: ``html_page``, its charts: ``html_charts``); published
+numbers beside measured ones (``published``, ``references``); ``harness compare`` (``compare``, its tests:
+``significance``, its text: ``compare_report``), ``harness history`` (``history``) and MLPerf logs (``mllog``).
 
 May import: the foundation, :mod:`harness.measure`, :mod:`harness.models`, :mod:`harness.data` and
 :mod:`harness.backends`; pandas, tabulate, plotly, matplotlib. Never :mod:`harness.run`: a report reads records,

@@ -14,10 +14,11 @@ Cases are matched by name, and must have been measured with the same settings (t
   per-step train samples of the two runs are compared with a one-sided Mann-Whitney U test
   (``scipy.stats.mannwhitneyu``, H1: the current steps take longer), which needs at least ``MIN_SAMPLES`` of them.
   With repetitions or pairs the change is their geometric mean ratio, shown with its 95% interval
-  (:func:`harness.measure.intervals.rate` over the pairs' ratios, :func:`harness.measure.intervals.ratio` over repetitions); a change
-  "within noise" whose interval still reaches ``min_effect`` says so: the runs cannot rule that slowdown out. A slowdown is a regression only when it is significant (``p < alpha``)
-  *and* at least ``min_effect`` (relative change of the median step time): significance alone flags microseconds
-  on a quiet machine, effect size alone flags noise on a busy one;
+  (:func:`harness.measure.intervals.rate` over the pairs' ratios, :func:`harness.measure.intervals.ratio` over
+  repetitions); a change "within noise" whose interval still reaches ``min_effect`` says so: the runs cannot rule
+  that slowdown out. A slowdown is a regression only when it is significant (``p < alpha``) *and* at least
+  ``min_effect`` (relative change of the median step time): significance alone flags microseconds on a quiet machine,
+  effect size alone flags noise on a busy one;
 * **accuracy**: top-1 may fall by at most ``top1_tolerance`` points;
 * **noise**: a case marked unstable (:mod:`harness.measure.noise`) in either run is not judged; with repetitions the
   unstable ones are left out as long as ``MIN_REPEATS`` stable ones remain on each side.
@@ -29,63 +30,32 @@ Exit status: 0 no regression, 1 regression, 2 usage or input error, or a case th
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as st
 
 from harness.config import has_accuracy
 from harness.errors import HarnessError
 from harness.measure.intervals import Estimate, rate, ratio
+from harness.results.case_rules import identity_difference, representative, representative_samples
+from harness.results.significance import mann_whitney_greater, paired_slower, welch_slower
 
-__all__ = ["mann_whitney_greater", "welch_slower", "paired_slower", "CaseComparison",
-           "compare_runs", "render_comparison", "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE", "MIN_SAMPLES",
-           "MIN_REPEATS", "REGRESSIONS", "UNJUDGEABLE"]
+__all__ = ["CaseComparison", "compare_runs", "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE",
+           "MIN_SAMPLES", "MIN_REPEATS", "REGRESSIONS", "UNJUDGEABLE"]
 
+#: Defaults of ``--alpha``, ``--min-effect`` and ``--top1-tolerance``.
 ALPHA = 0.01
 MIN_EFFECT = 0.10
 TOP1_TOLERANCE = 1.0
-
-
-def mann_whitney_greater(current: Sequence[float], baseline: Sequence[float]) -> tuple[float, float]:
-    """(U, p) for H1 "``current`` tends to be larger than ``baseline``" (``scipy.stats.mannwhitneyu``).
-
-    ``U`` counts pairs (c, b) with c > b (ties count one half). ``p`` is from the normal approximation
-    with the tie-corrected variance and a continuity correction of 0.5.
-    """
-    if len(current) == 0 or len(baseline) == 0:
-        raise ValueError("both samples need at least one value")
-    r = st.mannwhitneyu(current, baseline, alternative="greater", method="asymptotic", use_continuity=True)
-    return float(r.statistic), float(r.pvalue) if math.isfinite(r.pvalue) else 1.0
-
-
-def welch_slower(current: Sequence[float], baseline: Sequence[float]) -> float:
-    """p for H1 "``current`` per-run times are longer" from repetitions: one-sided Welch t on the logs."""
-    lc, lb = np.log(np.asarray(current, float)), np.log(np.asarray(baseline, float))
-    if lc.std(ddof=1) == 0 and lb.std(ddof=1) == 0:
-        return 0.0 if lc.mean() > lb.mean() else 1.0
-    return float(st.ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
-
-
-def paired_slower(ratios: Sequence[float]) -> float:
-    """p for H1 "current is slower" from the ratios current / baseline of alternately measured pairs: one-sided
-    one-sample t-test of the log ratios against 0."""
-    d = np.log(np.asarray(ratios, float))
-    if d.std(ddof=1) == 0:
-        return 0.0 if d.mean() > 0 else 1.0
-    return float(st.ttest_1samp(d, 0.0, alternative="greater").pvalue)
-
-
 #: Per-step samples per run a judgement needs: with fewer, Mann-Whitney cannot reach p < 0.01 at all.
 MIN_SAMPLES = 5
 #: Repetitions per case at which per-run values (run-to-run noise) are judged instead of per-step samples.
 MIN_REPEATS = 3
-#: Settings that do not change what is measured: runs that differ only in these compare.
-_NOT_MEASURED = frozenset({"timeout", "repeats", "workers", "max_bad_images", "checkpoint_keep", "data_root",
-                           "verify"})
+#: Verdicts that make the gate exit 1.
+REGRESSIONS = ("regression", "missing", "failed")
+#: Verdicts that make the gate exit 2: it could not judge.
+UNJUDGEABLE = ("unstable",)
 
 
 @dataclass
@@ -100,6 +70,7 @@ class CaseComparison:
     p_value: float | None = None
     top1: tuple[float | None, float | None] = (None, None)
     basis: str = ""  # "steps" (per-step samples of one run each), "runs" (per-run values of repetitions), "pairs"
+    measure: str = ""  # what was timed: the case's representative measurement (train, eval, inference b32, data w4)
 
 
 def check_options(alpha: float, min_effect: float, top1_tolerance: float) -> None:
@@ -147,18 +118,6 @@ def _check_paired(case: str, b: list[dict[str, Any]], c: list[dict[str, Any]]) -
                                "of the other; pairs must be measured alternately (baseline, current, baseline, ...)")
 
 
-def _difference(b: dict[str, Any], c: dict[str, Any]) -> str | None:
-    """The first setting in which two records of a case differ, or None."""
-    for key in ("model", "backend", "device"):
-        if b.get(key) != c.get(key):
-            return f"{key}: {b.get(key)!r} in the baseline, {c.get(key)!r} in the current run"
-    sb, sc = b.get("settings") or {}, c.get("settings") or {}
-    for key in sorted((set(sb) | set(sc)) - _NOT_MEASURED):
-        if sb.get(key) != sc.get(key):
-            return f"settings.{key}: {sb.get(key)!r} in the baseline, {sc.get(key)!r} in the current run"
-    return None
-
-
 def _top1(r: dict[str, Any]) -> float | None:
     if not has_accuracy(r.get("config", {}).get("settings") or {}):
         return None  # random labels: accuracy means nothing
@@ -169,11 +128,16 @@ def _top1(r: dict[str, Any]) -> float | None:
 def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, Any]], alpha: float,
                 min_effect: float, paired: bool = False) -> tuple[list[str], list[str]]:
     """Slower, faster or within noise: from per-run median step times when both runs have repetitions, else from
-    the per-step samples of one run each; too few of either is refused."""
-    steps = [[(r.get("samples") or {}).get("train_step_s") or [] for r in runs] for runs in (b, c)]
-    if not all(steps[0]) or not all(steps[1]):
+    the per-step samples of one run each; too few of either is refused. The steps are those of the case's
+    representative measurement (:func:`harness.results.case_rules.representative`): training's, an eval or export
+    case's evaluation, an inference case's largest batch, a data case's pipeline."""
+    measures = {m.label for runs in (b, c) for m in map(representative, runs) if m is not None}
+    steps = [[representative_samples(r) for r in runs] for runs in (b, c)]
+    if not all(steps[0]) or not all(steps[1]) or len(measures) != 1:
         res.verdict = "no samples"
-        return [], ["no train step samples to compare"]
+        return [], [f"the two runs time different things ({', '.join(sorted(measures))})" if len(measures) > 1
+                    else "no step samples to compare"]
+    res.measure = measures.pop()
     change = None
     if paired:
         tb, tc = ([float(np.median(x)) for x in side] for side in steps)
@@ -264,12 +228,13 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
         b, c = base.get(name), cur.get(name)
         if c is None:
             ok_before = any(r.get("status") == "ok" for r in b)
-            out.append(CaseComparison(name, "missing" if ok_before else "ok", "in the baseline, not in the current run"))
+            out.append(CaseComparison(name, "missing" if ok_before else "ok",
+                                      "in the baseline, not in the current run"))
             continue
         if b is None:
             out.append(CaseComparison(name, "new", "not in the baseline"))
             continue
-        diff = _difference(b[-1]["config"], c[-1]["config"])
+        diff = identity_difference(b[-1]["config"], c[-1]["config"])
         if diff and not allow_different_settings:
             raise HarnessError(f"case {name}: {diff}: the runs measure different things (--allow-different-settings "
                                "to compare them anyway)")
@@ -300,42 +265,3 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
             res.why = "; ".join(notes)
         out.append(res)
     return out
-
-
-def _change_cell(r: CaseComparison) -> str:
-    if r.change is None:
-        return ""
-    if r.change_ci is None:
-        return f"{100 * r.change:+.1f}% (single runs)"
-    return f"{100 * r.change:+.1f}% [{100 * r.change_ci[0]:+.1f}%, {100 * r.change_ci[1]:+.1f}%]"
-
-
-REGRESSIONS = ("regression", "missing", "failed")
-#: Verdicts that make the gate exit 2: it could not judge.
-UNJUDGEABLE = ("unstable",)
-
-
-def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_effect: float = MIN_EFFECT,
-                      top1_tolerance: float = TOP1_TOLERANCE) -> str:
-    from tabulate import tabulate
-
-    bad = [r for r in results if r.verdict in REGRESSIONS]
-    unjudged = [r for r in results if r.verdict in UNJUDGEABLE]
-    rows = [[r.case, r.verdict, r.basis, f"{r.baseline_ms:.2f}" if r.baseline_ms is not None else "",
-             f"{r.current_ms:.2f}" if r.current_ms is not None else "",
-             _change_cell(r),
-             f"{r.p_value:.2g}" if r.p_value is not None else "",
-             " -> ".join("" if v is None else f"{v:.2f}" for v in r.top1) if any(v is not None for v in r.top1) else "",
-             r.why] for r in results]
-    verdict = "REGRESSION" if bad else "CANNOT JUDGE" if unjudged else "no regression"
-    head = (f"# harness compare: {verdict} ({len(bad)} regression(s), {len(unjudged)} unstable, of {len(results)} "
-            f"case(s))\n\n"
-            f"A slowdown counts when it is significant (p < {alpha:g}: one-sided t over the log ratios of alternately "
-            f"measured pairs with --paired, else one-sided Welch t over the per-run median step times when both runs "
-            f"have {MIN_REPEATS}+ repetitions, else one-sided Mann-Whitney U over the per-step samples) and the median "
-            f"step time grew by at least {100 * min_effect:g}% (with repetitions or pairs: their geometric mean "
-            f"ratio, with its 95% interval from run-to-run noise; single runs have none); top-1 may fall by at most "
-            f"{top1_tolerance:g} points. A case marked unstable in either run is not judged.\n")
-    table = tabulate(rows, headers=["case", "verdict", "basis", "baseline ms/step (median)", "current ms/step (median)",
-                                    "change [95% CI]", "p (slower)", "top-1", "why"], tablefmt="github")
-    return head + "\n" + table + "\n"

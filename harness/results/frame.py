@@ -1,13 +1,15 @@
 """Records as a pandas frame: one row per record, flat metric columns and the case settings as ``cfg.<key>``."""
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["METRIC_ROWS", "ACCURACY", "records_frame", "get"]
+from harness.results.case_rules import IDENTITY_EXCLUDED, data_ceiling, identity_key, pipeline_rates
+from harness.results.records import get
+
+__all__ = ["METRIC_ROWS", "ACCURACY", "records_frame"]
 
 # (row label, column in the frame, format)
 
@@ -41,39 +43,6 @@ def _pct(share: Any) -> float | None:
     return 100.0 * share if isinstance(share, (int, float)) else None
 
 
-def pipeline_rates(metrics: dict[str, Any]) -> tuple[tuple[int, float], ...]:
-    """A data case's ``(workers, images/s)`` through the backend's own pipeline, for each worker count timed."""
-    return tuple((int(p["workers"]), float(p["images_per_s"])) for p in get(metrics, "input_pipeline", "pipelines") or []
-                 if isinstance(p, dict) and p.get("pipeline") == "backend" and isinstance(p.get("workers"), int)
-                 and isinstance(p.get("images_per_s"), (int, float)))
-
-
-def data_ceiling(metrics: dict[str, Any], workers: Any) -> float | None:
-    """A data case's (``scenario: data``) images/s through the backend's own pipeline at the case's worker count
-    (else the best it measured): the most a training run of the same preprocessing could take in."""
-    rates = pipeline_rates(metrics)
-    same = [r for w, r in rates if w == workers]
-    return max(same or [r for _, r in rates], default=None)
-
-
-def get(d: dict[str, Any], *path: str) -> Any:
-    for key in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(key)  # type: ignore[assignment]
-    return d
-
-
-def _config_key(cfg: dict[str, Any]) -> str:
-    """A configuration's identity without its seed and repetition count: records with the same key are
-    repeated measurements of one thing."""
-    settings = {k: v for k, v in (cfg.get("settings") or {}).items() if k not in ("seed", "repeats")}
-    variant = {k: v for k, v in (cfg.get("variant") or {}).items() if k != "seed"}
-    ident = {"model": cfg.get("model"), "backend": cfg.get("backend"), "device": cfg.get("device"),
-             "settings": settings, "variant": variant}
-    return json.dumps(ident, sort_keys=True, default=str)
-
-
 def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per record with flat metric columns and the case settings as ``cfg.<key>``."""
     rows = []
@@ -103,10 +72,12 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "infer_latency_ms": get(m, "inference", "latency_ms", "p50") or get(m, "inference", "latency_ms", "mean"),
             "infer_images_per_s": get(m, "inference", "images_per_s"),
             "devices": (cfg.get("settings") or {}).get("devices") or 1,
-            # the suite's matrix values that made the case, as data (never parsed from its name); the seed apart:
-            # cases that differ only in their seed are one configuration measured several times
-            "variant": ", ".join(f"{k}={v}" for k, v in (cfg.get("variant") or {}).items() if k != "seed"),
-            "config_key": _config_key(cfg),
+            # the suite's matrix values that made the case, as data (never parsed from its name), but those that
+            # do not identify it (the seed: cases that differ only in it are one configuration measured several
+            # times); config_key is the case's identity (harness.results.case_rules)
+            "variant": ", ".join(f"{k}={v}" for k, v in (cfg.get("variant") or {}).items()
+                                 if k not in IDENTITY_EXCLUDED),
+            "config_key": identity_key(cfg),
             "repeat": r.get("repeat", 0),
             "unstable": bool((r.get("noise") or {}).get("unstable")),
             "noise_reasons": "; ".join((r.get("noise") or {}).get("reasons") or []),

@@ -24,14 +24,16 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.measure.intervals import mean_ci, rate
-from harness.results.frame import data_ceiling, get
-from harness.results.records import RESULTS_FILE, read_records
+from harness.results.case_rules import representative
+from harness.results.records import RESULTS_FILE, get, read_records
 
-__all__ = ["DB_NAME", "open_index", "refresh", "history_frame", "render_history", "throughput"]
+__all__ = ["DB_NAME", "open_index", "refresh", "history_frame", "render_history"]
 
 DB_NAME = ".history.sqlite"
-#: The index's layout; an index of another layout (or of another tool: user_version 0) is rebuilt.
-LAYOUT = 0x48495331  # "HIS1"
+#: The index's layout; an index of another layout (or of another tool: user_version 0) is rebuilt. HIS2: a case's
+#: images/s is its representative measurement's (:func:`harness.results.case_rules.representative`), so an index of
+#: HIS1, which took an inference case's framework evaluation for it, is read again.
+LAYOUT = 0x48495332  # "HIS2"
 
 #: Record fields the index keeps, in column order (all text or numbers).
 COLUMNS = ("suite", "run_id", "case_name", "repeat", "status", "reason", "started_at", "duration_s",
@@ -46,30 +48,15 @@ PRAGMA user_version = {LAYOUT};
 """
 
 
-def throughput(metrics: dict[str, Any]) -> tuple[float | None, str | None]:
-    """The case's images/s and what was measured: training's, else evaluation's, else the inference runtime's at
-    its largest batch, else the data pipeline's ceiling."""
-    for part in ("train", "eval"):
-        value = get(metrics, part, "images_per_s")
-        if value is not None:
-            return float(value), part
-    per_batch = get(metrics, "inference", "throughput") or []
-    if per_batch and per_batch[-1].get("images_per_s") is not None:
-        return float(per_batch[-1]["images_per_s"]), f"inference b{per_batch[-1].get('batch_size')}"
-    ceiling = data_ceiling(metrics, None) if metrics.get("input_pipeline") else None
-    if ceiling is not None and not pd.isna(ceiling):
-        return float(ceiling), "data"
-    return None, None
-
-
 def _row(path: str, line: int, rec: dict[str, Any]) -> tuple[Any, ...]:
     m, env, cfg = rec.get("metrics") or {}, rec.get("env") or {}, rec.get("config") or {}
-    ips, measure = throughput(m)
+    measure = representative(rec)
+    ips, what = (measure.images_per_s, measure.label) if measure is not None else (None, None)
     top1 = get(m, "eval", "top1")
     if top1 is None:
         top1 = get(m, "inference", "accuracy", "top1")
     return (path, line, rec.get("suite"), rec.get("run_id"), rec.get("case"), rec.get("repeat", 0),
-            rec.get("status"), rec.get("reason"), rec.get("started_at"), rec.get("duration_s"), ips, measure, top1,
+            rec.get("status"), rec.get("reason"), rec.get("started_at"), rec.get("duration_s"), ips, what, top1,
             cfg.get("model"), cfg.get("backend"), cfg.get("device"), env.get("harness_version"),
             env.get("git_commit"), env.get("framework"), env.get("framework_version"))
 
@@ -91,7 +78,7 @@ def open_index(results: str | os.PathLike[str]) -> sqlite3.Connection:
     if not root.is_dir():
         raise HarnessError(f"{root}: no such results folder")
     db = root / DB_NAME
-    for attempt in range(2):
+    for _ in range(2):  # a second try after removing a damaged index
         try:
             con = sqlite3.connect(db, timeout=30)
             if _valid(con):

@@ -31,6 +31,7 @@ from typing import Any
 
 from harness.config import case_slug
 from harness.errors import HarnessError
+from harness.results.case_rules import representative
 from harness.results.records import RESULTS_FILE, read_records
 
 __all__ = ["export_mllog", "THROUGHPUT_KEY"]
@@ -145,11 +146,10 @@ def _events(log: Any, c: Any, record: dict[str, Any]) -> None:
     for e in evaluations:  # time to accuracy: each evaluation, timed from the start of training
         log.event(key=c.EVAL_ACCURACY, value=e["top1"] / 100.0, time_ms=_ms(t_train + e["elapsed_s"]),
                   metadata={c.EPOCH_NUM: e["epoch"], "step": e["step"], "time_basis": "measured"})
-    from harness.results.history import throughput
-
-    ips, measure = throughput(m)
-    if ips is not None:
-        meta = {"unit": "images/s", "measured": measure}
+    measure = representative(record)
+    ips = measure.images_per_s if measure is not None else None
+    if measure is not None and ips is not None:  # the images/s that represents the case (harness.results.case_rules)
+        meta = {"unit": "images/s", "measured": measure.label}
         p50 = (train.get("ms_per_step") or {}).get("p50")
         if p50 is not None:
             meta["ms_per_step_p50"] = p50

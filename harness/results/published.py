@@ -75,7 +75,8 @@ def published_frames(measured: pd.DataFrame, refs: pd.DataFrame) -> list[tuple[s
                         cells.append(f"{est.fmt(fmt)} · pub {fmt_value(fmt, pv)} · {delta_text(est, float(pv))}")
                 suffix = " inference" if kind == "inference" else ""
                 if p is not None:
-                    label = f"{p.get('device_model') or device} ×{devices}{suffix}<br>{p.get('framework')} {variants[i]}"
+                    label = (f"{p.get('device_model') or device} ×{devices}{suffix}"
+                             f"<br>{p.get('framework')} {variants[i]}")
                     if m_rows:
                         label += f"<br>measured: {backend} on {m_rows[0].get('device_model') or device}"
                 else:
@@ -83,7 +84,7 @@ def published_frames(measured: pd.DataFrame, refs: pd.DataFrame) -> list[tuple[s
                 columns[label] = cells
         table = pd.DataFrame(columns, index=[label for label, _, _ in PUBLISHED_ROWS])
         table = table[(table != "").any(axis=1)]
-        out.append((model, ", ".join(sorted({f for f in pub["source"].dropna()})), table))
+        out.append((model, ", ".join(sorted(set(pub["source"].dropna()))), table))
     return out
 
 

@@ -10,12 +10,13 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from harness.errors import HarnessError
 
-__all__ = ["SCHEMA", "RESULTS_FILE", "append_record", "read_records", "find_result_files"]
+__all__ = ["SCHEMA", "RESULTS_FILE", "append_record", "read_records", "find_result_files", "get"]
 
 SCHEMA = "harness.result/1"
 RESULTS_FILE = "results.jsonl"
@@ -30,6 +31,16 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
     return obj
+
+
+def get(d: dict[str, Any], *path: str) -> Any:
+    """The value at ``path`` in a record (``get(rec, "metrics", "train", "images_per_s")``), or None where any key
+    on the way is missing or not a dict."""
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)  # type: ignore[assignment]
+    return d
 
 
 def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
@@ -58,7 +69,8 @@ _SHAPES = {"metrics": dict, "samples": dict, "env": dict, "noise": dict, "repeat
 _NUMBERS = frozenset({"images_per_s", "timed_steps", "first_step_s", "loss_last", "top1", "top5", "time_s",
                       "total_time_s", "p50", "p90", "p99", "mean", "std", "min", "max", "host_peak_bytes",
                       "device_peak_bytes",
-                      # metrics.<scenario>.energy (harness.measure.energy) and metrics.train.flops (harness.models.flops)
+                      # metrics.<scenario>.energy (harness.measure.energy) and metrics.train.flops
+                      # (harness.models.flops)
                       "joules", "mean_w", "j_per_image", "macs_per_image", "flops_per_image_fwd",
                       "flops_per_image_train", "achieved_tflops", "peak_tflops", "mfu",
                       # metrics.train.profile (harness.measure.profiles)

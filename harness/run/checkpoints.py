@@ -30,10 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from harness.backends.arrays import read_npz, write_npz
 from harness.config import Case
 from harness.errors import HarnessError
+from harness.models.weights import check_weights
 
-__all__ = ["SCHEMA", "ROOT", "interval", "training_digest", "Checkpoints"]
+__all__ = ["SCHEMA", "ROOT", "STATE_FILE", "interval", "training_digest", "Checkpoints", "save_arrays", "load_arrays"]
 
 SCHEMA = 1
 ROOT = "checkpoints"
@@ -158,3 +162,29 @@ class Checkpoints:
         """For the record: where they are, how often, and which are kept."""
         steps = sorted(self._steps(self.root))
         return {"folder": str(self.root), "every_steps": self.every, "keep": self.keep, "kept_steps": steps}
+
+
+#: The file :func:`save_arrays` writes in a checkpoint's folder, unless told another name.
+STATE_FILE = "train_state.npz"
+
+
+def save_arrays(folder: str, arrays: dict[str, Any], name: str = STATE_FILE) -> list[str]:
+    """For a train step's ``save(folder)`` whose state is arrays (the model's, the optimizer's, a step count, an RNG
+    state): write them, under their names, as one neutral ``.npz`` ``name`` in ``folder``; returns ``[name]``, what
+    ``save`` returns. Scalars are kept as 0-d arrays."""
+    if not name.endswith(".npz"):
+        raise HarnessError(f"save_arrays: '{name}': the state file's name ends in .npz")
+    write_npz(os.path.join(folder, name), arrays)
+    return [name]
+
+
+def load_arrays(folder: str, shapes: dict[str, tuple[int, ...]], name: str = STATE_FILE,
+                what: str = "this case") -> dict[str, np.ndarray]:
+    """For the same step's ``load(folder)``: the arrays :func:`save_arrays` wrote, refused in one line naming the
+    file when it is missing, is not such a file, lacks an array of ``shapes`` (names to the shapes this step has),
+    holds one of another shape (a case of another model or class count) or one with no place here. ``what`` names
+    the step's case in the message."""
+    path = os.path.join(folder, name)
+    arrays = read_npz(path)
+    check_weights(arrays, shapes, f"checkpoint '{path}' for {what}")
+    return arrays

@@ -46,7 +46,7 @@ class StreamEvents:
 
     @staticmethod
     def elapsed(start: Any, end: Any) -> float:
-        return start.elapsed_time(end) / 1e3
+        return float(start.elapsed_time(end)) / 1e3
 
 
 @dataclass
@@ -141,7 +141,7 @@ class TimedLoop:
                 return i < stop
             return runs < min_runs or total_s < min_s
 
-        settle = True
+        settle: bool | str = True  # or STOP, from ``after``
         if first_alone and more():
             out.first_s = self.first(lambda: step(i))
             i += 1

@@ -2,9 +2,10 @@
 ends (with its noise verdict)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO, TypeVar
 
 __all__ = ["Display", "summary"]
@@ -71,10 +72,8 @@ class Display:
         if self._bars is not None:
             bars, self._bars = self._bars, None
             self._suite = self._case = None
-            try:
+            with contextlib.suppress(OSError, ValueError):  # the stream is gone (closed at exit)
                 bars.stop()
-            except (OSError, ValueError):  # the stream is gone (closed at exit)
-                pass
 
     def status(self, text: str) -> None:
         """A plain progress line (not a terminal): at most every 10 s."""
@@ -94,7 +93,7 @@ class Display:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def watcher(self, label: str, eta: float | None):  # noqa: ANN201 - the launcher's status callback
+    def watcher(self, label: str, eta: float | None) -> Callable[[Any], None]:
         """What a launcher reports - the worker's progress messages (dicts: ``phase``, ``step``, ``total``, and
         ``steps_per_s``/``images_per_s`` once measured), ``""`` ticks and ``!``-prefixed notices - shown under
         ``label``; ``eta`` is the suite's remaining seconds when this case starts (None: not known yet)."""

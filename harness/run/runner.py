@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import os
 import sys
@@ -18,6 +17,7 @@ from harness.backends.probe import backend_info
 from harness.config import Case, case_slug
 from harness.errors import HarnessError
 from harness.measure.environment import host_environment
+from harness.results.case_rules import identity_key, representative_samples
 from harness.results.records import RESULTS_FILE, SCHEMA, append_record
 from harness.run.launchers import get_launcher, launcher_for
 from harness.run.launchers.base import failed
@@ -66,13 +66,6 @@ def _run_case(case: Case, case_dir: Path, display: Display, label: str, eta: flo
     return result
 
 
-def config_digest(config: dict[str, Any]) -> str:
-    """A case configuration's identity: a changed setting makes a different case (the number of repetitions does
-    not: a resumed run with more of them runs only the new ones)."""
-    settings = {k: v for k, v in (config.get("settings") or {}).items() if k != "repeats"}
-    return hashlib.sha256(json.dumps({**config, "settings": settings}, sort_keys=True).encode()).hexdigest()
-
-
 def resume_target(run_dir: str | os.PathLike[str], suite: Suite) -> Path:
     """The folder of an earlier run of ``suite`` to resume, checked; it is resumed where it is, wherever it was
     moved or copied to."""
@@ -95,20 +88,10 @@ def resume_target(run_dir: str | os.PathLike[str], suite: Suite) -> Path:
     return path
 
 
-def _samples_of(result: dict[str, Any]) -> list[float]:
-    """The step samples a case's noise is judged on: training's, else evaluation's, else its largest inference
-    batch's."""
-    samples = result.get("samples") or {}
-    for key in ("train_step_s", "eval_step_s"):
-        if samples.get(key):
-            return samples[key]
-    inference = sorted((k for k in samples if k.startswith("inference_b")), key=lambda k: int(k[11:-2]))
-    return samples[inference[-1]] if inference else []
-
-
 def _prepare(run_dir: Path, suite: Suite, root: Path, resume: bool, host: dict[str, Any]) -> tuple[list[Case], dict]:
     """The run folder made (or reopened), the cases with the tiny dataset in place, and what a resumed run has
-    done already: ``{(case, repeat): config digest}`` of cases that ended ok or skipped."""
+    done already: ``{(case, repeat): identity key}`` of cases that ended ok or skipped (the identity:
+    :func:`harness.results.case_rules.identity_key`; a case whose identity changed is run again)."""
     try:
         (run_dir / "cases").mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -138,7 +121,7 @@ def _prepare(run_dir: Path, suite: Suite, root: Path, resume: bool, host: dict[s
             for r in read_records(run_dir / RESULTS_FILE, empty_ok=True):
                 if r.get("kind", "measured") == "measured":
                     key = (r["case"], r.get("repeat", 0))
-                    done[key] = config_digest(r["config"]) if r["status"] in ("ok", "skipped") else ""
+                    done[key] = identity_key(r["config"]) if r["status"] in ("ok", "skipped") else ""
     else:
         meta.write_text(json.dumps({"suite": suite.name, "suite_path": suite.path, "run_id": run_dir.name,
                                     "cases": [c.name for c in cases], "started_at": now, "env": host}, indent=1))
@@ -175,7 +158,7 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
         many = case.settings.repeats > 1
         case_dir = run_dir / "cases" / case_slug(case.name) / (f"rep{rep}" if many else "")
         label = f"[{i}/{len(todo)}] {case.name}" + (f" (run {rep + 1} of {case.settings.repeats})" if many else "")
-        if done.get((case.name, rep)) and done[case.name, rep] == config_digest(case.to_dict()):
+        if done.get((case.name, rep)) and done[case.name, rep] == identity_key(case.to_dict()):
             display.line(f"{label}: done in the resumed run, not run again")
             continue
         case_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +177,8 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
             "status": result["status"], "reason": result.get("reason"),
             "started_at": started.isoformat(), "duration_s": duration,
             "metrics": result.get("metrics", {}), "samples": result.get("samples", {}),
-            "noise": assess(_samples_of(result), facts) if result["status"] == "ok" else None,
+            "noise": assess(representative_samples({**result, "config": case.to_dict()}), facts)
+            if result["status"] == "ok" else None,
             "env": {**host, "load_avg_1m": checks.get("load_avg_1m"), "host_checks": checks, "backend": case.backend,
                     "device": case.device, **result.get("env", {})},
             "log": str((case_dir / "case.log").relative_to(run_dir)),

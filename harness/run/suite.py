@@ -38,6 +38,7 @@ from typing import Any
 from harness.backends.loading import backend_entry_points
 from harness.config import DEVICES, SETTING_NAMES, Case, Settings, coerce_settings
 from harness.data.folders import class_folders
+from harness.data.tiny import TINY_CLASSES
 from harness.errors import HarnessError, near
 from harness.files import load_yaml, read_text
 from harness.models.recipes import resolve_recipe
@@ -259,7 +260,19 @@ def _show(names: list[str]) -> str:
     return (", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")) or "none"
 
 
+def _check_classes(count: int, settings: dict[str, Any], where: str) -> None:
+    """More class folders than ``num_classes`` outputs: the one check of it, when the suite loads (the data
+    streams, the core's and each backend's, used to repeat it when a case ran). A label past the classifier's
+    outputs can be neither trained nor scored."""
+    num_classes = settings.get("num_classes", Settings.num_classes)
+    if count > num_classes:
+        raise HarnessError(f"{where}: num_classes: {num_classes}, but the data has {count} classes: a label past "
+                           f"the classifier's outputs can be neither trained nor scored (set num_classes: {count})")
+
+
 def _check_data(settings: dict[str, Any], where: str) -> None:
+    if settings.get("data") == "tiny" and not settings.get("data_root"):
+        _check_classes(TINY_CLASSES, settings, f"{where}: data 'tiny'")
     if settings.get("data") != "folder":
         return
     root = settings.get("data_root")
@@ -292,6 +305,7 @@ def _check_data(settings: dict[str, Any], where: str) -> None:
     if count < 2:
         raise HarnessError(f"{where}: data_root '{root}': {count} class folder(s) in {wanted[0]}/: accuracy needs at "
                            "least two classes (every prediction of one class is right)")
+    _check_classes(count, settings, f"{where}: data_root '{root}'")
 
 
 def select_cases(suite: Suite, patterns: list[str]) -> Suite:

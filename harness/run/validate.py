@@ -25,12 +25,14 @@ def _refuse(key: str, value: Any, backend: str, allowed: list[str]) -> HarnessEr
 
 
 def runs_scenario(info: dict[str, Any], name: str) -> bool:
-    """A backend runs the scenarios it declares, and any scenario another package adds whose hooks it implements
-    (``info["hooks"]``, as the probe found them)."""
-    if name in scenarios_of(info):
+    """A backend runs the built-in scenarios it declares (their hooks were checked when it loaded,
+    :func:`harness.backends.loading.required_hooks`), and any scenario another package adds, declared or not, whose
+    hooks it has (``info["hooks"]``, as the probe found them, the core's defaults included)."""
+    if name in scenarios_of(info) and name in SCENARIOS.builtin:
         return True
     scenario = get_scenario(name)
-    return (name not in SCENARIOS.builtin or not scenario.declared) and set(scenario.hooks) <= set(info.get("hooks", ()))
+    return ((name not in SCENARIOS.builtin or not scenario.declared)
+            and set(scenario.hooks) <= set(info.get("hooks", ())))
 
 
 def check_case(case: Case, info: dict[str, Any], info_of: Callable[[str], dict[str, Any]]) -> None:
@@ -98,7 +100,9 @@ def check_memory(case: Case, total_mib: int | None) -> None:
 def check_cases(cases: Iterable[Case], where: str, info_of: Callable[[str], dict[str, Any]] | None = None) -> None:
     """:func:`check_case` over ``cases``, each backend probed once (in a child process)."""
     if info_of is None:
-        from harness.backends.probe import backend_info as info_of
+        from harness.backends.probe import backend_info
+
+        info_of = backend_info
     from harness.measure.host import memory
 
     mem = memory()[0]

@@ -18,8 +18,7 @@ import time
 import traceback
 from typing import Any
 
-import numpy as np
-
+from harness.backends.arrays import NPZ, read_npz
 from harness.backends.hook_checks import check_info
 from harness.backends.loading import load_backend
 from harness.config import Case
@@ -28,7 +27,7 @@ from harness.dist import place
 from harness.errors import HarnessError, Unsupported, one_line
 from harness.models.weights import check_finite
 from harness.run.launchers.process import Progress
-from harness.run.launchers.ranks import rank_result_file
+from harness.run.launchers.ranks import cpus_here, rank_result_file, threads_per_rank
 from harness.run.scenarios import Context, get_scenario
 
 __all__ = ["run_case", "main"]
@@ -41,13 +40,9 @@ def _host_peak_bytes() -> int:
 def _load_weights(hook: Any, case: Case, model: Any) -> None:
     """``settings.weights`` (a file the suite checked at load): a checkpoint of this backend, or a neutral
     ``.npz``, loaded strictly."""
-    path = case.settings.weights
-    if path.endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                weights = {k: f[k] for k in f.files}
-        except (OSError, ValueError) as exc:
-            raise HarnessError(f"weights '{path}': not a readable .npz: {exc}") from None
+    path = str(case.settings.weights)
+    if path.endswith(NPZ):  # whatever the backend's own format, the core reads the neutral one
+        weights = read_npz(path)
     else:
         weights = hook.harness_read_checkpoint(path=path)
     check_finite(weights, f"weights '{path}'")
@@ -62,16 +57,15 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 def _same_threads(case: Case, ranks_here: int) -> tuple[Case, dict[str, Any]]:
-    """Every framework gets the same thread count: ``threads``, else this process's share of the CPUs it may run
-    on (its affinity, split among the ranks on this node), in the case's settings (each backend applies it to its
-    own pools) and in the OpenMP/BLAS variables (unless already set, e.g. by a launcher). Returns the case and
-    what was set, for the record."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    threads = case.settings.threads or max(1, len(cpus) // max(1, ranks_here))
+    """Every framework gets the same thread count (:func:`harness.run.launchers.ranks.threads_per_rank`: ``threads``,
+    else this process's share of the CPUs its affinity allows), in the case's settings (each backend applies it to
+    its own pools) and in the OpenMP/BLAS variables (unless already set, e.g. by a launcher, to the same rule's
+    value). Returns the case and what was set, for the record."""
+    threads = threads_per_rank(case.settings.threads, ranks_here)
     for var in THREAD_VARIABLES:
         os.environ.setdefault(var, str(threads))
     case = dataclasses.replace(case, settings=dataclasses.replace(case.settings, threads=threads))
-    return case, {"threads": threads, "affinity_cpus": len(cpus),
+    return case, {"threads": threads, "affinity_cpus": cpus_here(),
                   **{var.lower(): os.environ[var] for var in THREAD_VARIABLES}}
 
 
@@ -88,11 +82,10 @@ def _failure(exc: BaseException, phase: str, device: str) -> dict[str, Any]:
         return {"status": "failed", "terminated": True, "reason": f"{phase}: terminated by SIGTERM (stopped from "
                 "outside, e.g. by the launcher after another rank failed)"}
     traceback.print_exc()
-    msg = str(exc).strip().splitlines()
     # torch.OutOfMemoryError (CUDA), NPU and MindSpore allocators say "out of memory" in their messages
     oom = "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc).lower()
     return {"status": "failed", "reason": f"{phase}: {'out of device memory: ' if oom else ''}"
-                                          f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]}
+                                          f"{type(exc).__name__}: {one_line(str(exc), 400, first_line=True)}"}
 
 
 def run_case(case: Case, result_path: str) -> dict[str, Any]:

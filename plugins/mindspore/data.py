@@ -5,8 +5,8 @@ flip, colour jitter/hue/lighting as set for training; resize to size/eval_resize
 centre crop for evaluation; ImageNet mean/std.
 
 Training reads the folder with ``ImageFolderDataset`` in :func:`harness.data.orders.epoch_order`; evaluation reads
-:func:`harness.data.splits.eval_samples` (in order, the last batch padded with :data:`harness.data.splits.PAD_LABEL` images),
-so every eval batch is whole and a graph compiled for it is never recompiled for a short last batch."""
+:func:`harness.data.splits.eval_samples` (in order, the last batch padded with :data:`harness.data.splits.PAD_LABEL`
+images), so every eval batch is whole and a graph compiled for it is never recompiled for a short last batch."""
 from __future__ import annotations
 
 import os
@@ -14,15 +14,17 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 import mindspore as ms
 import mindspore.dataset as ds
+import numpy as np
+from mindspore.dataset import vision
+from mindspore.dataset.vision import Inter
+from PIL import Image
+
 from harness.config import Case, Settings
 from harness.data.folders import IMAGE_EXTENSIONS
 from harness.data.images import LIGHTING_EIGVAL, LIGHTING_EIGVEC
-from harness.data.orders import epoch_order, shard_order
+from harness.data.orders import TrainOrder
 from harness.data.splits import (
     PAD_LABEL,
     eval_samples,
@@ -32,39 +34,33 @@ from harness.data.splits import (
 )
 from harness.data.synthetic import SyntheticStream, synthetic_arrays, synthetic_batches
 from harness.dist import place
-from harness.errors import HarnessError
-from harness.models.specs import check_batch, get_model
-from mindspore.dataset import vision
-from mindspore.dataset.vision import Inter
+from harness.errors import HarnessError, one_line
+from harness.models.specs import get_model
 
 __all__ = ["make_stream", "TrainSampler", "EvalFiles"]
 
 
 class TrainSampler(ds.Sampler):
-    """The train order of :func:`harness.data.orders.epoch_order` (a new shuffle each epoch, each index ``repeats``
-    times in a row for repeated augmentation, this rank's shard) over the readable images ``keep``, the same
-    order the PyTorch backend reads. :meth:`start_at` resumes in the middle of an epoch."""
+    """The core's train sampler (:class:`harness.data.orders.TrainOrder`) as a ``mindspore.dataset`` sampler: the
+    same order the PyTorch backend reads. :meth:`start_at` resumes in the middle of an epoch."""
 
-    def __init__(self, keep: np.ndarray, repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.count = len(shard_order(np.zeros(len(keep), np.int64), repeats, rank, world))
-        super().__init__(num_samples=self.count)
-        self.keep, self.repeats, self.seed, self.rank, self.world = keep, repeats, seed, rank, world
-        self.epoch, self.start = 0, 0
+    def __init__(self, order: TrainOrder) -> None:
+        super().__init__(num_samples=len(order))
+        self.order = order
+        self.rank, self.world = order.rank, order.world
         #: Files found undecodable while loading: index -> the sample read in its place (the next readable one,
         #: as the PyTorch backend's loader takes), so the order of the epoch stays as it was.
         self.replace: dict[int, int] = {}
 
     def start_at(self, epoch: int, position: int) -> None:
-        self.epoch, self.start = epoch, position
+        self.order.start_at(epoch, position)
 
     def __iter__(self) -> Iterator[int]:
-        epoch, start = self.epoch, self.start
-        self.epoch, self.start = epoch + 1, 0
-        order = self.keep[epoch_order(len(self.keep), self.repeats, self.seed, epoch, self.rank, self.world)]
-        return iter([self.replace.get(i, i) for i in order[start:].tolist()])
+        _, items = self.order.next_pass()
+        return iter([self.replace.get(i, i) for _, i in items])
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.order)
 
 
 class _Lighting:
@@ -153,9 +149,8 @@ class FolderStream:
         failed = self._failed_file(exc, done)
         index = {path: i for i, (path, _) in enumerate(self.samples)}.get(failed) if failed else None
         if index is None:
-            detail = next((line.strip() for line in str(exc).splitlines() if line.strip().startswith("[ERROR]")),
-                          str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            raise HarnessError(f"MindSpore's data pipeline failed: {detail}") from None
+            detail = next((line for line in str(exc).splitlines() if line.strip().startswith("[ERROR]")), exc)
+            raise HarnessError(f"MindSpore's data pipeline failed: {one_line(detail, first_line=True)}") from None
         split = "train" if self.train else "val"
         note_unreadable(self.settings, split, [f"{failed}: cannot decode image: MindSpore's decoder failed"])
         bad = self.scan_bad | {i for i, (path, _) in enumerate(self.samples) if path in unreadable_files(split)}
@@ -209,7 +204,7 @@ def _transforms(s: Settings, train: bool, mean: tuple[float, ...], std: tuple[fl
         return [*ops, *norm, *lighting, *chw]
     if train:
         return [vision.Decode(), vision.Resize((size, size), Inter.BILINEAR), *norm, *chw]
-    return [vision.Decode(), vision.Resize(int(round(size / s.eval_resize_ratio)), Inter.BICUBIC),
+    return [vision.Decode(), vision.Resize(round(size / s.eval_resize_ratio), Inter.BICUBIC),
             vision.CenterCrop(size), *norm, *chw]
 
 
@@ -218,21 +213,18 @@ def make_stream(case: Case, split: str, device: Any) -> Any:
     train = split == "train"
     spec = get_model(case.model)
     repeats = spec.repeats if train else 1
-    check_batch(s.batch_size, repeats, case.model)
     if s.data == "synthetic":  # the core's bytes (the same as every framework's), on the device once
         x, y = synthetic_arrays(s, split, repeats)
         return SyntheticStream((ms.Tensor(x), ms.Tensor(y.astype(np.int32))), synthetic_batches(s, split))
     folder = "train" if train else "val"
     # the core's checks and messages, its class order and file order (which ImageFolderDataset lists alike)
     classes, samples, bad = scan_split(s, folder)
-    if len(classes) > s.num_classes:
-        raise HarnessError(f"data_root '{s.data_root}' has {len(classes)} classes but num_classes is {s.num_classes}")
     ds.config.set_seed(s.seed)
     workers = max(1, s.workers)
     sampler, files = None, None
     if train:  # each rank its shard of a shuffle shared by all ranks
         where = place()
-        sampler = TrainSampler(np.delete(np.arange(len(samples)), bad), repeats, s.seed, where.rank, where.world)
+        sampler = TrainSampler(TrainOrder(len(samples), bad, repeats, s.seed, where.rank, where.world))
     else:  # readable images in order, padded to whole batches (labels -1, not counted by the eval step)
         files = EvalFiles(eval_samples(s))
 

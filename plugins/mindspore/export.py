@@ -7,13 +7,13 @@ import shutil
 import tempfile
 from typing import Any
 
-import numpy as np
-
 import mindspore as ms
+import numpy as np
+from mindspore import nn
+
 from harness.config import Case
 from harness.dist import place
 from harness.errors import HarnessError, Unsupported
-from mindspore import nn
 
 __all__ = ["FORMATS", "RUNTIMES", "export_model", "inference_session"]
 
@@ -55,7 +55,8 @@ def _export(net: nn.Cell, x: np.ndarray, path: str, fmt: str) -> str:
     return file
 
 
-def export_model(case: Case, net: nn.Cell, device: Any, fmt: str, path: str, batch: int | None = None) -> dict[str, Any]:
+def export_model(case: Case, net: nn.Cell, device: Any, fmt: str, path: str,
+                 batch: int | None = None) -> dict[str, Any]:
     if fmt not in FORMATS:  # a suite is refused at load; this is for a direct call (the hook's contract)
         raise HarnessError(f"export format '{fmt}' is not supported by the mindspore backend ({', '.join(FORMATS)})")
     target = ms.get_context("device_target")

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import mindspore as ms
-from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, HeUniform, Normal
+
+from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite", "GeM"]
 

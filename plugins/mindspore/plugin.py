@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 import mindspore as ms
+import numpy as np
+from mindspore import nn
+
 from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
 from harness.dist import place
@@ -23,21 +24,17 @@ from harness.models.weights import (
     to_mindspore_names,
 )
 from harness.run.loop import StreamEvents
-from mindspore import nn
 
 from . import __version__, absorb_numpy_abi_first_failure
+from .amp import AMP_DTYPES, amp_level
+from .checkpoint import load_checkpoint
 from .data import make_stream
+from .evaluate import make_eval_step
 from .export import FORMATS, RUNTIMES, export_model, inference_session
 from .models import BUILDERS, build_model
+from .optim import check_optimizer
 from .profile import profile
-from .train import (
-    AMP_DTYPES,
-    TrainStep,
-    amp_level,
-    check_optimizer,
-    load_checkpoint,
-    make_eval_step,
-)
+from .train import TrainStep
 
 #: The framework-specific settings this backend takes (checked by the core when a suite loads, with the rules
 #: between them: amp_level O0 is fp32, O1-O3 need fp16 or bf16). Device limits are skipped by the hooks:
@@ -144,17 +141,6 @@ def harness_eval_step(case: Case, model: nn.Cell, device: Any) -> Any:
     return make_eval_step(case, model, device)
 
 
-def _float(v: Any) -> float:
-    return float(v.asnumpy()) if isinstance(v, ms.Tensor) else float(v)
-
-
-@hookimpl
-def harness_to_host(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_float(v) for v in value]
-    return _float(value)
-
-
 @hookimpl
 def harness_synchronize(device: Any) -> bool:
     ms.runtime.synchronize()
@@ -242,7 +228,6 @@ def harness_write_checkpoint(weights: dict[str, np.ndarray], path: str) -> str:
 
 @hookimpl
 def harness_environment(case: Case, device: Any) -> dict[str, Any]:
-    status = _device_status(case.device)
-    return {"framework": "MindSpore", "framework_version": ms.__version__, "backend_version": __version__,
-            "device_model": status["model"], "device_count": status["count"], "mindspore_mode": device["mode"],
-            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"), "mindspore_threads": case.settings.threads}
+    # framework, versions and the device's model and count are the core's (from the info and the probe)
+    return {"mindspore_mode": device["mode"], "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+            "mindspore_threads": case.settings.threads}

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import mindspore as ms
+
 from harness import Unsupported
 from harness.measure.profiles import read_op_statistic
 

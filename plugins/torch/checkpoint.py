@@ -4,12 +4,12 @@ checkpoint (:meth:`harness_torch.train.TrainStep.save`) keeps.
 :func:`_load` is the backend's one checkpoint reader: weights files and training states both go through it."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
-
 import torch
+
+from harness.backends.arrays import read_checked
 from harness.errors import HarnessError
 
 __all__ = ["read_state_dict", "rng_state", "set_rng_state", "TRAIN_STATE"]
@@ -19,15 +19,10 @@ TRAIN_STATE = "train_state.pt"
 
 
 def _load(path: str) -> Any:
-    """``torch.load`` with ``weights_only=True`` (no pickle), its failures as one-line errors naming ``path``."""
-    if not os.path.isfile(path):
-        raise HarnessError(f"checkpoint '{path}': no such file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a foreign or corrupt file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise HarnessError(f"checkpoint '{path}': not a PyTorch checkpoint loadable with weights_only=True "
-                           f"({type(exc).__name__}: {first[:200]})") from None
+    """``torch.load`` with ``weights_only=True`` (no pickle); a missing file and its failures are one-line errors
+    naming ``path`` (:func:`harness.backends.arrays.read_checked`)."""
+    return read_checked(path, lambda p: torch.load(p, map_location="cpu", weights_only=True),
+                        "a PyTorch checkpoint loadable with weights_only=True")
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:

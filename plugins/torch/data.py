@@ -9,43 +9,38 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
 from harness.config import Case, Settings
 from harness.data.images import Preprocess, preprocess_for
-from harness.data.orders import augment_rng, epoch_order, shard_order
+from harness.data.orders import TrainOrder, augment_rng
 from harness.data.splits import eval_samples, load_or_next, note_unreadable, scan_split
 from harness.data.synthetic import SyntheticStream, synthetic_arrays, synthetic_batches
-from harness.errors import HarnessError
-from harness.models.specs import check_batch, get_model
-from torch.utils.data import DataLoader, Dataset, Sampler
+from harness.models.specs import get_model
 
 __all__ = ["make_stream", "TrainSampler"]
 
 
 class TrainSampler(Sampler[tuple[int, int, int, int]]):
-    """The train order of :func:`harness.data.orders.epoch_order` (a new shuffle each epoch, each index ``repeats``
-    times in a row for repeated augmentation, this rank's shard), over the readable images ``keep``.
+    """The core's train sampler (:class:`harness.data.orders.TrainOrder`) as a DataLoader sampler.
 
     Yields ``(index, epoch, rank, position)``: the dataset seeds the sample's augmentation from where it falls
     in the run (:func:`harness.data.orders.augment_rng`), not from the loader worker. :meth:`start_at` resumes in the
     middle of an epoch."""
 
-    def __init__(self, keep: np.ndarray, repeats: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.keep, self.repeats, self.seed, self.rank, self.world = keep, repeats, seed, rank, world
-        self.epoch, self.start = 0, 0
+    def __init__(self, order: TrainOrder) -> None:
+        self.order = order
 
     def __len__(self) -> int:
-        return len(shard_order(np.zeros(len(self.keep), np.int64), self.repeats, self.rank, self.world))
+        return len(self.order)
 
     def start_at(self, epoch: int, position: int) -> None:
-        self.epoch, self.start = epoch, position
+        self.order.start_at(epoch, position)
 
     def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
-        epoch, start = self.epoch, self.start
-        self.epoch, self.start = epoch + 1, 0
-        order = self.keep[epoch_order(len(self.keep), self.repeats, self.seed, epoch, self.rank, self.world)]
-        return ((int(i), epoch, self.rank, pos) for pos, i in enumerate(order.tolist()) if pos >= start)
+        epoch, items = self.order.next_pass()
+        return ((i, epoch, self.order.rank, pos) for pos, i in items)
 
 
 class FolderDataset(Dataset):
@@ -99,7 +94,6 @@ def make_stream(case: Case, split: str, device: torch.device) -> Any:
     spec = get_model(case.model)
     train = split == "train"
     repeats = spec.repeats if train else 1
-    check_batch(s.batch_size, repeats, case.model)
     if s.data == "synthetic":  # the core's arrays (the same bytes in every framework), on the device once
         images, labels = synthetic_arrays(s, split, repeats)
         x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
@@ -107,13 +101,11 @@ def make_stream(case: Case, split: str, device: torch.device) -> Any:
             x = x.contiguous(memory_format=torch.channels_last)
         return SyntheticStream((x, y), synthetic_batches(s, split))
     pre = preprocess_for(s, train, spec.mean, spec.std)
-    classes, samples, bad = scan_split(s, "train" if train else "val")
-    if len(classes) > s.num_classes:
-        raise HarnessError(f"data_root '{s.data_root}' has {len(classes)} classes but num_classes is {s.num_classes}")
+    _, samples, bad = scan_split(s, "train" if train else "val")
     sampler: Any = None
     if train:  # each rank its shard of a shuffle shared by all ranks, over the readable images
         world, rank = _world()
-        sampler = TrainSampler(np.delete(np.arange(len(samples)), bad), repeats, s.seed, rank, world)
+        sampler = TrainSampler(TrainOrder(len(samples), bad, repeats, s.seed, rank, world))
     else:  # the readable images in order, padded to whole batches with PAD_LABEL copies (the eval step skips them)
         samples = eval_samples(s)
     loader = DataLoader(

@@ -6,11 +6,11 @@ import os
 from typing import Any
 
 import numpy as np
-
 import torch
+from torch import nn
+
 from harness.config import Case
 from harness.errors import HarnessError
-from torch import nn
 
 __all__ = ["FORMATS", "RUNTIMES", "export_model", "inference_session"]
 

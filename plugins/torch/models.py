@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 from torch import nn
+
+from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet", "GeM", "BUILDERS", "unwrap"]
 

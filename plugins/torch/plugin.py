@@ -11,8 +11,8 @@ import importlib.util
 from typing import Any
 
 import numpy as np
-
 import torch
+
 from harness import DeviceUnavailable, hookimpl
 from harness.config import Case
 from harness.dist import place
@@ -201,10 +201,8 @@ def harness_inference_session(case: Case, device: torch.device, model: torch.nn.
 
 @hookimpl
 def harness_environment(case: Case, device: torch.device) -> dict[str, Any]:
-    status = _device_status(case.device)
-    env = {"framework": "PyTorch", "framework_version": torch.__version__, "backend_version": __version__,
-           "device_model": status["model"], "device_count": status["count"],
-           "torch_threads": torch.get_num_threads()}
+    # framework, versions and the device's model and count are the core's (from the info and the probe)
+    env: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     if device.type == "cuda":
         env.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     if device.type == "npu":

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from harness import Unsupported
 from harness.measure.profiles import read_op_statistic
 

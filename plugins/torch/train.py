@@ -7,18 +7,20 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
+
 from harness.config import Case
-from harness.errors import HarnessError
-from harness.models.losses import smoothing_targets
+from harness.errors import HarnessError, one_line
+from harness.models.losses import LossChoice, loss_for
 from harness.models.multigrain import (
     SAME_INSTANCE_SCORE,
     ZERO_WEIGHT_SCORE,
     pair_indices,
 )
+from harness.models.optim import MULTIGRAIN_BETA, decays
 from harness.models.schedules import lr_at
-from harness.models.specs import MULTIGRAIN_LOSS, MultigrainLoss, get_model
+from harness.models.specs import MULTIGRAIN_LOSS, MultigrainLoss
 from harness.models.weights import check_weights
-from torch import nn
 
 from .checkpoint import TRAIN_STATE, _load, rng_state, set_rng_state
 from .models import unwrap
@@ -40,13 +42,15 @@ MODES: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
 
 
 def param_groups(model: nn.Module, weight_decay: float, on: str = "weights",
-                 extra_no_decay: tuple[nn.Parameter, ...] = ()) -> list[dict[str, Any]]:
-    """Weight decay on conv/linear weights only (``on="weights"``: never biases or BN), or on every network
-    parameter (``on="all"``); ``extra_no_decay`` (e.g. Multigrain's beta) is never decayed."""
-    decay, no_decay = [], list(extra_no_decay)
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if on == "all" or p.ndim > 1 else no_decay).append(p)
+                 extra: dict[str, nn.Parameter] | None = None) -> list[dict[str, Any]]:
+    """The decayed and the undecayed group of the model's trainable parameters and the named ``extra`` ones (the
+    loss's: Multigrain's beta under :data:`harness.models.optim.MULTIGRAIN_BETA`), as the core's rule decides
+    (:func:`harness.models.optim.decays`)."""
+    decay, no_decay = [], []
+    # the extra ones first: the order a checkpoint's optimizer state was saved in
+    named = list((extra or {}).items()) + [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    for name, p in named:
+        (decay if decays(name, tuple(p.shape), on) else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -63,11 +67,10 @@ class SmoothedCrossEntropy(nn.Module):
         return -(self.off * logp.sum(1) + (self.on - self.off) * picked).mean()
 
 
-def _cross_entropy(case: Case) -> nn.Module:
-    s = case.settings
-    if s.label_smoothing == 0 or s.label_smoothing_off == "torch":
-        return nn.CrossEntropyLoss(label_smoothing=s.label_smoothing)
-    return SmoothedCrossEntropy(*smoothing_targets(s.label_smoothing, s.num_classes, s.label_smoothing_off))
+def _cross_entropy(loss: LossChoice) -> nn.Module:
+    if loss.targets is None:
+        return nn.CrossEntropyLoss(label_smoothing=loss.label_smoothing)
+    return SmoothedCrossEntropy(*loss.targets)
 
 
 class MultigrainCriterion(nn.Module):
@@ -119,11 +122,12 @@ class MultigrainCriterion(nn.Module):
 
 
 def make_criterion(case: Case, device: torch.device) -> nn.Module:
-    """The case's loss: cross-entropy, or the Multigrain mixed loss for a model that asks for it."""
-    spec = get_model(case.model)
-    ce = _cross_entropy(case)
-    if spec.loss == "multigrain":
-        return MultigrainCriterion(case.settings.batch_size, spec.repeats, ce).to(device)
+    """The case's loss as the core chose it (:func:`harness.models.losses.loss_for`): cross-entropy, or the
+    Multigrain mixed loss for a model that asks for it."""
+    loss = loss_for(case)
+    ce = _cross_entropy(loss)
+    if loss.multigrain is not None:
+        return MultigrainCriterion(case.settings.batch_size, loss.repeats, ce, loss.multigrain).to(device)
     return ce
 
 
@@ -155,7 +159,7 @@ class TrainStep:
         self.criterion = make_criterion(case, device)
         self.multigrain = isinstance(self.criterion, MultigrainCriterion)
         self.forward = _forward(case, model, outputs=self.multigrain)
-        extra = (self.criterion.beta,) if self.multigrain else ()
+        extra = {MULTIGRAIN_BETA: self.criterion.beta} if self.multigrain else None
         self.optimizer = torch.optim.SGD(param_groups(model, s.weight_decay, s.weight_decay_on, extra),
                                          lr=lr_at(0, s, total_steps, steps_per_epoch), momentum=s.momentum,
                                          nesterov=s.nesterov)
@@ -235,9 +239,8 @@ class TrainStep:
             set_rng_state(self.device, state["rng"])
             self.count = int(state["count"])
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise HarnessError(f"checkpoint '{file}': training state does not fit this case "
-                               f"({type(exc).__name__}: {first[:200]})") from None
+                               f"({type(exc).__name__}: {one_line(str(exc), 200, first_line=True)})") from None
 
 
 def make_train_step(case: Case, model: nn.Module, device: torch.device, total_steps: int,

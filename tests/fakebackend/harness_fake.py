@@ -7,9 +7,11 @@ case's seed: ``{"1": "raise", "2": "sigkill", "3": "hang", "4": "nodevice",
 first time only (a checkpointed case then resumes). Every hook call is appended to ``calls.log`` in the
 case's working folder, so tests can check the order the core calls them in.
 
-Its data are the core's host batches (:mod:`harness.data.host_batches`) moved with its own ``harness_to_device``; synthetic
-epochs are 7 train batches and ``eval_batches`` (or 3) eval batches. Its train step is an object with
-``save``/``load`` (``supports["checkpoint"]``); a test turns that off with ``SUPPORTS["checkpoint"] = False``.
+Its data are the core's host batches (:mod:`harness.data.host_batches`) moved with its own ``harness_to_device``;
+synthetic epochs are 7 train batches and ``eval_batches`` (or 3) eval batches. Its train step is an object with
+``save``/``load`` (``supports["checkpoint"]``) through the core's :func:`harness.run.checkpoints.save_arrays`; a
+test turns that off with ``SUPPORTS["checkpoint"] = False``. It has no checkpoint file hooks: its weights files are
+the core's neutral ``.npz``, and the environment fields the core knows are the core's.
 """
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ import time
 
 import numpy as np
 
-from harness import DeviceUnavailable, HarnessError, hookimpl
+from harness import DeviceUnavailable, hookimpl
 from harness.data.host_batches import HostStream, device_stream
 from harness.dist import place
 from harness.models.specs import MODELS, get_model
+from harness.run.checkpoints import load_arrays, save_arrays
 
 #: What the fake takes: every value the shipped backends take (it trains nothing real, so it ignores them), its
 #: export format, and its train step checkpoints.
@@ -135,19 +138,12 @@ class TrainStep:
 
     def save(self, path):
         _log(f"save_train_state {self.device['steps']}")
-        np.savez(os.path.join(path, "state.npz"), w=self.model["w"], steps=self.device["steps"])
-        return ["state.npz"]
+        return save_arrays(path, {"w": self.model["w"], "steps": self.device["steps"]})
 
     def load(self, path):
-        file = os.path.join(path, "state.npz")
-        if not os.path.isfile(file):
-            raise HarnessError(f"checkpoint '{file}': no such file")
-        with np.load(file) as z:
-            w, steps = np.array(z["w"]), int(z["steps"])
-        if w.shape != self.model["w"].shape:
-            raise HarnessError(f"checkpoint '{file}': w has shape {w.shape}, the model's is {self.model['w'].shape}")
-        self.model["w"], self.device["steps"] = w, steps
-        _log(f"load_train_state {steps}")
+        state = load_arrays(path, {"w": self.model["w"].shape, "steps": ()}, what="the fake model")
+        self.model["w"], self.device["steps"] = state["w"], int(state["steps"])
+        _log(f"load_train_state {self.device['steps']}")
 
 
 @hookimpl
@@ -160,7 +156,7 @@ def harness_train_step(case, model, device, total_steps, steps_per_epoch):
 def harness_eval_step(case, model, device):
     def step(batch):
         _log("eval")
-        x, y = batch
+        _x, y = batch
         n = int(np.sum(y >= 0))  # the core pads the last batch with label -1
         if device["plan"] == "learn":  # top-1 grows 5 points per training step, up to 100%
             return (n * min(1.0, device["steps"] / 20), n, n)
@@ -219,8 +215,9 @@ def harness_export(case, model, device, fmt, path):
 
 @hookimpl
 def harness_environment(case, device):
-    return {"framework": "numpy", "framework_version": np.__version__, "device_model": "fake-cpu",
-            "device_count": 1, "loaded_torch": "torch" in sys.modules, "cwd": os.getcwd()}
+    # the core adds framework, framework_version, backend_version, device_model and device_count (from the info
+    # and the probe); the fake adds what tests read
+    return {"loaded_torch": "torch" in sys.modules, "cwd": os.getcwd()}
 
 
 @hookimpl
@@ -244,18 +241,3 @@ def harness_set_weights(case, model, weights):
     check_weights(weights, {"w": model["w"].shape}, "weights")
     model["w"] = np.array(weights["w"])
     return True
-
-
-@hookimpl
-def harness_read_checkpoint(path):
-    if not os.path.isfile(path):
-        raise HarnessError(f"checkpoint '{path}': no such file")
-    with np.load(path) as z:
-        return dict(z)
-
-
-@hookimpl
-def harness_write_checkpoint(weights, path):
-    with open(path, "wb") as f:
-        np.savez(f, **weights)
-    return path

@@ -22,10 +22,8 @@ from harness_fake import (  # noqa: F401 - hooks
     harness_export,
     harness_probe_device,
     harness_profile,
-    harness_read_checkpoint,
     harness_setup,
     harness_to_device,
-    harness_write_checkpoint,
 )
 
 from harness import hookimpl

@@ -37,7 +37,8 @@ class Launcher:
     #: Whether it starts several ranks (each writing ``result.rank<R>.json``).
     multi_device: ClassVar[bool] = True
 
-    def command(self, case: Case, case_file: Path, result_file: Path, case_dir: Path) -> tuple[list[str], dict[str, str]]:
+    def command(self, case: Case, case_file: Path, result_file: Path,
+                case_dir: Path) -> tuple[list[str], dict[str, str]]:
         """The argv and extra environment that start ``case``'s processes on this node."""
         raise NotImplementedError
 

@@ -17,7 +17,8 @@ class Msrun(Launcher):
     name = "msrun"
     help = "mindspore.parallel.cluster.run, one worker per device"
 
-    def command(self, case: Case, case_file: Path, result_file: Path, case_dir: Path) -> tuple[list[str], dict[str, str]]:
+    def command(self, case: Case, case_file: Path, result_file: Path,
+                case_dir: Path) -> tuple[list[str], dict[str, str]]:
         s = case.settings
         env = {"HARNESS_LAUNCHED": "1",
                # msrun starts workers with the `python` found on PATH: make it this interpreter

@@ -8,6 +8,7 @@ used, whatever still carries them is killed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -33,9 +34,10 @@ IMAGE_PHASES = ("warmup", "train", "eval", "data")
 class Progress:
     """Worker side: sends ``{"phase", "step", "total"}`` lines to the parent, at most every 0.5 s, with
     ``steps_per_s`` (and ``images_per_s`` for :data:`IMAGE_PHASES` when ``images_per_step`` is given) measured
-    since the phase's first report."""
+    since the phase's first report, on ``clock`` (seconds)."""
 
-    def __init__(self, images_per_step: int | None = None) -> None:
+    def __init__(self, images_per_step: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         fd, ino = os.environ.get("HARNESS_PROGRESS_FD"), os.environ.get("HARNESS_PROGRESS_INO")
         self.fd = int(fd) if fd else None
         # A launcher (torchrun, msrun) does not pass the pipe on to its workers, so the number may name another
@@ -52,7 +54,7 @@ class Progress:
     def __call__(self, phase: str, step: int, total: int, force: bool = False) -> None:
         if self.fd is None:
             return
-        now = time.monotonic()
+        now = self.clock()
         if self._since is None or self._since[0] != phase or step < self._since[1]:
             self._since = (phase, step, now)
         if not force and now - self.last < _PROGRESS_EVERY_S:
@@ -110,10 +112,8 @@ def reap(variable: str) -> int:
     while (pids := _processes_with(variable)) and time.monotonic() < deadline:
         first = len(pids) if first is None else first
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         time.sleep(0.1)
     return first or 0
 
@@ -190,9 +190,7 @@ def start_and_watch(argv: list[str], env: dict[str, str], case_dir: Path, log_fi
         if proc.poll() is None:
             _kill_group(proc)
         else:  # leftovers (data-loader workers) of a crashed child
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         reap(f"HARNESS_CASE_TOKEN={token}")
     return Watched(proc.returncode, timed_out)

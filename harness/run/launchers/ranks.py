@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import socket
 from pathlib import Path
@@ -11,12 +12,27 @@ from typing import Any
 from harness.config import Case, Settings
 from harness.measure.steps import summarize
 
-__all__ = ["rank_result_file", "merge_ranks", "root_cause_rank", "rendezvous_port"]
+__all__ = ["rank_result_file", "merge_ranks", "root_cause_rank", "rendezvous_port", "cpus_here", "threads_per_rank"]
 
 
 def rank_result_file(result_file: str | Path, rank: int) -> Path:
     p = Path(result_file)
     return p.with_name(f"{p.stem}.rank{rank}{p.suffix}")
+
+
+def cpus_here() -> int:
+    """How many CPUs this process may run on: its CPU affinity (a container's or ``taskset``'s limit, inherited by
+    the processes it starts), else every CPU of the host."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_per_rank(threads: int | None, ranks_here: int) -> int:
+    """The thread count of each of ``ranks_here`` processes of a case on this node: ``threads`` when set, else an
+    equal share of :func:`cpus_here`. The one rule for it: the worker sets it in the case and the thread-pool
+    variables, and a launcher that must set ``OMP_NUM_THREADS`` itself (torchrun would set 1) sets the same value.
+    (torchrun's launcher used to divide ``os.cpu_count()``, which counts CPUs the affinity rules out, and its value
+    won over the worker's; the affinity is what the ranks can use, so it is the rule kept.)"""
+    return threads or max(1, cpus_here() // max(1, ranks_here))
 
 
 def rendezvous_port(s: Settings) -> int:

@@ -17,7 +17,8 @@ class Single(Launcher):
     help = "one worker process (devices: 1, one node)"
     multi_device = False
 
-    def command(self, case: Case, case_file: Path, result_file: Path, case_dir: Path) -> tuple[list[str], dict[str, str]]:
+    def command(self, case: Case, case_file: Path, result_file: Path,
+                case_dir: Path) -> tuple[list[str], dict[str, str]]:
         if case.settings.devices * case.settings.nodes > 1:
             raise HarnessError(f"backend '{case.backend}' has no multi-device launcher")
         return [*WORKER, str(case_file), str(result_file)], {}

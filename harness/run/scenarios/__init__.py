@@ -10,7 +10,7 @@ from harness.errors import HarnessError
 from harness.registry import Registry
 from harness.run.scenarios.base import Context, Scenario
 
-__all__ = ["Scenario", "Context", "SCENARIOS", "get_scenario", "scenario_names", "required_hooks", "check_settings"]
+__all__ = ["Scenario", "Context", "SCENARIOS", "get_scenario", "scenario_names", "check_settings"]
 
 #: Scenarios by name; a package adds one under the entry-point group ``harness.scenarios``.
 SCENARIOS: Registry[Scenario] = Registry("scenario", "harness.scenarios", Scenario, {
@@ -19,16 +19,6 @@ SCENARIOS: Registry[Scenario] = Registry("scenario", "harness.scenarios", Scenar
     "data": "harness.run.scenarios.data:Data"})
 get_scenario = SCENARIOS.get
 scenario_names = SCENARIOS.names
-
-
-def required_hooks(scenarios: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """The hooks a backend declaring ``scenarios`` must implement, in a stable order."""
-    from harness.backends.hookspecs import REQUIRED_HOOKS
-
-    names = list(REQUIRED_HOOKS)
-    for sc in scenarios:
-        names += [h for h in get_scenario(sc).hooks if h not in names]
-    return tuple(names)
 
 
 def check_settings(s: Settings) -> None:

@@ -41,11 +41,13 @@ class Context:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return self.result["metrics"]
+        metrics: dict[str, Any] = self.result["metrics"]
+        return metrics
 
     @property
     def samples(self) -> dict[str, Any]:
-        return self.result["samples"]
+        samples: dict[str, Any] = self.result["samples"]
+        return samples
 
     def loop(self, energy: bool = False) -> TimedLoop:
         """The timed loop on this case's device: device events where the backend offers them (asynchronous
@@ -74,7 +76,9 @@ class Scenario:
     name: ClassVar[str] = ""
     #: One line for ``harness list``.
     help: ClassVar[str] = ""
-    #: The backend hooks it needs beyond :data:`harness.backends.hookspecs.REQUIRED_HOOKS`.
+    #: The backend hooks it needs beyond :data:`harness.backends.hookspecs.REQUIRED_HOOKS` (the built-in scenarios
+    #: name :data:`harness.backends.hookspecs.SCENARIO_HOOKS`, which decides what a backend declaring them implements;
+    #: a scenario of another package runs on a backend whose hooks, the core's defaults included, cover these).
     hooks: ClassVar[tuple[str, ...]] = MODEL_HOOKS
     #: Whether it may run on several devices (a launcher's ranks).
     multi_device: ClassVar[bool] = False

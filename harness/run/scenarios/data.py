@@ -2,11 +2,12 @@
 
 For each worker count (``data_workers``, else the case's ``workers``) it times batches of the train split
 through the backend's own pipeline (``harness_data``: a PyTorch DataLoader, a MindSpore dataset) and through
-the core's host loader (:class:`harness.data.host_batches.HostStream`), each with the case's preprocessing, by the timing
-rules of training (the first batch alone, ``warmup`` batches untimed, ``steps`` timed ones, at least
+the core's host loader (:class:`harness.data.host_batches.HostStream`), each with the case's preprocessing, by the
+timing rules of training (the first batch alone, ``warmup`` batches untimed, ``steps`` timed ones, at least
 :data:`MIN_WARMUP` and :data:`MIN_TIMED`). It also times,
 in this process, decoding and augmenting single images, so a slow pipeline can be told apart from slow images.
-No model is built. A backend runs it when it implements ``harness_data``.
+No model is built. A backend runs it when it implements ``harness_to_device`` (its own ``harness_data``, or the
+core's, which moves the core's host batches with it).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.backends.hookspecs import SCENARIO_HOOKS
 from harness.config import Settings
 from harness.errors import HarnessError
 from harness.measure.energy import energy_record
@@ -63,8 +65,8 @@ def per_image_costs(settings: Settings) -> dict[str, Any]:
 class Data(Scenario):
     name = "data"
     help = "the input pipeline alone: backend's and core's loaders, images/s per worker count, decode/augment ms"
-    hooks = ("harness_data",)
-    #: Any backend that implements ``harness_data`` runs it; it need not list it among its scenarios.
+    hooks = SCENARIO_HOOKS["data"]
+    #: Any backend with these hooks runs it; it need not list it among its scenarios.
     declared = False
 
     def check(self, settings: Settings) -> None:
@@ -94,7 +96,10 @@ class Data(Scenario):
                 loop = ctx.loop(energy=True)
                 try:
                     warmup = max(s.warmup, MIN_WARMUP)
-                    timed = loop.run(lambda i: next(batches), 0, warmup + max(s.steps, MIN_TIMED), timed_from=warmup,
+                    assert s.steps is not None, "scenario data times `steps` batches"
+                    # the lambda is called within this iteration only
+                    timed = loop.run(lambda i: next(batches), 0,  # noqa: B023
+                                     warmup + max(s.steps, MIN_TIMED), timed_from=warmup,
                                      phase=f"data: {pipeline} loader, {workers} worker(s)")
                 finally:
                     close = getattr(stream, "close", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from harness.backends.hookspecs import SCENARIO_HOOKS
 from harness.config import Case, Settings, has_accuracy
 from harness.errors import HarnessError
 from harness.run.scenarios.base import Context, Scenario
@@ -15,7 +16,7 @@ __all__ = ["Export", "export_case"]
 class Export(Scenario):
     name = "export"
     help = "exports (one per inference batch size) that an inference case of another backend loads"
-    hooks = (*Scenario.hooks, "harness_export")
+    hooks = SCENARIO_HOOKS["export"]  # and harness_export, called for by the formats it declares
 
     def check(self, settings: Settings) -> None:
         if not settings.export:

@@ -16,10 +16,13 @@ from harness.backends.hook_checks import (
     check_logits,
     check_session,
     export_format_for,
+    inference_runtime,
     loads_exports_only,
+    model_file_for,
     scenarios_of,
 )
-from harness.config import Case, Settings, has_accuracy
+from harness.backends.hookspecs import SCENARIO_HOOKS
+from harness.config import Case, has_accuracy
 from harness.data.splits import eval_arrays
 from harness.errors import HarnessError, near
 from harness.measure.energy import energy_record
@@ -75,22 +78,21 @@ def _accuracy(ctx: Context, session: Any, batch: int) -> dict[str, Any]:
 class Inference(Scenario):
     name = "inference"
     help = "latency and throughput in a runtime (exported first when it loads exports), and its accuracy"
-    hooks = ("harness_inference_session",)
+    hooks = SCENARIO_HOOKS["inference"]
 
-    def check(self, s: Settings) -> None:
-        if s.devices * s.nodes > 1:
-            raise HarnessError("scenario inference runs on one device (devices: 1)")
+    # One device only: Scenario.multi_device is False, which harness.run.scenarios.check_settings enforces for
+    # every scenario (a second check of it here repeated that rule with its own message).
 
     def check_backend(self, case: Case, info: dict[str, Any], info_of: Any) -> None:
         s, runtimes = case.settings, info.get("runtimes") or {}
-        runtime = s.runtime or next(iter(runtimes), None)
+        runtime = inference_runtime(info, s.runtime)
         if runtime not in runtimes:
             raise HarnessError(f"runtime '{runtime}': backend '{case.backend}' has "
                                f"{', '.join(runtimes) or 'no runtimes'}{near(str(runtime), runtimes)}")
         fmt = export_format_for(info, s.runtime)
         if fmt is not None and s.model_file:
             for b in inference_batches(s):
-                path = s.model_file.replace("{batch}", str(b))
+                path = model_file_for(s.model_file, b)
                 if not os.path.isfile(path):
                     raise HarnessError(f"model_file '{path}': no such file")
         if fmt is None or s.model_file or not loads_exports_only(info):
@@ -134,7 +136,7 @@ class Inference(Scenario):
             evaluate(ctx)
             ctx.save()
         ctx.phase = "inference"
-        runtime = s.runtime or next(iter(info["runtimes"]))
+        runtime = inference_runtime(info, s.runtime)
         fmt = info["runtimes"][runtime]
         if fmt is not None and ctx.model is None and not s.model_file:
             raise HarnessError(f"runtime '{runtime}' loads a {fmt} export: set model_file, or run it through "
@@ -151,8 +153,8 @@ class Inference(Scenario):
                 ctx.progress("export", i + 1, len(batch_sizes), force=True)
                 exports.append(export_model(ctx, fmt, b))
                 path = os.path.join(os.getcwd(), exports[-1]["path"])
-            elif fmt is not None:  # (its files were checked when the suite loaded)
-                path = s.model_file.replace("{batch}", str(b))
+            elif fmt is not None and s.model_file:  # (its files were checked when the suite loaded)
+                path = model_file_for(s.model_file, b)
             session = check_session(ctx.case.backend, runtime, ctx.hook.harness_inference_session(
                 case=ctx.case, device=ctx.device, model=ctx.model, runtime=runtime, path=path, batch=b))
             out["runtime_detail"] = session.runtime

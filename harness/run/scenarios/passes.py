@@ -54,7 +54,7 @@ def evaluate(ctx: Context) -> float:
         "energy": energy_record(loop.energy_window, int(n)),
     }
     ctx.samples["eval_step_s"] = samples
-    return ctx.metrics["eval"]["top1"]
+    return float(ctx.metrics["eval"]["top1"])
 
 
 def inference_batches(s: Settings) -> list[int]:
@@ -73,7 +73,7 @@ def export_after(ctx: Context, per_batch: list[int | None] | None = None) -> Non
     """Rank 0 exports the model in every ``settings.export`` format (once, or once per batch in ``per_batch``)."""
     formats = ctx.settings.export if ctx.place.rank == 0 else ()
     per_batch = per_batch or [None]
-    exports = []
+    exports: list[dict[str, Any]] = []
     for fmt in formats:
         ctx.phase = f"export {fmt}"
         for b in per_batch:

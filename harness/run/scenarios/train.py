@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from harness.backends.hook_checks import supports_of
+from harness.backends.hookspecs import SCENARIO_HOOKS
 from harness.config import Case, Settings
 from harness.errors import HarnessError
 from harness.measure.energy import energy_record
@@ -47,7 +48,11 @@ def _open(ctx: Context) -> tuple[Any, int, int, Any]:
     per_epoch = len(data)
     if per_epoch < 1:
         raise HarnessError("train data has fewer images than one batch")
-    total = s.warmup + s.steps if s.epochs is None else max(1, math.ceil(s.epochs * per_epoch))
+    if s.epochs is None:
+        assert s.steps is not None, "steps or epochs"
+        total = s.warmup + s.steps
+    else:
+        total = max(1, math.ceil(s.epochs * per_epoch))
     if total <= s.warmup:
         raise HarnessError(f"epochs={s.epochs} gives {total} steps, not more than warmup={s.warmup}")
     step = ctx.hook.harness_train_step(case=ctx.case, model=ctx.model, device=ctx.device, total_steps=total,
@@ -83,7 +88,8 @@ def _train(ctx: Context) -> None:
     data, per_epoch, total, step = _open(ctx)
     every = interval(ctx.case, per_epoch)
     store = Checkpoints(ctx.case, os.getcwd(), every, ctx.place.rank, ctx.place.world) if every else None
-    done, saved = 0, {}
+    done = 0
+    saved: dict[str, Any] = {}
     found = store.latest() if store is not None else None
     if found is not None:
         done, path, saved = found
@@ -104,6 +110,7 @@ def _train(ctx: Context) -> None:
 
     def save(i: int) -> None:
         state = {"losses": losses, "samples": samples, "first_step_s": first_step_s, "resumes": resumes}
+        assert store is not None  # called only with checkpoints on
         store.save(i, per_epoch, state, step.save)
 
     def after(i: int) -> Any:
@@ -155,6 +162,8 @@ def _to_target(ctx: Context) -> None:
     evaluation until top-1 reaches ``target_top1`` (or the run ends). Steps are timed by the same rules as
     training; evaluations run between steps, outside the timed intervals."""
     s = ctx.settings
+    target = s.target_top1
+    assert target is not None  # run only with a target
     t_start = time.perf_counter()
     data, per_epoch, total, step = _open(ctx)
     every = max(1, round(s.eval_every_epochs * per_epoch))
@@ -171,7 +180,7 @@ def _to_target(ctx: Context) -> None:
         ctx.phase = "train"
         evaluations.append({"step": i, "epoch": i / per_epoch, "top1": top1,
                             "elapsed_s": time.perf_counter() - t_start})
-        if top1 >= s.target_top1:
+        if top1 >= target:
             reached.append(evaluations[-1])
             return STOP
         return True
@@ -207,7 +216,7 @@ def _digest(ctx: Context) -> str:
 class Train(Scenario):
     name = "train"
     help = "timed training (steps or epochs; checkpoints; time to accuracy with target_top1), then evaluation"
-    hooks = (*Scenario.hooks, "harness_train_step", "harness_export")
+    hooks = SCENARIO_HOOKS["train"]
     multi_device = True
 
     def check(self, s: Settings) -> None:

@@ -15,6 +15,7 @@ import onnxruntime as ort
 from harness import DeviceUnavailable, HarnessError, hookimpl
 from harness.config import Case
 from harness.dist import place
+from harness.errors import one_line
 from harness.models.specs import MODELS
 
 from . import __version__
@@ -70,7 +71,7 @@ class OrtSession:
             self.session = ort.InferenceSession(path, sess_options=device["options"],
                                                 providers=[(device["provider"], device["provider_options"])])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise HarnessError(f"model_file '{path}': onnxruntime cannot load it: {' '.join(str(exc).split())}"
+            raise HarnessError(f"model_file '{path}': onnxruntime cannot load it: {one_line(exc)}"
                                ) from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
@@ -117,14 +118,6 @@ def harness_synchronize(device: dict[str, Any]) -> bool:
 
 
 @hookimpl
-def harness_to_host(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [float(v) for v in value]
-    return float(value)
-
-
-@hookimpl
 def harness_environment(case: Case, device: dict[str, Any]) -> dict[str, Any]:
-    return {"framework": "ONNX Runtime", "framework_version": ort.__version__, "backend_version": __version__,
-            "device_model": device["status"]["model"], "device_count": device["status"]["count"],
-            "onnxruntime_providers": ort.get_available_providers()}
+    # framework, versions and the device's model and count are the core's (from the info and the probe)
+    return {"onnxruntime_providers": ort.get_available_providers()}
