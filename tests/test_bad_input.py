@@ -34,8 +34,8 @@ The catalogue, item by item (items tested elsewhere are listed, not repeated her
   torch on CPU); tests/test_convert.py::test_refuses_another_shape_naming_the_first_parameter and
   test_refuses_another_model (``harness convert``)
 - corrupt or non-image files: tests/test_data.py::test_unreadable_images_are_skipped_with_a_count_and_a_warning,
-  test_too_many_unreadable_images_fail_in_one_line (past ``max_bad_images``), test_backends_leave_unreadable_images_out
-  and tests/test_mindspore_backend.py::test_train_order_matches_torch_skips_unreadable_images_and_resumes_mid_epoch
+  test_too_many_unreadable_images_fail_in_one_line (past ``max_bad_images``); every backend's streams leave them
+  out: tests/test_backend_contract.py::test_folder_streams_leave_out_unreadable_images
 - training checkpoints: a missing train state is refused by every backend's conformance run
   (tests/test_conformance.py); checkpoints of changed settings are set aside, never loaded
   (tests/test_checkpoints.py::test_checkpoints_of_other_settings_are_set_aside_not_used)

@@ -348,22 +348,3 @@ def test_too_many_unreadable_images_fail_in_one_line(tmp_path: Path) -> None:
             scan_split(Settings(data="folder", data_root=root, max_bad_images=limit), "train")
         assert_one_line(exc, f"data_root '{root}': 3 of 12 image files", f"more than max_bad_images: {limit}",
                         f"first: {bad_paths[0]}")
-
-
-def test_backends_leave_unreadable_images_out(tmp_path: Path) -> None:
-    """The torch loader reads only the readable images (MindSpore: tests/test_mindspore_backend.py)."""
-    torch = pytest.importorskip("torch")
-    from harness.config import Case, Settings
-    from harness_torch.data import make_stream
-
-    root = make_tiny_dataset(str(tmp_path / "tiny"), **SMALL)  # 12 train, 6 val images
-    _spoil(root, 2)
-    for p, _ in scan_folder(root, "val")[1][:1]:
-        Path(p).write_bytes(b"x")
-    case = Case("c", "gluon_resnet50_v1b", "torch", "cpu",
-                Settings(data="folder", data_root=root, image_size=32, batch_size=2, workers=0, num_classes=3,
-                         max_bad_images=3))
-    for split, n in (("train", 10), ("val", 5)):
-        labels = [int(v) for _, y in make_stream(case, split, torch.device("cpu")) for v in y]
-        real = [v for v in labels if v >= 0]  # eval pads its last batch with label -1 (not counted)
-        assert len(real) == n and len(labels) % 2 == 0, (split, labels)

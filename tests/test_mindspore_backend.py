@@ -320,9 +320,9 @@ def test_graph_training_follows_torch_sgd_nesterov(graph_run, torch_losses, trai
     final = states[-1]
     assert losses == pytest.approx(want, abs=1e-4)
     assert want[0] - want[1] > 0.1 and want[1] - want[2] > 0.1  # the updates do change the loss
-    weights, x, y = train_data  # and the loss without label smoothing is clearly another
+    start, x, y = train_data  # and the loss without label smoothing is clearly another
     tnet, tc = torch_model(case(**TRAIN_KW))
-    tplugin.harness_set_weights(case=tc, model=tnet.train(), weights=weights)
+    tplugin.harness_set_weights(case=tc, model=tnet.train(), weights=start)
     with torch.no_grad():
         assert abs(float(F.cross_entropy(tnet(torch.from_numpy(x)), torch.from_numpy(y))) - want[0]) > 1e-3
     for k in ("conv1.weight", "layer4.2.conv3.weight", "fc.weight", "fc.bias", "layer1.0.bn3.weight",

@@ -27,9 +27,8 @@ def test_torch_parameter_count_is_the_published_one(name):
 @pytest.mark.skipif(not have("mindspore"), reason="mindspore is not installed")
 @pytest.mark.parametrize("name", VARIANTS)
 def test_mindspore_parameter_count_is_the_published_one(name):
+    import harness_mindspore  # noqa: F401, I001 - environment fixes before mindspore
     import mindspore as ms
-
-    import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     from harness_mindspore.models import build_model as ms_build
 
     ms.set_device("CPU")

@@ -211,9 +211,9 @@ def test_suite_refuses_a_batch_repeated_augmentation_cannot_fill(tmp_path, batch
 
 @needs_mindspore
 def test_mindspore_gem_and_loss_equal_the_reference():
+    # harness_mindspore first: it sets the environment MindSpore reads when it is imported
+    import harness_mindspore  # noqa: I001
     import mindspore as ms
-
-    import harness_mindspore
     from harness_mindspore.models import GeM as MsGeM
     from harness_mindspore.models import build_model as ms_build
     from harness_mindspore.train import make_train_step as ms_step
@@ -261,9 +261,8 @@ def test_torch_folder_stream_yields_consecutive_copies_augmented_independently(t
 
 @needs_mindspore
 def test_mindspore_folder_stream_yields_consecutive_copies(tiny):
+    import harness_mindspore  # noqa: F401, I001 - environment fixes before mindspore
     import mindspore as ms
-
-    import harness_mindspore  # noqa: F401 - environment fixes before mindspore
     from harness_mindspore.data import make_stream as ms_stream
 
     ms.set_device("CPU")

@@ -126,9 +126,8 @@ def header_error(path: str) -> str | None:
         with Image.open(path) as im:
             if im.width < 1 or im.height < 1:
                 return "empty image"
-            end = _ENDS.get(im.format or "")
-            if end is not None:
-                fp = im.fp
+            end, fp = _ENDS.get(im.format or ""), im.fp
+            if end is not None and fp is not None:
                 size = fp.seek(0, os.SEEK_END)
                 fp.seek(max(0, size - _TAIL))
                 if end not in fp.read(_TAIL):

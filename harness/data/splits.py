@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -16,7 +16,15 @@ from harness.errors import HarnessError
 if TYPE_CHECKING:
     from harness.config import Settings
 
-_SUMMARY: dict[str, dict[str, object]] = {}
+
+class _Summary(TypedDict):
+    files: int
+    skipped: int
+    ignored: int
+    examples: list[str]
+
+
+_SUMMARY: dict[str, _Summary] = {}
 _SCANS: dict[tuple[str, str], tuple[list[str], list[tuple[str, int]], list[str | None], list[str]]] = {}
 
 def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[str, int]], list[int]]:
@@ -31,9 +39,9 @@ def scan_split(settings: Settings, split: str) -> tuple[list[str], list[tuple[st
     their samplers, so the remaining images keep their indices (MindSpore's folder reader lists the same files in
     the same order).
     """
-
-
     root = settings.data_root
+    if root is None:
+        raise HarnessError("data_root: required when data is 'folder'")
     key = (os.path.abspath(root), split)
     fresh = key not in _SCANS  # a process reads a split once (an inference case reads val twice)
     if fresh:  # the dataset's manifest: scanned once, by whichever case or rank needs it first (harness.data.manifest)
@@ -71,7 +79,7 @@ def load_or_next(pre: Preprocess, samples: Sequence[tuple[str, int]], i: int,
     when none failed) for :func:`note_unreadable` to count. Training takes the replacement's label; an evaluation
     (``scored``) gives it :data:`PAD_LABEL`, so the bad file is left out of the score, not scored twice. Works in
     any loader worker process: nothing is shared."""
-    bad = []
+    bad: list[str] = []
     for k in range(min(len(samples), 32)):
         path, label = samples[(i + k) % len(samples)]
         try:
@@ -99,19 +107,18 @@ def note_unreadable(settings: Settings, split: str, reports: Iterable[str]) -> N
                 print(f"harness: warning: {path}: cannot be decoded ({why or line}); replaced by the next image",
                       file=sys.stderr, flush=True)
                 summary = _SUMMARY.setdefault(split, {"files": 0, "skipped": 0, "ignored": 0, "examples": []})
-                summary["skipped"] = int(summary["skipped"]) + 1
-                summary["files"] = max(0, int(summary["files"]) - 1)
-                examples = summary["examples"]
-                if isinstance(examples, list) and len(examples) < 5:
-                    examples.append(f"{path}: {why or line} (while loading)")
-    summary = _SUMMARY.get(split)
-    if not seen or summary is None:
+                summary["skipped"] += 1
+                summary["files"] = max(0, summary["files"] - 1)
+                if len(summary["examples"]) < 5:
+                    summary["examples"].append(f"{path}: {why or line} (while loading)")
+    counts = _SUMMARY.get(split)
+    if not seen or counts is None:
         return
-    total = int(summary["files"]) + int(summary["skipped"])
+    total = counts["files"] + counts["skipped"]
     limit = settings.max_bad_images if settings.max_bad_images >= 1 else settings.max_bad_images * total
-    if int(summary["skipped"]) > limit:
+    if counts["skipped"] > limit:
         first = next(iter(seen.items()))
-        raise HarnessError(f"data_root '{settings.data_root}': {summary['skipped']} of {total} image files in "
+        raise HarnessError(f"data_root '{settings.data_root}': {counts['skipped']} of {total} image files in "
                            f"'{os.path.join(settings.data_root or '', split)}' cannot be decoded (more than "
                            f"max_bad_images: {settings.max_bad_images}); first found while loading: {first[0]}: "
                            f"{first[1]}")

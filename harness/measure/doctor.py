@@ -38,7 +38,7 @@ class Finding:
     fix: str | None = None
 
 
-def gather(interval: float = 1.0, root=None) -> dict[str, Any]:
+def gather(interval: float = 1.0, root: hostcheck.Root = None) -> dict[str, Any]:
     """Every reader's value (None where its source is absent, with the reason under ``missing``), the busy
     processes and host-wide CPU use of other processes over ``interval`` seconds."""
     window = hostcheck.HostWindow.start(root)
@@ -139,7 +139,7 @@ def _nvidia(facts: dict[str, Any]) -> list[Finding]:
         if shutil.which("nvidia-smi") and "not installed" in (why or ""):
             return [Finding("warn", "nvidia", f"not checked: {why}", "pip install nvidia-ml-py")]
         return [Finding("ok", "nvidia", f"skipped: {why}")]
-    out = []
+    out: list[Finding] = []
     for g in gpus:
         i, before = g["index"], len(out)
         tag = f"gpu{i} {g['name']}"
@@ -165,7 +165,7 @@ def _ascend(facts: dict[str, Any]) -> list[Finding]:
     npus = facts["ascend"]
     if npus is None:
         return [Finding("ok", "ascend", f"skipped: {facts['missing'].get('ascend')}")]
-    out = []
+    out: list[Finding] = []
     for n in npus:
         tag, before = f"npu{n['npu']} {n['name']}", len(out)
         if n["health"].upper() != "OK":

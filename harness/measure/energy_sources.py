@@ -142,13 +142,13 @@ class NvmlSource(EnergySource):
         self.device = ""
 
     def open(self) -> None:
-        nv = self._nvml
-        if nv is None:
+        if self._nvml is None:
             try:
-                import pynvml as nv  # the [nvidia] extra (nvidia-ml-py)
+                import pynvml  # the [nvidia] extra (nvidia-ml-py)
             except ImportError:
                 raise Unavailable("nvidia-ml-py not installed (pip install 'harness[nvidia]')") from None
-            self._nvml = nv
+            self._nvml = pynvml
+        nv = self._nvml
         which = _visible("CUDA_VISIBLE_DEVICES", self.local)
         try:
             nv.nvmlInit()
@@ -162,7 +162,7 @@ class NvmlSource(EnergySource):
         except Unavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - NVMLError and its many subclasses: the reason for the record
-            raise Unavailable(f"NVML: {exc or type(exc).__name__}") from None
+            raise Unavailable(f"NVML: {str(exc) or type(exc).__name__}") from None
         self.handle = handle
         try:
             nv.nvmlDeviceGetTotalEnergyConsumption(handle)
@@ -174,14 +174,14 @@ class NvmlSource(EnergySource):
             nv.nvmlDeviceGetPowerUsage(handle)
         except Exception as exc:  # noqa: BLE001
             raise Unavailable(f"NVML on {self.device}: neither the energy counter nor the power reading is "
-                              f"supported ({exc or type(exc).__name__})") from None
+                              f"supported ({str(exc) or type(exc).__name__})") from None
         self.name, self.counter = "nvml-power", False
 
     def read_j(self) -> float:
-        return self._nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1e3
+        return float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)) / 1e3
 
     def power_w(self) -> float:
-        return self._nvml.nvmlDeviceGetPowerUsage(self.handle) / 1e3
+        return float(self._nvml.nvmlDeviceGetPowerUsage(self.handle)) / 1e3
 
     def detail(self) -> dict[str, Any]:
         return {"device": self.device}

@@ -6,7 +6,7 @@ family; no backend holds a per-model copy of the network. Facts come from
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -174,7 +174,7 @@ def check_batch(batch_size: int, repeats: int, model: str, where: str = "") -> N
                            f"at least 2 different images (e.g. {max(2, -(-batch_size // repeats)) * repeats})")
 
 
-def build_with(builders: dict[str, Callable[[ModelSpec], T]], spec: ModelSpec, backend: str) -> T:
+def build_with(builders: Mapping[str, Callable[[ModelSpec], T]], spec: ModelSpec, backend: str) -> T:
     """Build ``spec`` with a backend's builder for its block family."""
     if spec.family not in builders:
         raise HarnessError(f"{backend} backend has no builder for block family '{spec.family}' ({spec.name})")

@@ -30,9 +30,9 @@ def write_charts(measured: pd.DataFrame, folder: str | Any) -> list[str]:
         ax.bar(range(len(labels)), g["train_images_per_s"], color=colors)
         ax.set_xticks(range(len(labels)), labels, fontsize=7)
         ax.set_ylabel("train images/s (measured)")
-        ax.set_title(model, fontsize=9)
+        ax.set_title(str(model), fontsize=9)
         fig.tight_layout()
-        name = f"throughput-{model}.png"
+        name = f"throughput-{model!s}.png"
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             fig.savefig(out_dir / name, dpi=100)

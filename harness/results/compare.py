@@ -178,7 +178,7 @@ def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, 
 
 def _relative(est: Estimate | None) -> tuple[float, float] | None:
     """A ratio's interval (:mod:`harness.measure.intervals`) as relative changes (ratio - 1)."""
-    return None if est is None or not est.has_ci else (est.lo - 1.0, est.hi - 1.0)
+    return None if est is None or est.lo is None or est.hi is None else (est.lo - 1.0, est.hi - 1.0)
 
 
 def _unstable(r: dict[str, Any]) -> bool:
@@ -200,9 +200,9 @@ def _stable(b: list[dict[str, Any]], c: list[dict[str, Any]],
         why = next("; ".join(r["noise"]["reasons"]) for r in b + c if _unstable(r))
         return b, c, f"{why} ({len(kept)} of {len(b)} pairs stable on both sides, {MIN_REPEATS} needed)"
     if len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
-        kept = [[r for r in runs if not _unstable(r)] for runs in (b, c)]
-        if all(len(k) >= MIN_REPEATS for k in kept):
-            return kept[0], kept[1], ""
+        stable = [[r for r in runs if not _unstable(r)] for runs in (b, c)]
+        if all(len(k) >= MIN_REPEATS for k in stable):
+            return stable[0], stable[1], ""
     for side, runs in (("baseline", b), ("current", c)):
         for r in runs:
             if _unstable(r):
@@ -227,7 +227,7 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
     for name in sorted(set(base) | set(cur)):
         b, c = base.get(name), cur.get(name)
         if c is None:
-            ok_before = any(r.get("status") == "ok" for r in b)
+            ok_before = any(r.get("status") == "ok" for r in b or [])
             out.append(CaseComparison(name, "missing" if ok_before else "ok",
                                       "in the baseline, not in the current run"))
             continue

@@ -210,6 +210,7 @@ def render_history(df: pd.DataFrame) -> str:
     out = []
     for case, g in df.groupby("case", sort=True):
         rows = []
+        r: Any  # a row of the frame: its columns as attributes
         for r in g.itertuples(index=False):
             ips = _fmt(r.images_per_s, "{:.1f}")
             if ips and r.ci_low is not None and not pd.isna(r.ci_low):

@@ -48,7 +48,7 @@ def estimate_chart(page: Page, est: pd.DataFrame, title: str, unit: str, fmt: st
                 continue
             bar = {"x": [label for _, label in part], "y": [r["value"] for r, _ in part], "name": escape(backend),
                    "offsetgroup": escape(backend), "legendgroup": escape(backend), "showlegend": not shown,
-                   "marker_color": page.colors.get(backend), "hoverinfo": "text+name"}
+                   "marker_color": page.colors.get(str(backend)), "hoverinfo": "text+name"}
             if with_ci:
                 bar["hovertext"] = [f"{fmt.format(r['value'])} {unit} [{fmt.format(r['lo'])}, {fmt.format(r['hi'])}], "
                                     f"{r['n']} runs" for r, _ in part]

@@ -89,7 +89,7 @@ def html_table(df: pd.DataFrame, index: bool = False, table_id: str | None = Non
         cells = [f"<th scope=\"row\">{cell_html(label)}</th>"] if index else []
         for col, value in row.items():
             text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-            exact = (sort or {}).get(col)
+            exact = (sort or {}).get(str(col))
             if exact is not None:
                 v = exact[pos]
                 key = f' data-sort="{v!r}"' if v is not None and math.isfinite(v) else ""

@@ -62,7 +62,8 @@ def published_frames(measured: pd.DataFrame, refs: pd.DataFrame) -> list[tuple[s
             p_rows = [r for _, r in pub.iterrows() if _hardware(r) == key]
             m_rows = [r for _, r in meas.iterrows() if _hardware(r) == key]
             variants = [str(r.get("framework_version") or "") for r in p_rows] or [""]
-            for i, p in enumerate(p_rows or [None]):
+            candidates: list[pd.Series | None] = list(p_rows) if p_rows else [None]
+            for i, p in enumerate(candidates):
                 cells = []
                 for _label, col, fmt in PUBLISHED_ROWS:
                     pv = p.get(col) if p is not None else None
@@ -84,7 +85,7 @@ def published_frames(measured: pd.DataFrame, refs: pd.DataFrame) -> list[tuple[s
                 columns[label] = cells
         table = pd.DataFrame(columns, index=[label for label, _, _ in PUBLISHED_ROWS])
         table = table[(table != "").any(axis=1)]
-        out.append((model, ", ".join(sorted(set(pub["source"].dropna()))), table))
+        out.append((str(model), ", ".join(sorted(set(pub["source"].dropna()))), table))
     return out
 
 

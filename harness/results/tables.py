@@ -10,7 +10,7 @@ configuration's runs is a median (rates) or mean (accuracy) with its 95% interva
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -63,7 +63,7 @@ def backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
         if ref not in by:
             continue
         for other in (b for b in backends if b != ref and b in by):
-            row = {"model": model, "device": device, "variant": variant or "-", "backends": f"{other} / {ref}",
+            row = {"model": model, "device": device, "variant": str(variant) or "-", "backends": f"{other} / {ref}",
                    "runs": f"{len(by[other])} / {len(by[ref])}"}
             for label, col, fmt in metrics:
                 a, b = by[other][col].dropna(), by[ref][col].dropna()
@@ -88,13 +88,14 @@ def _cell(col: str, fmt: str, values: pd.Series) -> str:
 def _estimate(col: str, values: pd.Series) -> Estimate | None:
     """An accuracy's mean or a rate's median over a configuration's runs with its 95% interval (none from a single
     run); None for any other metric or without values."""
-    values = list(values.dropna())
-    return mean_ci(values) if col in ACCURACY else rate(values) if col in RATES else None
+    present = list(values.dropna())
+    return mean_ci(present) if col in ACCURACY else rate(present) if col in RATES else None
 
 
 def _by_config(g: pd.DataFrame) -> dict[tuple[str, str, int], pd.DataFrame]:
     """A run's configurations of one model: ``(backend, device, devices)`` -> their runs (repetitions, seeds)."""
-    return {(b, d, int(n)): runs for (b, d, n), runs in g.groupby(["backend", "device", "devices"], sort=True)}
+    return {(str(b), str(d), int(cast(int, n))): runs
+            for (b, d, n), runs in g.groupby(["backend", "device", "devices"], sort=True)}
 
 
 def _scenario(ok: pd.DataFrame) -> pd.Series:
@@ -105,8 +106,8 @@ def _configurations(ok: pd.DataFrame) -> Iterator[tuple[tuple[str, str, str], di
                                                                                   pd.DataFrame]]]:
     """``(model, variant, run)`` -> its configurations (:func:`_by_config`), the data cases apart (they feed the data
     ceiling)."""
-    for key, g in ok[_scenario(ok) != "data"].groupby(["model", "variant", "run_id"], sort=True):
-        yield key, _by_config(g)
+    for (model, variant, run), g in ok[_scenario(ok) != "data"].groupby(["model", "variant", "run_id"], sort=True):
+        yield (str(model), str(variant), str(run)), _by_config(g)
 
 
 def config_estimates(ok: pd.DataFrame, col: str = "train_images_per_s") -> pd.DataFrame:
@@ -185,7 +186,7 @@ def scaling_efficiency(df: pd.DataFrame) -> pd.DataFrame:
         g = g[g.get("cfg.scenario", pd.Series(index=g.index, dtype=object)) != "inference"]
         one = g[g["devices"] == 1]
         for n, many in g[g["devices"] > 1].groupby("devices", sort=True):
-            n = int(n)
+            n = int(cast(int, n))
             est, how = None, ""
             if many["train_images_per_s"].notna().any() and one["train_images_per_s"].notna().any():
                 est, how = ratio(list(many["train_images_per_s"]), list(one["train_images_per_s"])), "images/s"
@@ -194,7 +195,7 @@ def scaling_efficiency(df: pd.DataFrame) -> pd.DataFrame:
                 est, how = ratio(list(one["train_ms_mean"]), list(many["train_ms_mean"])), "ms/step"
             if est is None:
                 continue
-            rows.append({"model": model, "backend": backend, "device": device, "version": version or "-",
+            rows.append({"model": model, "backend": backend, "device": device, "version": str(version) or "-",
                          "devices": n, "runs": f"{len(many)} / {len(one)}" if kind != "reference" else "",
                          "efficiency": (est.scaled(100).fmt("{:.1f}", "%") if est.has_ci else f"{100 * est.value:.1f}%"
                                         + (" (single run)" if kind != "reference" and est.n == 1 else "")),

@@ -88,7 +88,8 @@ def resume_target(run_dir: str | os.PathLike[str], suite: Suite) -> Path:
     return path
 
 
-def _prepare(run_dir: Path, suite: Suite, root: Path, resume: bool, host: dict[str, Any]) -> tuple[list[Case], dict]:
+def _prepare(run_dir: Path, suite: Suite, root: Path, resume: bool,
+             host: dict[str, Any]) -> tuple[list[Case], dict[tuple[str, int], str]]:
     """The run folder made (or reopened), the cases with the tiny dataset in place, and what a resumed run has
     done already: ``{(case, repeat): identity key}`` of cases that ended ok or skipped (the identity:
     :func:`harness.results.case_rules.identity_key`; a case whose identity changed is run again)."""

@@ -110,7 +110,7 @@ class FolderStream:
         self.scan_bad = set(scan_bad or ())
         self.sampler, self.files = sampler, files
         self.dataset = dataset()
-        self.n = self.dataset.get_dataset_size()
+        self.n: int = self.dataset.get_dataset_size()
         self._it: Iterator[Any] | None = None
         self._epoch = 0
 
@@ -188,7 +188,7 @@ class FolderStream:
                     self.sampler.start_at(self._epoch, done * self.dataset.get_batch_size())
 
 
-def _transforms(s: Settings, train: bool, mean: tuple[float, ...], std: tuple[float, ...]) -> list:
+def _transforms(s: Settings, train: bool, mean: tuple[float, ...], std: tuple[float, ...]) -> list[Any]:
     size = s.image_size
     norm = [vision.Normalize([255 * m for m in mean], [255 * v for v in std])]
     chw = [vision.HWC2CHW()]

@@ -29,7 +29,7 @@ class _TopK(nn.Cell):
         return hits[:, 0].sum(), hits.sum(), real.astype(ms.float32).sum()
 
 
-def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tuple]:
+def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tuple[Any, ...]]:
     """``step(batch) -> (top1_correct, top5_correct, count)`` on the device. Every eval batch is whole (the last
     one padded with :data:`harness.data.splits.PAD_LABEL` images), so a graph compiles once; only labels >= 0 count."""
     net.set_train(False)
@@ -39,6 +39,7 @@ def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tup
     def step(batch: tuple[ms.Tensor, ...]) -> tuple[ms.Tensor, ms.Tensor, ms.Tensor]:
         if net.training:
             topk.set_train(False)
-        return topk(batch[0], batch[1])
+        counts: tuple[ms.Tensor, ms.Tensor, ms.Tensor] = topk(batch[0], batch[1])
+        return counts
 
     return step

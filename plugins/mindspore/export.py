@@ -98,7 +98,8 @@ class CellSession:
         return self.cell(x)
 
     def logits(self, out: ms.Tensor) -> np.ndarray:
-        return out.asnumpy().astype(np.float32, copy=False)
+        logits: np.ndarray = out.asnumpy().astype(np.float32, copy=False)
+        return logits
 
 
 class LiteSession:
@@ -116,7 +117,8 @@ class LiteSession:
         return self.model.predict(tensors)
 
     def logits(self, outputs: Any) -> np.ndarray:
-        return outputs[0].get_data_to_numpy().astype(np.float32, copy=False)
+        logits: np.ndarray = outputs[0].get_data_to_numpy().astype(np.float32, copy=False)
+        return logits
 
 
 def _lite(case: Case, path: str) -> LiteSession:
@@ -138,11 +140,13 @@ def _lite(case: Case, path: str) -> LiteSession:
 def inference_session(case: Case, net: nn.Cell | None, runtime: str, path: str | None) -> Any:
     mode = "graph" if ms.get_context("mode") == ms.GRAPH_MODE else "pynative"
     if runtime == "graph":
+        assert net is not None, "the graph runtime runs the case's model"
         net.set_train(False)  # stays in inference mode: the case trains no further
         return CellSession(net, f"MindSpore {ms.__version__} Cell ({mode} mode, {ms.get_context('device_target')})")
     if runtime == "mindir":
         return CellSession(nn.GraphCell(ms.load(path)),
                            f"MindSpore {ms.__version__} GraphCell from MINDIR ({ms.get_context('device_target')})")
     if runtime == "lite":
+        assert path is not None, "the lite runtime loads an export"
         return _lite(case, path)
     raise HarnessError(f"runtime '{runtime}' is not a mindspore runtime ({', '.join(RUNTIMES)})")

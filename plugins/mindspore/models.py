@@ -142,7 +142,7 @@ class Bottleneck(nn.Cell):
         self.bn3 = _bn(out, zero=zero_last)
         self.relu = nn.ReLU()
         self.has_ge = ge is not None
-        if self.has_ge:
+        if ge is not None:
             self.ge = ge
         self.has_downsample = stride != 1 or inplanes != out
         if self.has_downsample:

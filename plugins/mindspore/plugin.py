@@ -68,7 +68,8 @@ def _device_status(device: str) -> dict[str, Any]:
 
 
 def _target(device: Any) -> str:
-    return device["target"]
+    target: str = device["target"]
+    return target
 
 
 @hookimpl
@@ -189,7 +190,9 @@ def harness_predict(case: Case, model: nn.Cell, device: Any, images: np.ndarray)
     was_training = model.training
     model.set_train(False)
     try:
-        return model(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))).asnumpy().astype(np.float32)
+        logits: np.ndarray = model(ms.Tensor(np.ascontiguousarray(images, dtype=np.float32))).asnumpy().astype(
+            np.float32)
+        return logits
     finally:
         model.set_train(was_training)
 

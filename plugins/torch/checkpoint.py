@@ -41,7 +41,7 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     elif device.type == "npu":
-        state["npu"] = torch.npu.get_rng_state(device)
+        state["npu"] = torch.npu.get_rng_state(device)  # type: ignore[attr-defined]
     return state
 
 
@@ -50,4 +50,4 @@ def set_rng_state(device: torch.device, state: dict[str, Any]) -> None:
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
     elif device.type == "npu" and "npu" in state:
-        torch.npu.set_rng_state(state["npu"], device)
+        torch.npu.set_rng_state(state["npu"], device)  # type: ignore[attr-defined]

@@ -43,14 +43,14 @@ class TrainSampler(Sampler[tuple[int, int, int, int]]):
         return ((i, epoch, self.order.rank, pos) for pos, i in items)
 
 
-class FolderDataset(Dataset):
+class FolderDataset(Dataset[tuple[np.ndarray, int, str]]):
     def __init__(self, samples: list[tuple[str, int]], pre: Preprocess, seed: int) -> None:
         self.samples, self.pre, self.seed = samples, pre, seed
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: int | tuple[int, int, int, int]) -> tuple[np.ndarray, int]:
+    def __getitem__(self, key: int | tuple[int, int, int, int]) -> tuple[np.ndarray, int, str]:
         if isinstance(key, tuple):  # a train sample: (index, epoch, rank, position)
             i, epoch, rank, position = key
             rng = augment_rng(self.seed, epoch, rank, position)
@@ -68,7 +68,7 @@ def _world() -> tuple[int, int]:
 class DeviceLoader:
     """Wraps a DataLoader: moves each batch to the device (and NHWC when asked)."""
 
-    def __init__(self, loader: DataLoader, device: torch.device, channels_last: bool, settings: Settings,
+    def __init__(self, loader: DataLoader[Any], device: torch.device, channels_last: bool, settings: Settings,
                  split: str) -> None:
         self.loader, self.device, self.channels_last = loader, device, channels_last
         self.settings, self.split = settings, split
@@ -78,7 +78,9 @@ class DeviceLoader:
 
     def start_at(self, epoch: int, batch: int) -> None:
         """Resume a train stream: the next pass is ``epoch`` from its batch ``batch`` on."""
-        self.loader.sampler.start_at(epoch, batch * self.loader.batch_size)
+        sampler, batch_size = self.loader.sampler, self.loader.batch_size
+        assert isinstance(sampler, TrainSampler) and batch_size is not None, "a train stream"
+        sampler.start_at(epoch, batch * batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

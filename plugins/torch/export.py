@@ -82,7 +82,8 @@ class TorchSession:
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.fn(x)
+            out: torch.Tensor = self.fn(x)
+            return out
 
     def logits(self, out: torch.Tensor) -> np.ndarray:
         return out.float().cpu().numpy()
@@ -92,12 +93,15 @@ def inference_session(case: Case, device: torch.device, model: nn.Module | None,
                       path: str | None) -> TorchSession:
     version = f"torch {torch.__version__} on {device}"
     if runtime == "eager":
+        assert model is not None, "the eager runtime runs the case's model"
         model.eval()  # stays in inference mode: the case trains no further
         return TorchSession(model, device, f"eager, {version}", case.settings.channels_last)
     if runtime == "torchscript":
+        assert path is not None, "the torchscript runtime loads an export"
         fn = torch.jit.load(path, map_location=device).eval()
         return TorchSession(fn, device, f"TorchScript, {version}", case.settings.channels_last)
     if runtime == "pt2":
+        assert path is not None, "the pt2 runtime loads an export"
         fn = torch.export.load(path).module().to(device)
         return TorchSession(fn, device, f"torch.export, {version}", case.settings.channels_last)
     raise HarnessError(f"runtime '{runtime}' is not a torch runtime ({', '.join(RUNTIMES)})")

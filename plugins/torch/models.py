@@ -21,6 +21,8 @@ class GeM(nn.Module):
     """Generalised-mean pooling ``mean(clamp(x, 1e-6) ** p) ** (1 / p)`` over H, W with a fixed ``p``
     (a buffer, saved with the weights but not trained). ``p = 1`` is average pooling."""
 
+    p: torch.Tensor
+
     def __init__(self, p: float, eps: float = 1e-6) -> None:
         super().__init__()
         self.register_buffer("p", torch.tensor(float(p)))
@@ -111,7 +113,8 @@ class Bottleneck(nn.Module):
         y = self.bn3(self.conv3(y))
         if self.ge is not None:
             y = self.ge(y)
-        return self.relu(y + shortcut)
+        out: torch.Tensor = self.relu(y + shortcut)
+        return out
 
 
 class ResNet(nn.Module):

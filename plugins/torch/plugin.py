@@ -68,11 +68,11 @@ def _device_status(device: str) -> dict[str, Any]:
             _npu()
         except DeviceUnavailable as exc:
             return {"available": False, "reason": str(exc), "model": None, "count": 0}
-        if not torch.npu.is_available():
+        if not torch.npu.is_available():  # type: ignore[attr-defined]
             return {"available": False, "reason": "no Ascend device: torch.npu.is_available() is False",
                     "model": None, "count": 0}
-        return {"available": True, "reason": None, "model": torch.npu.get_device_name(0),
-                "count": torch.npu.device_count()}
+        return {"available": True, "reason": None, "model": torch.npu.get_device_name(0),  # type: ignore[attr-defined]
+                "count": torch.npu.device_count()}  # type: ignore[attr-defined]
     return {"available": False, "reason": f"unknown device '{device}'", "model": None, "count": 0}
 
 
@@ -98,14 +98,15 @@ def harness_setup(case: Case) -> torch.device:
     if not status["available"]:
         raise DeviceUnavailable(status["reason"])
     where = place()
-    device = torch.device(_TORCH_TYPE[case.device], where.local_device if case.device != "cpu" else None)
+    index = where.local_device if case.device != "cpu" else None
+    device = torch.device(_TORCH_TYPE[case.device]) if index is None else torch.device(_TORCH_TYPE[case.device], index)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)
     elif device.type == "npu":
-        torch.npu.set_device(device)
-        torch.npu.reset_peak_memory_stats(device)
+        torch.npu.set_device(device)  # type: ignore[attr-defined]
+        torch.npu.reset_peak_memory_stats(device)  # type: ignore[attr-defined]
     if case.settings.threads:
         torch.set_num_threads(case.settings.threads)
     if where.distributed and not torch.distributed.is_initialized():
@@ -122,7 +123,7 @@ def harness_build_model(case: Case, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(s.seed)
     model = build_model(spec).to(device)
     if s.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (missing in the stub)
     if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
         # BatchNorm stays per device, as in the references; the same seed gives every rank the same weights
         model = torch.nn.parallel.DistributedDataParallel(
@@ -160,7 +161,7 @@ def harness_synchronize(device: torch.device) -> bool:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "npu":
-        torch.npu.synchronize(device)
+        torch.npu.synchronize(device)  # type: ignore[attr-defined]
     return True
 
 
@@ -169,7 +170,7 @@ def harness_events(device: torch.device) -> StreamEvents | None:
     if device.type == "cuda":
         return StreamEvents(torch.cuda.Event)
     if device.type == "npu":
-        return StreamEvents(torch.npu.Event)
+        return StreamEvents(torch.npu.Event)  # type: ignore[attr-defined]
     return None  # CPU: synchronous, the host clock is right
 
 
@@ -183,7 +184,7 @@ def harness_device_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     if device.type == "npu":
-        return int(torch.npu.max_memory_allocated(device))
+        return int(torch.npu.max_memory_allocated(device))  # type: ignore[attr-defined]
     return None
 
 
@@ -222,7 +223,8 @@ def harness_predict(case: Case, model: torch.nn.Module, device: torch.device, im
     model.eval()
     try:
         with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(images)).to(device)).float().cpu().numpy()
+            logits: np.ndarray = model(torch.from_numpy(np.ascontiguousarray(images)).to(device)).float().cpu().numpy()
+            return logits
     finally:
         model.train(was_training)
 

@@ -31,7 +31,7 @@ def _op_table(events: Any, on_device: bool) -> list[dict[str, Any]]:
     """Self time per (op, scope) over the window. On CUDA each op's self *device* time (its kernels' time, attributed
     to the op that launched them), so the kernels themselves are not counted again; on CPU its self host time."""
     table: dict[tuple[str, str], dict[str, Any]] = {}
-    cpu = torch.autograd.DeviceType.CPU
+    cpu = torch.profiler.DeviceType.CPU
     for e in events:
         if e.device_type != cpu:
             continue

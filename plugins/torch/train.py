@@ -46,7 +46,8 @@ def param_groups(model: nn.Module, weight_decay: float, on: str = "weights",
     """The decayed and the undecayed group of the model's trainable parameters and the named ``extra`` ones (the
     loss's: Multigrain's beta under :data:`harness.models.optim.MULTIGRAIN_BETA`), as the core's rule decides
     (:func:`harness.models.optim.decays`)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     # the extra ones first: the order a checkpoint's optimizer state was saved in
     named = list((extra or {}).items()) + [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     for name, p in named:
@@ -79,6 +80,11 @@ class MultigrainCriterion(nn.Module):
     Called with the model's ``(embedding, logits, normalized_embedding)``, the labels and the
     ``(B, B)`` uniform noise of the Gumbel-top-k sampling. ``beta`` is the learnable margin boundary.
     """
+
+    anchors: torch.Tensor
+    positives: torch.Tensor
+    other: torch.Tensor
+    eye: torch.Tensor
 
     def __init__(self, batch_size: int, repeats: int, ce: nn.Module, spec: MultigrainLoss = MULTIGRAIN_LOSS) -> None:
         super().__init__()
@@ -118,7 +124,8 @@ class MultigrainCriterion(nn.Module):
         neg = torch.relu(self.beta - d_an + sp.margin)
         count = ((pos > 0).sum() + (neg > 0).sum()).clamp_min(1).float()
         margin = (pos + neg).sum() / count
-        return sp.lam * self.ce(logits.float(), labels) + (1.0 - sp.lam) * margin
+        ce: torch.Tensor = self.ce(logits.float(), labels)
+        return sp.lam * ce + (1.0 - sp.lam) * margin
 
 
 def make_criterion(case: Case, device: torch.device) -> nn.Module:
@@ -159,7 +166,8 @@ class TrainStep:
         self.criterion = make_criterion(case, device)
         self.multigrain = isinstance(self.criterion, MultigrainCriterion)
         self.forward = _forward(case, model, outputs=self.multigrain)
-        extra = {MULTIGRAIN_BETA: self.criterion.beta} if self.multigrain else None
+        criterion = self.criterion
+        extra = {MULTIGRAIN_BETA: criterion.beta} if isinstance(criterion, MultigrainCriterion) else None
         self.optimizer = torch.optim.SGD(param_groups(model, s.weight_decay, s.weight_decay_on, extra),
                                          lr=lr_at(0, s, total_steps, steps_per_epoch), momentum=s.momentum,
                                          nesterov=s.nesterov)
@@ -186,6 +194,7 @@ class TrainStep:
         for g in opt.param_groups:
             g["lr"] = lr
         with self.autocast():
+            loss: torch.Tensor
             if self.multigrain:  # the sampling noise comes with the batch (parity checks) or from the device RNG
                 noise = batch[2] if len(batch) > 2 else torch.rand(x.shape[0], x.shape[0], device=x.device)
                 loss = self.criterion(self.forward(x), y, noise)
@@ -248,7 +257,7 @@ def make_train_step(case: Case, model: nn.Module, device: torch.device, total_st
     return TrainStep(case, model, device, total_steps, steps_per_epoch)
 
 
-def make_eval_step(case: Case, model: nn.Module, device: torch.device) -> Callable[[Any], tuple]:
+def make_eval_step(case: Case, model: nn.Module, device: torch.device) -> Callable[[Any], tuple[Any, ...]]:
     """``step(batch) -> (top1_correct, top5_correct, count)`` over the images whose label is >= 0: the core pads
     the last eval batch with :data:`harness.data.splits.PAD_LABEL` (-1) images, which count nowhere. All three stay on
     the device."""

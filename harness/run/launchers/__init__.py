@@ -6,6 +6,8 @@ is a :class:`harness.run.launchers.base.Launcher` subclass.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from harness.config import Case
 from harness.errors import HarnessError
 from harness.registry import Registry
@@ -20,7 +22,7 @@ LAUNCHERS: Registry[Launcher] = Registry("launcher", "harness.launchers", Launch
 get_launcher = LAUNCHERS.get
 
 
-def launcher_for(case: Case, info: dict) -> Launcher:
+def launcher_for(case: Case, info: dict[str, Any]) -> Launcher:
     """``single`` for one device on one node, else the backend's own launcher."""
     if case.settings.devices * case.settings.nodes == 1:
         return get_launcher("single")

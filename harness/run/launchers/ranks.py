@@ -121,7 +121,7 @@ def merge_ranks(case: Case, result_file: Path, case_dir: Path) -> dict[str, Any]
             "slowest_rank": slowest,
             "global_batch": s.batch_size * s.devices * s.nodes,
         }
-        merged["samples"]["train_step_s"] = per[slowest]["samples"].get("train_step_s", [])
+        merged["samples"]["train_step_s"] = (per[slowest] or {})["samples"].get("train_step_s", [])
     merged["samples"]["train_step_s_by_rank"] = {str(r): (v or {}).get("samples", {}).get("train_step_s", [])
                                                  for r, v in per.items()}
     merged["metrics"]["ranks"] = [

@@ -25,6 +25,7 @@ class Single(Launcher):
 
     def collect(self, case: Case, result_file: Path, case_dir: Path) -> dict[str, Any] | None:
         try:
-            return json.loads(result_file.read_text())
+            result: dict[str, Any] | None = json.loads(result_file.read_text())
+            return result
         except (OSError, ValueError):
             return None

@@ -136,7 +136,7 @@ class Inference(Scenario):
             evaluate(ctx)
             ctx.save()
         ctx.phase = "inference"
-        runtime = inference_runtime(info, s.runtime)
+        runtime = inference_runtime(info, s.runtime) or ""  # (a backend that runs inference names runtimes)
         fmt = info["runtimes"][runtime]
         if fmt is not None and ctx.model is None and not s.model_file:
             raise HarnessError(f"runtime '{runtime}' loads a {fmt} export: set model_file, or run it through "

@@ -99,7 +99,8 @@ class OrtSession:
     def logits(self, out: Any) -> np.ndarray:
         if self.on_host:
             return np.asarray(out, dtype=np.float32)
-        return out.copy_outputs_to_cpu()[0].astype(np.float32, copy=False)
+        logits: np.ndarray = out.copy_outputs_to_cpu()[0].astype(np.float32, copy=False)
+        return logits
 
 
 @hookimpl
