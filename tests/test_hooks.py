@@ -173,6 +173,34 @@ def _with_defaults(*plugins) -> pluggy.PluginManager:
     return pm
 
 
+def test_a_declared_scenario_of_another_package_runs_only_with_its_hooks(monkeypatch):
+    """Loading a backend checks the built-in scenarios' hooks; another package's scenario is checked when a suite
+    loads, against the hooks the probe found, declared or not."""
+    from harness.run.scenarios import SCENARIOS, Scenario
+    from harness.run.validate import runs_scenario
+
+    class Outside(Scenario):
+        name = "outside"
+        hooks = ("harness_build_model", "harness_predict")
+
+    monkeypatch.setitem(SCENARIOS._loaded, "outside", Outside())
+    info = {"scenarios": ["train", "outside"], "hooks": ["harness_build_model", "harness_to_host"]}
+    assert runs_scenario(info, "train") and not runs_scenario(info, "eval")
+    assert not runs_scenario(info, "outside")
+    assert runs_scenario({**info, "hooks": [*info["hooks"], "harness_predict"]}, "outside")
+    assert runs_scenario({**info, "scenarios": ["train"], "hooks": [*info["hooks"], "harness_predict"]}, "outside")
+
+
+def test_the_defaults_are_the_hooks_the_contract_says_the_core_answers():
+    pm = _with_defaults()
+    assert own_hooks(pm) == []
+    answered = sorted(name for name, caller in vars(pm.hook).items() if caller.get_hookimpls())
+    assert answered == sorted(hookspecs.DEFAULTED_HOOKS)
+    assert all(impl.trylast for name in answered for impl in getattr(pm.hook, name).get_hookimpls())
+    required = {h for rule in hookspecs.SCENARIO_HOOKS.values() for h in rule} | set(hookspecs.REQUIRED_HOOKS)
+    assert not required & set(hookspecs.DEFAULTED_HOOKS)
+
+
 def test_the_core_answers_the_hooks_a_backend_leaves_out():
     pm = _with_defaults(_Cpu())
     h = pm.hook

@@ -36,9 +36,10 @@ def read_checked(path: str, read: Callable[[str], T], kind: str) -> T:
 
 
 def _load_npz(path: str) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise ValueError("a single array, not named arrays")
+    f = np.load(path, allow_pickle=False)
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError("a single array (.npy), not named arrays")
+    with f:
         return {k: np.array(f[k]) for k in f.files}
 
 
@@ -52,7 +53,7 @@ def write_npz(path: str, arrays: Mapping[str, Any]) -> str:
     returns the path written. Values NumPy would have to pickle are refused, naming the entry."""
     if not path.endswith(NPZ):
         path += NPZ
-    out: dict[str, Any] = {}  # (Any: np.savez's keyword arguments)
+    out: dict[str, np.ndarray] = {}
     for name, value in arrays.items():
         a = np.asarray(value)
         if a.dtype.hasobject:
