@@ -45,19 +45,24 @@ def make_dist(root: Path, name: str, module_file: Path | None, entry_points: dic
     return root
 
 
-@pytest.fixture
-def fake_backend(tmp_path, monkeypatch):
-    """Register the numpy 'fake' backend for this process and its children."""
-    root = make_dist(tmp_path / "site", "harness-fake", HERE / "fakebackend" / "harness_fake.py",
-                     {"fake": "harness_fake"})
+def register_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, module: str):
+    """Register ``tests/fakebackend/<module>.py`` as the backend ``name``, like an installed package, for this
+    process and its children; yields the site folder and forgets the module afterwards."""
+    root = make_dist(tmp_path / "site", f"harness-{name}", HERE / "fakebackend" / f"{module}.py", {name: module})
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), str(REPO)]))
     importlib.invalidate_caches()
     import harness.backends.probe
 
-    monkeypatch.setattr(harness.backends.probe, "_CACHE", {})  # a test may change what the fake declares
+    monkeypatch.setattr(harness.backends.probe, "_CACHE", {})  # a test may change what the backend declares
     yield root
-    sys.modules.pop("harness_fake", None)
+    sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def fake_backend(tmp_path, monkeypatch):
+    """Register the numpy 'fake' backend for this process and its children."""
+    yield from register_backend(tmp_path, monkeypatch, "fake", "harness_fake")
 
 
 def write_suite(path: Path, text: str) -> Path:

@@ -3,14 +3,12 @@ with them it passes ``harness check-backend`` and runs a suite end to end. The c
 (:mod:`harness.backends.defaults`); a train step's arrays are checkpointed by :mod:`harness.run.checkpoints`."""
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import sys
 
 import numpy as np
 import pytest
-from conftest import HERE, REPO, make_dist
+from conftest import register_backend
 
 from harness.backends import hookspecs
 from harness.backends.loading import load_backend, own_hooks, required_hooks
@@ -28,16 +26,7 @@ MAX_HOOKS = 10
 @pytest.fixture
 def minimal(tmp_path, monkeypatch):
     """The minimal backend, registered like an installed package, for this process and its children."""
-    root = make_dist(tmp_path / "site", "harness-minimal", HERE / "fakebackend" / "harness_minimal.py",
-                     {"minimal": "harness_minimal"})
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), str(REPO)]))
-    importlib.invalidate_caches()
-    import harness.backends.probe
-
-    monkeypatch.setattr(harness.backends.probe, "_CACHE", {})
-    yield root
-    sys.modules.pop("harness_minimal", None)
+    yield from register_backend(tmp_path, monkeypatch, "minimal", "harness_minimal")
 
 
 def test_a_minimal_training_backend_writes_at_most_ten_hooks(minimal):

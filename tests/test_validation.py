@@ -60,6 +60,7 @@ def test_checkpoints_with_a_target_are_refused_at_load(tmp_path):
     ({"seed": 2**70}, "seed: 1180591620717411303424 is above the maximum"),
     ({"scenario": "export"}, "scenario export: set export to the formats to write"),
     ({"scenario": "trian"}, "unknown scenario 'trian'; did you mean 'train'?"),
+    ({"steps": None}, "steps: null trains for epochs; set steps or epochs"),
 ])
 def test_settings_cannot_be_made_unvalidated(values, message):
     """Types, ranges and the core's rules when settings are made; the scenario's rules when a suite loads."""

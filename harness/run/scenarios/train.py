@@ -220,6 +220,8 @@ class Train(Scenario):
     multi_device = True
 
     def check(self, s: Settings) -> None:
+        if s.steps is None and s.epochs is None:
+            raise HarnessError("steps: null trains for epochs; set steps or epochs")
         if s.checkpoint_every is not None and s.checkpoint_every_epochs is not None:
             raise HarnessError("checkpoint_every and checkpoint_every_epochs: set one of them, not both")
         if (s.checkpoint_every or s.checkpoint_every_epochs) and s.devices * s.nodes > 1 and s.checkpoint_keep < 2:
