@@ -1,8 +1,9 @@
 """models: the model variants as data and everything that is the same for every framework about training them.
 
 Specs of the variants (``specs``: :class:`ModelSpec`, :data:`MODELS`, :func:`get_model`), published recipes
-(``recipes``), learning-rate schedules (``schedules``), loss conventions (``losses``, ``multigrain``), neutral
-weights (``weights``) and analytic FLOPs (``flops``).
+(``recipes``), learning-rate schedules (``schedules``), which loss a case trains with (``losses``, the Multigrain
+reference in ``multigrain``), which parameters take weight decay (``optim``), neutral weights (``weights``) and
+analytic FLOPs (``flops``).
 
 May import: the foundation and :mod:`harness.measure`.
 """
