@@ -9,6 +9,7 @@ import pytest
 from conftest import HERE, have, make_dist, needs_mindspore
 
 from harness.backends.conformance import check_backend
+from harness.models.specs import MODELS
 
 GOOD = (HERE / "fakebackend" / "harness_fake.py").read_text()
 
@@ -32,6 +33,12 @@ def test_shipped_backends_pass(name):
     if name != "onnxruntime":
         assert "harness_train_step: finite loss, weights updated" in checks
         assert "harness_write_checkpoint / harness_read_checkpoint: exact round trip" in checks
+        # Every variant computes the reference's function: logits, loss, BN statistics, updates (golden checks).
+        for kind in ("eval logits vs NumPy reference", "running statistics", "after one step vs golden values"):
+            assert sum(c.startswith("golden") and kind in c for c in checks) == len(MODELS), kind
+    else:
+        assert {"check": "golden checks", "status": "skip",
+                "detail": "it only loads exports: it builds no network of its own"} in results
 
 
 def test_an_outside_backend_written_from_the_guide_passes(fake_backend):

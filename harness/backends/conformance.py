@@ -5,7 +5,9 @@ that backend. It exercises every hook the backend's scenarios call (its own,
 :func:`harness.backends.loading.required_hooks`, or the core's answer where it leaves one out,
 :mod:`harness.backends.defaults`) on a tiny case (width 0.125, 32 px, 10 classes) and checks what each returns, in
 the shapes the core reads, that the train step's ``save``/``load`` resume exactly (``supports["checkpoint"]``), that
-every export format exports and that ``harness_synchronize`` waits for queued work. A backend that only loads
+every export format exports and that ``harness_synchronize`` waits for queued work; then, for every model it
+declares (or ``model``), the golden checks of :mod:`harness.backends.golden`: what the network computes against the
+NumPy reference and the golden values shipped with harness. A backend that only loads
 exports (an inference runtime) is given exports of the tiny model made first by ``export_from``, in a process of
 its own. Each check passes, fails with one line saying what was wrong, or is skipped with why.
 """
@@ -30,6 +32,7 @@ from harness.backends.conformance_checks import (
     waits,
     weights_equal,
 )
+from harness.backends.golden import golden_checks
 from harness.backends.hook_checks import (
     batch_template,
     check_counts,
@@ -84,6 +87,7 @@ def run_checks(name: str, device: str = "cpu", model: str | None = None,
         checks.results.append({"check": f"device {device}", "status": "skip", "detail": status.get("reason", "")})
         return checks.results
     scenarios = scenarios_of(info)
+    golden_models = [model] if model else list(info["models"])
     model = model or info["models"][0]
     case = tiny_case(name, device, model)
     with tempfile.TemporaryDirectory(prefix="harness-check-") as tmp:
@@ -102,6 +106,7 @@ def run_checks(name: str, device: str = "cpu", model: str | None = None,
                 _model_checks(checks, hook, name, case, dev, info, scenarios, tmp)
             if "inference" in scenarios:
                 _inference_checks(checks, hook, name, case, dev, info, scenarios, model_file)
+            golden_checks(checks, hook, name, info, device, golden_models)
         finally:
             os.chdir(cwd)
     return checks.results

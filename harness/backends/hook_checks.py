@@ -23,7 +23,7 @@ DEFAULT_SCENARIOS = ("train", "eval")
 #: What a backend takes when its info's ``supports`` leaves a key out (see ``harness_backend_info``).
 DEFAULT_SUPPORTS: dict[str, Any] = {"optimizer": ["sgd"], "precision": ["fp32"], "amp_level": ["auto", "O0"],
                                     "mode": ["default"], "export": [], "weights": [], "checkpoint": False,
-                                    "profile": False}
+                                    "profile": False, "neutral_weights": True}
 
 
 def scenarios_of(info: dict[str, Any]) -> list[str]:
@@ -101,7 +101,7 @@ def check_info(backend: str, info: Any) -> dict[str, Any]:
     if not isinstance(supports, dict):
         raise _fail(backend, hook, info, "'supports' must be a dict")
     for key, value in supports.items():
-        if key in ("checkpoint", "profile"):
+        if isinstance(DEFAULT_SUPPORTS.get(key), bool):  # checkpoint, profile, neutral_weights
             if not isinstance(value, bool):
                 raise _fail(backend, hook, info, f"'supports.{key}' must be true or false")
         elif not _is_str_list(value):

@@ -109,9 +109,12 @@ def harness_backend_info() -> dict[str, Any]:
     checked against it when the suite loads (exit 2 with one line, before anything runs):
     ``{"optimizer": ["sgd"], "precision": ["fp32", "bf16", "fp16"], "amp_level": ["auto", "O0", "O1", "O2"],
     "mode": ["default", "eager", "compile"], "export": ["onnx", "torchscript"], "weights": [".pt", ".pth"],
-    "checkpoint": True, "profile": True}`` (``export``: the formats ``harness_export`` writes; ``weights``: the file
-    suffixes ``harness_read_checkpoint`` reads, besides the neutral ``.npz``; ``checkpoint``: the train step has
-    ``save``/``load``; ``profile``: it implements ``harness_profile``). A key left out takes the core's defaults
+    "checkpoint": True, "profile": True, "neutral_weights": True}`` (``export``: the formats ``harness_export``
+    writes; ``weights``: the file suffixes ``harness_read_checkpoint`` reads, besides the neutral ``.npz``;
+    ``checkpoint``: the train step has ``save``/``load``; ``profile``: it implements ``harness_profile``;
+    ``neutral_weights``: ``harness_get_weights``/``harness_set_weights`` hold every tensor of the model contract
+    (``harness models MODEL --weights``), so ``harness check-backend``'s golden checks can load the reference's
+    weights; false skips them with that reason). A key left out takes the core's defaults
     (:data:`harness.backends.hook_checks.DEFAULT_SUPPORTS`).
 
     Optional keys: ``scenarios`` (the scenarios it runs, by name (:mod:`harness.run.scenarios`); default
@@ -290,7 +293,9 @@ def harness_get_weights(case: Case, model: Any) -> dict[str, Any]:
 
     Neutral names are PyTorch's (``layer1.0.bn1.weight``, ``.running_mean``,
     ``.running_var``; see :mod:`harness.models.weights`); a backend whose framework
-    names differ maps them. Returns a new dict. First non-None result wins.
+    names differ maps them. Every name, shape and dtype is the model contract's
+    (:func:`harness.models.contract.layout`, ``harness models MODEL --weights``). ``model`` is the object
+    ``harness_build_model`` returned, the one the train step updated. Returns a new dict. First non-None result wins.
     """
 
 

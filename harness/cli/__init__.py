@@ -1,4 +1,5 @@
-"""cli: the ``harness`` command (``main``) and its commands that inspect rather than run (``inspect``).
+"""cli: the ``harness`` command (``main``), its commands that inspect rather than run (``inspect``) and the model
+contract's commands ``models`` and ``golden`` (``contract``).
 
 May import: anything in harness.
 """

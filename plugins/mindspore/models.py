@@ -15,12 +15,14 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, HeUniform, Normal
 
+from harness.models import contract
 from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite", "GeM"]
 
-BN_EPS = 1e-5
-BN_MOMENTUM = 0.9  # MindSpore convention: moving = momentum * moving + (1 - momentum) * batch
+BN_EPS = contract.BN_EPS
+#: The contract's momentum in MindSpore's convention: moving = momentum * moving + (1 - momentum) * batch.
+BN_MOMENTUM = 1.0 - contract.BN_MOMENTUM
 
 
 def _init(kind: str) -> Any:
@@ -72,7 +74,7 @@ class GeM(nn.Cell):
     """Generalised-mean pooling ``mean(clamp(x, 1e-6) ** p) ** (1 / p)`` over H, W; ``p`` is a
     non-trainable parameter (saved with the weights, as PyTorch's buffer). ``p = 1`` is average pooling."""
 
-    def __init__(self, p: float, eps: float = 1e-6) -> None:
+    def __init__(self, p: float, eps: float = contract.GEM_EPS) -> None:
         super().__init__()
         self.p = Parameter(Tensor(float(p), ms.float32), name="p", requires_grad=False)
         self.eps = Tensor(eps, ms.float32)

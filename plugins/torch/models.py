@@ -12,9 +12,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.models.contract import BN_EPS, BN_MOMENTUM, GEM_EPS
 from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
 __all__ = ["build_model", "Bottleneck", "ResNet", "GeM", "BUILDERS", "unwrap"]
+
+
+def _bn2d(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm with the model contract's eps and momentum (PyTorch's convention, the contract's)."""
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def _bn1d(channels: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
 class GeM(nn.Module):
@@ -23,7 +33,7 @@ class GeM(nn.Module):
 
     p: torch.Tensor
 
-    def __init__(self, p: float, eps: float = 1e-6) -> None:
+    def __init__(self, p: float, eps: float = GEM_EPS) -> None:
         super().__init__()
         self.register_buffer("p", torch.tensor(float(p)))
         self.eps = eps
@@ -47,8 +57,8 @@ class GatherExcite(nn.Module):
         if variant in ("theta", "theta-plus"):
             layers: list[nn.Module] = []
             if first_stage:
-                layers += [nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels)]
-            layers += [nn.Conv2d(channels, channels, kernel, groups=channels, bias=False), nn.BatchNorm2d(channels)]
+                layers += [nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False), _bn2d(channels)]
+            layers += [nn.Conv2d(channels, channels, kernel, groups=channels, bias=False), _bn2d(channels)]
             self.gather = nn.Sequential(*layers)
         if variant == "theta-plus":
             hidden = max(1, channels // reduction)
@@ -68,12 +78,12 @@ class BAM(nn.Module):
     def __init__(self, channels: int, reduction: int, dilation: int) -> None:
         super().__init__()
         hidden = max(1, channels // reduction)
-        self.channel = nn.ModuleDict({"fc1": nn.Linear(channels, hidden), "bn": nn.BatchNorm1d(hidden),
+        self.channel = nn.ModuleDict({"fc1": nn.Linear(channels, hidden), "bn": _bn1d(hidden),
                                       "fc2": nn.Linear(hidden, channels)})
-        spatial: dict[str, nn.Module] = {"conv0": nn.Conv2d(channels, hidden, 1), "bn0": nn.BatchNorm2d(hidden)}
+        spatial: dict[str, nn.Module] = {"conv0": nn.Conv2d(channels, hidden, 1), "bn0": _bn2d(hidden)}
         for i in (1, 2):
             spatial[f"conv{i}"] = nn.Conv2d(hidden, hidden, 3, padding=dilation, dilation=dilation)
-            spatial[f"bn{i}"] = nn.BatchNorm2d(hidden)
+            spatial[f"bn{i}"] = _bn2d(hidden)
         spatial["conv3"] = nn.Conv2d(hidden, 1, 1)
         self.spatial = nn.ModuleDict(spatial)
 
@@ -94,17 +104,17 @@ class Bottleneck(nn.Module):
         super().__init__()
         out = planes * expansion
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = _bn2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = _bn2d(planes)
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out)
+        self.bn3 = _bn2d(out)
         self.relu = nn.ReLU(inplace=True)
         self.ge = ge
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != out:
             self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False),
-                                            nn.BatchNorm2d(out))
+                                            _bn2d(out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -121,7 +131,7 @@ class ResNet(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, spec.stem_width, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(spec.stem_width)
+        self.bn1 = _bn2d(spec.stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = spec.stem_width

@@ -33,7 +33,7 @@ from harness.run.checkpoints import load_arrays, save_arrays
 #: export format, and its train step checkpoints.
 SUPPORTS = {"optimizer": ["sgd", "thor"], "precision": ["fp32", "bf16", "fp16"],
             "amp_level": ["auto", "O0", "O1", "O2", "O3"], "mode": ["default", "eager", "compile", "graph", "pynative"],
-            "export": ["npy"], "checkpoint": True, "profile": True}
+            "export": ["npy"], "checkpoint": True, "profile": True, "neutral_weights": False}
 
 
 def _plan(case) -> str:

@@ -33,7 +33,7 @@ def _logits(model: dict[str, np.ndarray], images: np.ndarray) -> np.ndarray:
 @hookimpl
 def harness_backend_info():
     return {"name": "minimal", "framework": "NumPy", "framework_version": np.__version__, "version": "0.1",
-            "models": [MODEL], "devices": ["cpu"], "supports": {"checkpoint": True}}
+            "models": [MODEL], "devices": ["cpu"], "supports": {"checkpoint": True, "neutral_weights": False}}
 
 
 @hookimpl
