@@ -11,7 +11,9 @@
 #   suite_train  benchmarks/gpu/gpu.yaml training cases (fp32 eager; bf16+NHWC eager, compile)       box 270 s
 #   suite_infer  benchmarks/gpu/gpu.yaml inference cases (eager, TorchScript; batch 1 and 256)       box 120 s
 #   overhead     benchmarks/overhead/run.py on the GPU: harness / bare-loop images/s                 box 120 s
-#   report       harness report RUN --references                                                    box  30 s
+#   fairness     benchmarks/fairness/run.py --device gpu --backends torch: harness / a plain loop     box 100 s
+#                over an independent ResNet-50, fp32 and bf16+NHWC, 2 rounds of 3+8 steps
+#   report       harness report RUN --references (--fairness with the fairness phase's files)       box  30 s
 #   tests        pytest -k "cuda or gpu"                                                            box 120 s
 # A global deadline (BUDGET_S, default 465 s) clips every box, keeping time for the report and packing.
 #
@@ -21,12 +23,14 @@
 #   env.txt      the env phase          phases.log   every phase's stdout and stderr, in order
 #   results.jsonl  the suite's records  report.md    the report (measured beside published)
 #   overhead.txt   the overhead ratio   tests.txt    the CUDA tests
+#   (the fairness phase's output is in phases.log and its ratios in summary.txt; fairness-*.json in work.tar.gz)
 #   work.tar.gz  the whole work folder (per-phase logs, the run folder with each case's log; no model files)
 #
 # Environment: OUT (results), WORK (scratch; default a new /tmp/gpucheck.XXXXXX), PYTHON (interpreter; default
 # python3, which on the device machine is the image's python holding CUDA torch), BUDGET_S, DRY_RUN=1,
 # TORCH_WHEEL (a torch 2.13.0 CUDA wheel to install first, if one was carried), TORCH_INDEX_URL (an index to
 # fetch torch==2.13.0 from, where the machine has a network), OVERHEAD_ARGS (extra run.py arguments),
+# FAIRNESS_ARGS (extra benchmarks/fairness/run.py arguments, given to both of its runs),
 # PHASES (run only these, e.g. PHASES="env install overhead"; the others are recorded as skipped).
 # It never installs torch_npu or MindSpore.
 
@@ -180,20 +184,37 @@ phase_overhead() {
         --batch-size 128 --warmup 5 --steps 30 --rounds 3 ${OVERHEAD_ARGS:-}
 }
 
+phase_fairness() {
+    if [ "$GPU" != 1 ]; then
+        echo "no CUDA device: the fairness ratios on the GPU are skipped"
+        exit 99
+    fi
+    # small: full-size model, few steps, 2 rounds; MindSpore is not installed here, so torch only
+    local common=(--device gpu --backends torch --batch-size 64 --warmup 3 --steps 8 --rounds 2 --timeout 60)
+    # shellcheck disable=SC2086
+    "$PY" benchmarks/fairness/run.py "${common[@]}" --out "$WORK/fairness-fp32.json" ${FAIRNESS_ARGS:-} || return
+    # shellcheck disable=SC2086
+    "$PY" benchmarks/fairness/run.py "${common[@]}" --bf16 --channels-last --out "$WORK/fairness-bf16.json" \
+        ${FAIRNESS_ARGS:-}
+}
+
 phase_report() {
     if [ ! -f "$RUN_DIR/results.jsonl" ]; then
         echo "no results in $RUN_DIR: nothing to report"
         exit 99
     fi
-    "$PY" -m harness.cli.main report "$RUN_DIR" --references -o "$WORK/report.md" && echo "report: $WORK/report.md"
+    local fair=() f
+    for f in "$WORK"/fairness-*.json; do [ -f "$f" ] && fair+=(--fairness "$f"); done
+    "$PY" -m harness.cli.main report "$RUN_DIR" --references "${fair[@]}" -o "$WORK/report.md" \
+        && echo "report: $WORK/report.md"
 }
 
 phase_tests() {
     "$PY" -m pytest -q -k "cuda or gpu" tests/ -p no:cacheprovider --continue-on-collection-errors
 }
 
-export -f phase_env phase_install suite_run phase_suite_train phase_suite_infer phase_overhead phase_report \
-    phase_tests
+export -f phase_env phase_install suite_run phase_suite_train phase_suite_infer phase_overhead phase_fairness \
+    phase_report phase_tests
 
 # ---------------------------------------------------------------------------------------------- plumbing
 
@@ -237,6 +258,7 @@ if env:
           f"commit {env.get('git_commit')})")
 EOF
     grep -h 'ratio of medians' "$WORK/logs/overhead.log" 2>/dev/null | tail -1
+    grep -h 'harness / expert' "$WORK/logs/fairness.log" 2>/dev/null | sed 's/^ */fairness: /'
 }
 
 write_summary() {
@@ -326,6 +348,7 @@ fi
 phase suite_train 270 40
 phase suite_infer 120 40
 phase overhead 120 40
+phase fairness 100 40
 phase report 30 10
 phase tests 120 10
 

@@ -60,6 +60,7 @@ REPORT_FORMATS = ("md", "csv", "json", "html")
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from harness.errors import near
+    from harness.results.fairness import read_fairness
     from harness.results.frame import records_frame
     from harness.results.records import find_result_files, read_records
     from harness.results.report import render_markdown
@@ -71,6 +72,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise HarnessError("--format html writes one self-contained file: give it with -o FILE (e.g. -o report.html)")
     if args.format == "html" and args.charts:
         raise HarnessError("--charts draws PNGs for the markdown report: the HTML report has its charts inside")
+    if args.fairness and args.format in ("csv", "json"):
+        raise HarnessError(f"--fairness adds a section to the markdown and HTML reports, not to --format {args.format}")
+    fairness = [read_fairness(f) for f in args.fairness or []]
     records = [r for f in find_result_files(args.paths) for r in read_records(f)]
     if args.references:
         from harness.results.references import reference_records
@@ -83,13 +87,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     elif args.format == "html":
         from harness.results.html import render_html
 
-        text = render_html(records)
+        text = render_html(records, fairness=fairness)
     else:
         charts = None
         if args.charts:
             base = Path(args.output).parent if args.output else Path.cwd()
             charts = (args.charts, os.path.relpath(Path(args.charts).resolve(), base.resolve()))
-        text = render_markdown(records, charts=charts)
+        text = render_markdown(records, charts=charts, fairness=fairness)
     if args.output:
         _write_output(args.output, text)
     else:
@@ -155,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="markdown report (default), the flat table of every record as CSV or JSON, or one "
                         "self-contained HTML file with interactive charts that opens offline (needs -o FILE)")
     p.add_argument("--charts", metavar="DIR", help="also draw PNG throughput charts into DIR, linked from the report")
+    p.add_argument("--fairness", action="append", metavar="FILE.json", help="a result of benchmarks/fairness/run.py "
+                   "--out: adds 'How fair are the ratios' (harness / plain loop per backend); repeatable")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("compare", help="regression check of CURRENT against BASELINE (exit 0 none, 1 regression, "

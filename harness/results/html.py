@@ -4,9 +4,9 @@ plotly's JavaScript inlined once, sortable tables, no reference to anything outs
 Every table and chart comes from the frames and records the markdown report reads (:mod:`harness.results.tables`): per
 model the measured table, throughput by backend x device with the 95% interval of its runs as error bars, top-1
 over seeds, step-time distributions (``samples.train_step_s``) and training-loss curves (``samples.train_loss``,
-every step after warm-up); then the backend ratios, the comparison matrix, measured beside published, scaling
-efficiency, inference latency and throughput, unstable, failed and skipped cases, and every run. All text from
-records is escaped.
+every step after warm-up); then the backend ratios and how fair they are (``--fairness``:
+:mod:`harness.results.fairness`), the comparison matrix, measured beside published, scaling efficiency, inference
+latency and throughput, unstable, failed and skipped cases, and every run. All text from records is escaped.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from harness import __version__
+from harness.results.fairness import fairness_note, fairness_table
 from harness.results.frame import records_frame
 from harness.results.html_charts import estimate_chart, interval_note, loss_charts, step_time_chart
 from harness.results.html_page import Page, escape, html_table
@@ -98,8 +99,10 @@ def _runs_table(measured: pd.DataFrame) -> str:
     return html_table(table, table_id="runs", sort=exact)
 
 
-def render_html(records: Iterable[dict[str, Any]], title: str = "harness report") -> str:
-    """The whole report as one HTML page that needs nothing outside itself."""
+def render_html(records: Iterable[dict[str, Any]], title: str = "harness report",
+                fairness: list[dict[str, Any]] | None = None) -> str:
+    """The whole report as one HTML page that needs nothing outside itself; ``fairness``: fairness benchmark
+    results to show beside the backends' ratios (:mod:`harness.results.fairness`)."""
     records = list(records)
     df = records_frame(records)
     page = Page(df["backend"].dropna().astype(str) if not df.empty else ())
@@ -122,6 +125,10 @@ def render_html(records: Iterable[dict[str, Any]], title: str = "harness report"
                   "each side's runs with the 95% confidence interval of the ratio; a ratio of single runs has none and "
                   "says so, an interval that holds 1.00x is no measurable difference.")
         page.add(html_table(ratios, table_id="ratios"))
+    if fairness:
+        page.heading(2, "How fair are the ratios")
+        page.note(escape(fairness_note(fairness)))
+        page.add(html_table(fairness_table(fairness, ok), table_id="fairness"))
     matrix = comparison_matrix(ok)
     if not matrix.empty:
         page.heading(2, "Comparison matrix")

@@ -2,9 +2,10 @@
 
 For each model one table: metric rows x one column per backend/device (plus any setting that differs between that
 model's cases), so frameworks and devices read side by side; where the time goes (profiles); the backends side by
-side, unstable measurements, inference, the comparison matrix, measured beside published, scaling efficiency and
-charts; failed and skipped cases follow with their reasons. The tables are those of :mod:`harness.results.tables`,
-which the HTML report shows too.
+side and how fair their ratios are (``--fairness``: :mod:`harness.results.fairness`), unstable measurements,
+inference, the comparison matrix, measured beside published, scaling efficiency and charts; failed and skipped
+cases follow with their reasons. The tables are those of :mod:`harness.results.tables`, which the HTML report shows
+too.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.results.charts import write_charts
+from harness.results.fairness import fairness_note, fairness_table
 from harness.results.frame import records_frame
 from harness.results.profile_report import profile_section
 from harness.results.published import published_tables
@@ -52,8 +54,9 @@ def _section(title: str, table: pd.DataFrame | None, text: str | None = None) ->
 
 
 def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report",
-                    charts: tuple[str, str] | None = None) -> str:
-    """The report. ``charts``: (folder to write PNGs into, its path relative to the markdown file)."""
+                    charts: tuple[str, str] | None = None, fairness: list[dict[str, Any]] | None = None) -> str:
+    """The report. ``charts``: (folder to write PNGs into, its path relative to the markdown file); ``fairness``:
+    fairness benchmark results (:mod:`harness.results.fairness`) to show beside the backends' ratios."""
     records = list(records)
     df = records_frame(records)
     out = [f"# {title}", ""]
@@ -68,6 +71,8 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                     "for images/s, slower for ms/step): medians over each side's runs, with the 95% confidence "
                     "interval of the ratio from the runs (repeats: N; Welch t on the logs). A ratio from one run a "
                     "side has no interval and says so; an interval that holds 1.00x is no measurable difference.")
+    if fairness:
+        out += _section("How fair are the ratios", fairness_table(fairness, ok), fairness_note(fairness))
     unstable = df[df["unstable"]] if "unstable" in df else df.iloc[0:0]
     out += _section("Unstable measurements", unstable[["case", "repeat", "noise_reasons"]].rename(
         columns={"noise_reasons": "why"}) if not unstable.empty else None,

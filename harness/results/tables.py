@@ -21,8 +21,8 @@ from harness.results.frame import ACCURACY, METRIC_ROWS
 from harness.results.published import DEVICE_ORDER, fmt_value
 from harness.results.records import get
 
-__all__ = ["RATES", "backend_ratios", "comparison_matrix", "config_estimates", "inference_table", "model_table",
-           "scaling_efficiency", "split_frame"]
+__all__ = ["RATES", "backend_ratios", "reference_backend", "comparison_matrix", "config_estimates", "inference_table",
+           "model_table", "scaling_efficiency", "split_frame"]
 
 
 #: Columns that are rates (their runs' spread is multiplicative: median and a log-scale interval).
@@ -47,13 +47,19 @@ def _ratio_cell(a: pd.Series, b: pd.Series, fmt: str) -> str:
     return f"{fmt.format(a.median())} / {fmt.format(b.median())} = {ratio_text(est)}" if est is not None else ""
 
 
+def reference_backend(backends: Iterable[str]) -> str:
+    """The backend others are measured against side by side: torch where present, else the first by name."""
+    names = sorted(backends)
+    return "torch" if "torch" in names else names[0]
+
+
 def backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
     """Per model, device and variant: each metric for the reference backend (torch if present) and the others,
     over every run of each (repetitions and seeds), with the ratio's 95% confidence interval."""
     if ok.empty or ok["backend"].nunique() < 2:
         return None
     backends = sorted(ok["backend"].unique())
-    ref = "torch" if "torch" in backends else backends[0]
+    ref = reference_backend(backends)
     metrics = (("images/s", "train_images_per_s", "{:.1f}"), ("data pipeline images/s", "data_images_per_s", "{:.1f}"),
                ("ms/step p50", "train_ms_p50", "{:.1f}"),
                ("first step (s)", "train_first_step_s", "{:.2f}"), ("peak host MiB", "host_peak_mib", "{:.0f}"))
