@@ -149,5 +149,5 @@ def test_check_backend_catches_a_wrong_network(mutant, monkeypatch, mutation, mo
         return
     assert any(check in r["check"] for r in failed), (check, failed)
     for r in failed:  # one line naming the tensor and the size of the difference
-        assert "golden" in r["check"] and "max |diff|" in r["detail"] and "tolerance" in r["detail"], r
+        assert "golden" in r["check"] and "max abs diff" in r["detail"] and "tolerance" in r["detail"], r
         assert "\n" not in r["detail"]

@@ -106,7 +106,7 @@ def run_checks(name: str, device: str = "cpu", model: str | None = None,
                 _model_checks(checks, hook, name, case, dev, info, scenarios, tmp)
             if "inference" in scenarios:
                 _inference_checks(checks, hook, name, case, dev, info, scenarios, model_file)
-            golden_checks(checks, hook, name, info, device, golden_models)
+            golden_checks(checks, hook, name, info, device, dev, golden_models)
         finally:
             os.chdir(cwd)
     return checks.results

@@ -1,9 +1,9 @@
 """Golden checks: does a backend's network compute what the specification says, not only return the right shapes?
 
-For every model a backend declares, on the golden case (:func:`golden_case`: width 0.125, 64 px, 10 classes, batch 8,
-12 for Multigrain's repeated augmentation (64 px, so that stage 4's map is 2x2: over 1x1 GeM's exponent, a
-gather-excite's global extent and average pooling would not matter); SGD, lr 0.1, Nesterov momentum 0.9, weight decay 0.01 on conv and linear
-weights, label smoothing 0.1, constant schedule), ``harness check-backend`` checks:
+For every model a backend declares, on the golden case (:func:`golden_case`: width 0.125, 64 px, 10 classes, batch
+8, 12 for Multigrain's repeated augmentation (64 px, so that stage 4's map is 2x2: over 1x1 GeM's exponent, a
+gather-excite's global extent and average pooling would not matter); SGD, lr 0.1, Nesterov momentum 0.9, weight
+decay 0.01 on conv and linear weights, label smoothing 0.1, constant schedule), ``harness check-backend`` checks:
 
 * **contract**: the names, shapes and dtypes ``harness_get_weights`` gives for a freshly built model are those of
   :func:`harness.models.contract.layout` (``num_batches_tracked`` may be left out);
@@ -28,6 +28,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ class Golden:
 
 
 def relative(got: np.ndarray, want: np.ndarray, scale: np.ndarray | float) -> float:
-    """max |got - want| over the largest |scale|: the size of a difference relative to what it compares."""
+    """max abs(got - want) over the largest abs(scale): a difference's size relative to what it compares."""
     size = float(np.max(np.abs(scale)))
     return float(np.max(np.abs(np.asarray(got, np.float64) - want))) / (size or 1.0)
 
@@ -135,7 +136,7 @@ def _worst(what: str, pairs: dict[str, tuple[Any, np.ndarray, Any]], tol: float)
     bad = sum(r > tol for r in rel.values())
     got, want, _ = pairs[name]
     diff = float(np.max(np.abs(np.asarray(got, np.float64) - want)))
-    expect(bad == 0, f"{name}: max |diff| {diff:.3g} = {rel[name]:.2g} of {what} (tolerance {tol:g}); {bad} of "
+    expect(bad == 0, f"{name}: max abs diff {diff:.3g} = {rel[name]:.2g} of {what} (tolerance {tol:g}); {bad} of "
                      f"{len(rel)} tensors outside")
     return f"worst {name}: {rel[name]:.1g} of {what}"
 
@@ -158,18 +159,19 @@ def contract_check(spec: ModelSpec, weights: dict[str, Any]) -> str:
 def measure(hook: Any, g: Golden, dev: Any, train: bool = True) -> dict[str, Any]:
     """What the backend computes on the golden case: its fresh weights, eval logits of the golden weights and, with
     ``train``, the loss of one step and the weights after it."""
+    start = time.perf_counter()
     net = hook.harness_build_model(case=g.case, device=dev)
     out: dict[str, Any] = {"fresh": hook.harness_get_weights(case=g.case, model=net)}
     if hook.harness_set_weights(case=g.case, model=net, weights=g.weights) is not True:
         raise HarnessError("harness_set_weights did not return True")
     out["logits"] = np.asarray(hook.harness_predict(case=g.case, model=net, device=dev, images=g.arrays[0]))
     if not train:
-        return out
+        return {**out, "seconds": time.perf_counter() - start}
     step = hook.harness_train_step(case=g.case, model=net, device=dev, total_steps=1, steps_per_epoch=1)
     out["loss"] = float(hook.harness_to_host(value=step(hook.harness_to_device(arrays=g.arrays, device=dev))))
     hook.harness_synchronize(device=dev)
     out["after"] = hook.harness_get_weights(case=g.case, model=net)
-    return out
+    return {**out, "seconds": time.perf_counter() - start}
 
 
 def judge(checks: Checks, g: Golden, got: dict[str, Any], golden: dict[str, np.ndarray] | None, label: str) -> None:
@@ -177,12 +179,12 @@ def judge(checks: Checks, g: Golden, got: dict[str, Any], golden: dict[str, np.n
     update check (no values shipped)."""
     m, tol, after = g.case.model, TOLERANCES, got.get("after") or {}
     checks(f"{label} {m}: weight names, shapes, dtypes (contract)", lambda: contract_check(g.spec, got["fresh"]))
-    checks(f"{label} {m}: eval logits vs NumPy reference (tolerance {tol['logits']:g} of max |logit|)",
-           lambda: _worst("max |logit|", {"logits": (got["logits"], g.logits, g.logits)}, tol["logits"]))
+    checks(f"{label} {m}: eval logits vs NumPy reference (tolerance {tol['logits']:g} of the largest logit)",
+           lambda: _worst("the largest logit", {"logits": (got["logits"], g.logits, g.logits)}, tol["logits"]))
     if "loss" not in got:
         return
     checks(f"{label} {m}: train-step loss vs NumPy reference (tolerance {tol['loss']:g} relative)",
-           lambda: _worst("|loss|", {"loss": (np.asarray(got["loss"]), np.asarray(g.loss), g.loss)}, tol["loss"]))
+           lambda: _worst("the loss", {"loss": (np.asarray(got["loss"]), np.asarray(g.loss), g.loss)}, tol["loss"]))
     checks(f"{label} {m}: BatchNorm running statistics after one step vs NumPy reference (tolerance "
            f"{tol['running']:g} of each tensor's max)", lambda: _worst(
                "its largest value", {n: (after.get(n), v, v) for n, v in g.running.items()}, tol["running"]))
@@ -209,24 +211,38 @@ def load_golden(g: Golden) -> dict[str, np.ndarray]:
         return {k.removeprefix("after/"): z[k] for k in z.files if k.startswith("after/")}
 
 
-def golden_checks(checks: Checks, hook: Any, name: str, info: dict[str, Any], device: str,
+def golden_checks(checks: Checks, hook: Any, name: str, info: dict[str, Any], device: str, dev: Any,
                   models: list[str]) -> None:
-    """The golden checks of backend ``name`` (loaded as ``hook``) for ``models``, in this process."""
+    """The golden checks of backend ``name`` (loaded as ``hook``, set up as ``dev`` on ``device``) for ``models``, in
+    this process."""
     reason = ("it only loads exports: it builds no network of its own" if loads_exports_only(info) else
               "it declares supports.neutral_weights = false: it cannot hold weights in the neutral layout"
               if not supports_of(info)["neutral_weights"] else "")
     if reason:
         checks.results.append({"check": "golden checks", "status": "skip", "detail": reason})
         return
+    train = "train" in scenarios_of(info)
     for model in models:
+        start = time.perf_counter()
         g = Golden.make(name, model, device)
-        golden = checks(f"golden {model}: golden values on file match the golden case", lambda g=g: load_golden(g))
-        dev = hook.harness_setup(case=g.case)
-        train = "train" in scenarios_of(info)
+        took = time.perf_counter() - start
+        golden = checks(f"golden {model}: golden values on file match the golden case",
+                        lambda g=g, took=took: _Timed(load_golden(g), f"the reference computed in {took:.1f} s"))
         got = checks(f"golden {model}: build, set weights, predict" + (", one train step" if train else ""),
-                     lambda g=g, dev=dev, train=train: measure(hook, g, dev, train))
+                     lambda g=g: _Timed(measure(hook, g, dev, train)))
         if got is not None:
             judge(checks, g, got, golden, "golden")
+
+
+class _Timed(dict[str, Any]):
+    """A check's value, shown in its row as ``note`` (or the seconds the measurement took)."""
+
+    def __init__(self, value: dict[str, Any], note: str = "") -> None:
+        super().__init__(value)
+        self.note = note or f"{value['seconds']:.1f} s"
+
+    def __str__(self) -> str:
+        return self.note
 
 
 def _side(backend: str, model: str, out: str) -> dict[str, Any]:
