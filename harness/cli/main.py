@@ -60,6 +60,7 @@ REPORT_FORMATS = ("md", "csv", "json", "html")
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from harness.errors import near
+    from harness.results.equivalence import check_margin
     from harness.results.fairness import read_fairness
     from harness.results.frame import records_frame
     from harness.results.records import find_result_files, read_records
@@ -75,6 +76,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.fairness and args.format in ("csv", "json"):
         raise HarnessError(f"--fairness adds a section to the markdown and HTML reports, not to --format {args.format}")
     fairness = [read_fairness(f) for f in args.fairness or []]
+    margin = check_margin(args.margin)
     records = [r for f in find_result_files(args.paths) for r in read_records(f)]
     if args.references:
         from harness.results.references import reference_records
@@ -87,13 +89,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     elif args.format == "html":
         from harness.results.html import render_html
 
-        text = render_html(records, fairness=fairness)
+        text = render_html(records, margin=margin, fairness=fairness)
     else:
         charts = None
         if args.charts:
             base = Path(args.output).parent if args.output else Path.cwd()
             charts = (args.charts, os.path.relpath(Path(args.charts).resolve(), base.resolve()))
-        text = render_markdown(records, charts=charts, fairness=fairness)
+        text = render_markdown(records, charts=charts, margin=margin, fairness=fairness)
     if args.output:
         _write_output(args.output, text)
     else:
@@ -104,8 +106,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.results.compare import REGRESSIONS, UNJUDGEABLE, compare_runs
     from harness.results.compare_report import render_comparison
+    from harness.results.equivalence import check_margin, runs_equivalence
     from harness.results.records import find_result_files, read_records
 
+    margin = check_margin(args.margin)
     runs = []
     for path in (args.baseline, args.current):
         records = [r for f in find_result_files([path]) for r in read_records(f)
@@ -116,7 +120,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     results = compare_runs(runs[0], runs[1], alpha=args.alpha, min_effect=args.min_effect,
                            top1_tolerance=args.top1_tolerance, allow_different_settings=args.allow_different_settings,
                            paired=args.paired)
-    text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance)
+    text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance,
+                             runs_equivalence(runs[0], runs[1], margin))
     if args.output:
         _write_output(args.output, text)
     print(text)
@@ -159,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="markdown report (default), the flat table of every record as CSV or JSON, or one "
                         "self-contained HTML file with interactive charts that opens offline (needs -o FILE)")
     p.add_argument("--charts", metavar="DIR", help="also draw PNG throughput charts into DIR, linked from the report")
+    p.add_argument("--margin", type=float, help="top-1 points inside which backends' accuracy over seeds counts as "
+                                                "equivalent (default 1.0)")
     p.add_argument("--fairness", action="append", metavar="FILE.json", help="a result of benchmarks/fairness/run.py "
                    "--out: adds 'How fair are the ratios' (harness / plain loop per backend); repeatable")
     p.set_defaults(func=_cmd_report)
@@ -177,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top1-tolerance", type=float, default=1.0, help="top-1 points that may be lost (default 1.0)")
     p.add_argument("--allow-different-settings", action="store_true",
                    help="compare cases whose settings differ (refused by default, naming the first difference)")
+    p.add_argument("--margin", type=float, help="top-1 points inside which the two runs' accuracy over seeds counts "
+                                                "as equivalent (default 1.0; shown, not gated)")
     p.add_argument("-o", "--output", help="also write the markdown summary here")
     p.set_defaults(func=_cmd_compare)
 

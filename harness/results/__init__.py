@@ -2,7 +2,8 @@
 
 Append-only JSON Lines records (``records``); the rules of which settings identify a case and which measurement
 represents it (``case_rules``); records as a pandas frame (``frame``); the analysis tables both reports show
-(``tables``), the markdown report (``report``, with its charts: ``charts``, and its profile section:
+(``tables``), whether backends' or runs' top-1 over seeds is equivalent (``equivalence``), the markdown report
+(``report``, with its charts: ``charts``, and its profile section:
 ``profile_report``) and the HTML one (``html``, its page: ``html_page``, its charts: ``html_charts``); published
 numbers beside measured ones (``published``, ``references``); how fair a cross-framework ratio is, from the
 fairness benchmark's file (``fairness``); ``harness compare`` (``compare``, its tests:

@@ -1,6 +1,9 @@
 """The text ``harness compare`` prints: a verdict line, how the gate judged, and one row per case
-(:func:`harness.results.compare.compare_runs`)."""
+(:func:`harness.results.compare.compare_runs`); then, where both runs have seeds, whether each configuration's top-1
+over them is equivalent (:func:`harness.results.equivalence.runs_equivalence`)."""
 from __future__ import annotations
+
+import pandas as pd
 
 from harness.results.compare import (
     ALPHA,
@@ -11,6 +14,7 @@ from harness.results.compare import (
     UNJUDGEABLE,
     CaseComparison,
 )
+from harness.results.equivalence import COMPARE_NOTE
 
 __all__ = ["render_comparison"]
 
@@ -24,9 +28,10 @@ def _change_cell(r: CaseComparison) -> str:
 
 
 def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_effect: float = MIN_EFFECT,
-                      top1_tolerance: float = TOP1_TOLERANCE) -> str:
+                      top1_tolerance: float = TOP1_TOLERANCE, equivalence: pd.DataFrame | None = None) -> str:
     """The verdict, how the gate judged with these options, and a table of every case: what was timed, on what
-    basis, the two median step times, the change with its interval, p and top-1, and why."""
+    basis, the two median step times, the change with its interval, p and top-1, and why; then the accuracy over
+    seeds (``equivalence``: :func:`harness.results.equivalence.runs_equivalence`) where there is any."""
     from tabulate import tabulate
 
     bad = [r for r in results if r.verdict in REGRESSIONS]
@@ -51,4 +56,7 @@ def render_comparison(results: list[CaseComparison], alpha: float = ALPHA, min_e
     table = tabulate(rows, headers=["case", "verdict", "measure", "basis", "baseline ms/step (median)",
                                     "current ms/step (median)", "change [95% CI]", "p (slower)", "top-1", "why"],
                      tablefmt="github")
-    return head + "\n" + table + "\n"
+    seeds = "" if equivalence is None or equivalence.empty else (
+        f"\n## Accuracy over seeds: equivalent?\n\n{COMPARE_NOTE}\n\n"
+        f"{equivalence.to_markdown(index=False, tablefmt='github', disable_numparse=True)}\n")
+    return head + "\n" + table + "\n" + seeds

@@ -5,7 +5,8 @@ Every table and chart comes from the frames and records the markdown report read
 model the measured table, throughput by backend x device with the 95% interval of its runs as error bars, top-1
 over seeds, step-time distributions (``samples.train_step_s``) and training-loss curves (``samples.train_loss``,
 every step after warm-up); then the backend ratios and how fair they are (``--fairness``:
-:mod:`harness.results.fairness`), the comparison matrix, measured beside published, scaling efficiency, inference
+:mod:`harness.results.fairness`), whether the backends' top-1 over seeds is equivalent
+(:mod:`harness.results.equivalence`), the comparison matrix, measured beside published, scaling efficiency, inference
 latency and throughput, unstable, failed and skipped cases, and every run. All text from records is escaped.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from harness import __version__
+from harness.results.equivalence import MARGIN, NOTE, equivalence_table
 from harness.results.fairness import fairness_note, fairness_table
 from harness.results.frame import records_frame
 from harness.results.html_charts import estimate_chart, interval_note, loss_charts, step_time_chart
@@ -99,10 +101,11 @@ def _runs_table(measured: pd.DataFrame) -> str:
     return html_table(table, table_id="runs", sort=exact)
 
 
-def render_html(records: Iterable[dict[str, Any]], title: str = "harness report",
+def render_html(records: Iterable[dict[str, Any]], title: str = "harness report", margin: float = MARGIN,
                 fairness: list[dict[str, Any]] | None = None) -> str:
-    """The whole report as one HTML page that needs nothing outside itself; ``fairness``: fairness benchmark
-    results to show beside the backends' ratios (:mod:`harness.results.fairness`)."""
+    """The whole report as one HTML page that needs nothing outside itself; ``margin``: the top-1 points inside
+    which backends count as equivalent; ``fairness``: fairness benchmark results to show beside the backends'
+    ratios (:mod:`harness.results.fairness`)."""
     records = list(records)
     df = records_frame(records)
     page = Page(df["backend"].dropna().astype(str) if not df.empty else ())
@@ -129,6 +132,11 @@ def render_html(records: Iterable[dict[str, Any]], title: str = "harness report"
         page.heading(2, "How fair are the ratios")
         page.note(escape(fairness_note(fairness)))
         page.add(html_table(fairness_table(fairness, ok), table_id="fairness"))
+    same = equivalence_table(ok, margin)
+    if not same.empty:
+        page.heading(2, "Accuracy over seeds: equivalent?")
+        page.note(NOTE)
+        page.add(html_table(same, table_id="equivalence"))
     matrix = comparison_matrix(ok)
     if not matrix.empty:
         page.heading(2, "Comparison matrix")

@@ -2,7 +2,8 @@
 
 For each model one table: metric rows x one column per backend/device (plus any setting that differs between that
 model's cases), so frameworks and devices read side by side; where the time goes (profiles); the backends side by
-side and how fair their ratios are (``--fairness``: :mod:`harness.results.fairness`), unstable measurements,
+side and how fair their ratios are (``--fairness``: :mod:`harness.results.fairness`), whether their top-1 over
+seeds is equivalent (:mod:`harness.results.equivalence`), unstable measurements,
 inference, the comparison matrix, measured beside published, scaling efficiency and charts; failed and skipped
 cases follow with their reasons. The tables are those of :mod:`harness.results.tables`, which the HTML report shows
 too.
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from harness.results.charts import write_charts
+from harness.results.equivalence import MARGIN, NOTE, equivalence_table
 from harness.results.fairness import fairness_note, fairness_table
 from harness.results.frame import records_frame
 from harness.results.profile_report import profile_section
@@ -54,9 +56,11 @@ def _section(title: str, table: pd.DataFrame | None, text: str | None = None) ->
 
 
 def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness report",
-                    charts: tuple[str, str] | None = None, fairness: list[dict[str, Any]] | None = None) -> str:
-    """The report. ``charts``: (folder to write PNGs into, its path relative to the markdown file); ``fairness``:
-    fairness benchmark results (:mod:`harness.results.fairness`) to show beside the backends' ratios."""
+                    charts: tuple[str, str] | None = None, margin: float = MARGIN,
+                    fairness: list[dict[str, Any]] | None = None) -> str:
+    """The report. ``charts``: (folder to write PNGs into, its path relative to the markdown file); ``margin``: the
+    top-1 points inside which backends count as equivalent; ``fairness``: fairness benchmark results
+    (:mod:`harness.results.fairness`) to show beside the backends' ratios."""
     records = list(records)
     df = records_frame(records)
     out = [f"# {title}", ""]
@@ -73,6 +77,7 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                     "side has no interval and says so; an interval that holds 1.00x is no measurable difference.")
     if fairness:
         out += _section("How fair are the ratios", fairness_table(fairness, ok), fairness_note(fairness))
+    out += _section("Accuracy over seeds: equivalent?", equivalence_table(ok, margin), NOTE)
     unstable = df[df["unstable"]] if "unstable" in df else df.iloc[0:0]
     out += _section("Unstable measurements", unstable[["case", "repeat", "noise_reasons"]].rename(
         columns={"noise_reasons": "why"}) if not unstable.empty else None,

@@ -11,18 +11,18 @@
     overrides:                              # per-case settings, applied in order
       - match: {backend: torch, data: tiny}
         settings: {steps: 40}
+    seeds:    5                             # every case once per seed, 0-4 (or a list of seeds)
     exclude:                                # cases dropped from the product
       - {backend: torch, device: ascend}
     include:                                # cases beside the product (named by their single-value settings)
       - {models: [gluon_resnet50_v1b], backends: [torch], devices: [cpu], settings: {scenario: data, data: tiny}}
 
-Only safe YAML is read (:func:`harness.files.load_yaml`: no key twice, aliases bounded before
-expansion). Every problem is a :class:`HarnessError` naming the file and key, with the nearest
-valid name where there is one. ``${VAR}`` and ``${VAR:-default}`` in string settings expand from the
-environment; ``--set key=value`` on the command line applies last. Relative
-``data_root``, ``weights`` and ``model_file`` are taken from the folder
-``harness run`` is started in (a case runs in a folder of its own); a missing
-``weights`` file, like a missing ``data_root``, stops the suite at load.
+Only safe YAML is read (:func:`harness.files.load_yaml`: no key twice, aliases bounded before expansion). Every
+problem is a :class:`HarnessError` naming the file and key, with the nearest valid name where there is one. ``${VAR}``
+and ``${VAR:-default}`` in string settings expand from the environment; ``--set key=value`` on the command line
+applies last. Relative ``data_root``, ``weights`` and ``model_file`` are taken from the folder ``harness run`` is
+started in (a case runs in a folder of its own); a missing ``weights`` file, like a missing ``data_root``, stops the
+suite at load. ``seeds:`` runs every case once per seed (:mod:`harness.run.seeds`).
 """
 from __future__ import annotations
 
@@ -44,11 +44,12 @@ from harness.files import load_yaml, read_text
 from harness.models.recipes import resolve_recipe
 from harness.models.specs import MODELS, check_batch
 from harness.run.scenarios import check_settings
+from harness.run.seeds import suite_seeds, with_seeds
 
 __all__ = ["Suite", "load_suite", "parse_set", "select_cases"]
 
 TOP_KEYS = ("name", "description", "models", "backends", "devices", "settings", "matrix", "overrides", "exclude",
-            "include")
+            "include", "seeds")
 AXES = ("model", "backend", "device")
 #: Settings that are paths: a case runs in its own folder, so a relative one is made absolute here, from the folder
 #: ``harness run`` was started in.
@@ -210,7 +211,7 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
     todo: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
         (model, backend, device, dict(zip(keys, combo)), {})
         for model, backend, device, *combo in itertools.product(models, backends, devices, *matrix.values())]
-    todo += _included(doc, where)
+    todo = with_seeds(todo + _included(doc, where), suite_seeds(doc, cli, where))
     for model, backend, device, variant, unnamed in todo:
         axes: dict[str, Any] = {"model": model, "backend": backend, "device": device}
         settings = {**base, **variant, **unnamed}
