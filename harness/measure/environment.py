@@ -10,7 +10,10 @@ from typing import Any
 
 from harness import __version__
 
-__all__ = ["host_environment", "cpu_model"]
+__all__ = ["host_environment", "cpu_model", "cpu_flags", "cpu_bf16", "bf16_refusal"]
+
+#: CPU flags (``/proc/cpuinfo``) that execute bfloat16 arithmetic natively, best first: AMX tiles, AVX-512 BF16.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 @functools.cache
@@ -23,6 +26,33 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_bf16() -> str | None:
+    """The CPU's native bfloat16 instructions (``amx_bf16`` or ``avx512_bf16``), None where it has none."""
+    return next((f for f in BF16_FLAGS if f in cpu_flags()), None)
+
+
+def bf16_refusal() -> str | None:
+    """Why bf16 training is refused on this CPU (one line), or None where the CPU runs bf16 natively: without AMX or
+    AVX-512 BF16 every bf16 op is emulated, slower than fp32, and a comparison in it measures the emulation."""
+    if cpu_bf16():
+        return None
+    isa = "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "no AVX2"
+    return (f"cpu: bf16 needs AMX or AVX-512 BF16, which this CPU ({cpu_model()}, {isa}) lacks: bf16 would be "
+            f"emulated, slower than fp32")
 
 
 @functools.cache
@@ -46,6 +76,7 @@ def host_environment() -> dict[str, Any]:
         "os": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_bf16": cpu_bf16(),  # the native bf16 instructions (amx_bf16, avx512_bf16), None without
         "python": platform.python_version(),
         "harness_version": __version__,
         "git_commit": git_commit(),

@@ -5,6 +5,7 @@ import mindspore as ms
 
 from harness.config import Case
 from harness.errors import Unsupported
+from harness.measure.environment import cpu_bf16
 
 __all__ = ["AMP_DTYPES", "amp_level"]
 
@@ -17,6 +18,7 @@ def amp_level(case: Case, device_target: str) -> str:
     s = case.settings
     level = s.amp_level if s.amp_level != "auto" else ("O0" if s.precision == "fp32" else "O2")
     if level != "O0" and device_target == "CPU":
+        native = f"; this CPU has {cpu_bf16()}" if cpu_bf16() else ""
         raise Unsupported(f"cpu: MindSpore mixed precision ({s.precision}, {level}) is not supported on CPU "
-                          "(CPU Conv2D is fp32 only)")
+                          f"(its CPU Conv2D kernels are fp32 only{native})")
     return level

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import DeviceUnavailable, hookimpl
+from harness import DeviceUnavailable, Unsupported, hookimpl
 from harness.config import Case
 from harness.dist import place
-from harness.measure.environment import cpu_model
+from harness.measure.environment import bf16_refusal, cpu_model
 from harness.models.specs import MODELS, get_model
 from harness.models.weights import OPTIONAL_SUFFIXES, check_weights
 from harness.run.loop import StreamEvents
@@ -119,6 +119,8 @@ def harness_setup(case: Case) -> torch.device:
 @hookimpl
 def harness_build_model(case: Case, device: torch.device) -> torch.nn.Module:
     s = case.settings
+    if device.type == "cpu" and s.precision == "bf16" and (why := bf16_refusal()):
+        raise Unsupported(why)  # emulated bf16 would measure the emulation, not the framework
     spec = get_model(case.model, width=s.width, num_classes=s.num_classes, image_size=s.image_size)
     torch.manual_seed(s.seed)
     model = build_model(spec).to(device)
