@@ -42,7 +42,7 @@ from harness import Case, DeviceUnavailable, HarnessError, Settings, Unsupported
 from harness.config import coerce_settings  # noqa: E402
 from harness.data.tiny import make_tiny_dataset  # noqa: E402
 from harness.models.schedules import lr_table  # noqa: E402
-from harness_mindspore.optim import NesterovMomentum, make_optimizer, param_groups  # noqa: E402
+from harness_mindspore.optim import make_optimizer, param_groups  # noqa: E402
 
 MODEL = "gluon_resnet50_v1b"
 TORCH_CPU = torch.device("cpu")
@@ -402,10 +402,8 @@ def _run_tiny(nesterov: bool, momentum: float, wd: float, lrs: list[float]):
 def test_optimizer_reproduces_torch_sgd(nesterov: bool) -> None:
     lrs = _linear_lrs(0.5, 3)  # what make_optimizer's linear schedule gives over 3 steps
     opt, got, want = _run_tiny(nesterov, 0.9, 0.05, lrs)
-    if nesterov:
-        assert isinstance(opt, NesterovMomentum)  # CPU ApplyMomentum would drop Nesterov
-    else:
-        assert isinstance(opt, nn.Momentum) and not isinstance(opt, NesterovMomentum)
+    # CPU ApplyMomentum (nn.Momentum) would drop Nesterov: nn.SGD's kernel computes it
+    assert isinstance(opt, nn.SGD if nesterov else nn.Momentum)
     assert int(opt.global_step.asnumpy().reshape(())) == 3
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-5, err_msg=k)
@@ -521,16 +519,16 @@ def test_loss_scale_on_cpu_is_unsupported(scale) -> None:
 def test_train_step_checkpoint_holds_the_training_cell_and_the_rng_state(tmp_path) -> None:
     # What the one file holds (that a loaded step goes on exactly: test_backend_contract.py): every parameter of the
     # training cell (the model, the optimizer's moments, lr table and global step; on a device the loss-scale
-    # cells'), THOR's counter and the generator's state, which load puts back. Nesterov on CPU is the written-out
-    # optimizer (CPU ApplyMomentum drops Nesterov).
+    # cells'), THOR's counter and the generator's state, which load puts back. Nesterov on CPU is nn.SGD (CPU
+    # ApplyMomentum drops Nesterov).
     c = case(**SAVE_KW)
     _, _, step = _fresh_step(c)
-    assert isinstance(step.optimizer, NesterovMomentum) and step.thor_phase is None and not step.scaled
+    assert isinstance(step.optimizer, nn.SGD) and step.thor_phase is None and not step.scaled
     rng_saved = ms.get_rng_state().asnumpy().copy()
     assert step.save(str(tmp_path)) == ["train_state.ckpt"]
     names = set(ms.load_checkpoint(str(tmp_path / "train_state.ckpt")))
     assert {"conv1.weight", "global_step", "learning_rate", "harness_rng_state", "harness_thor_count"} <= names
-    assert any(n.startswith("moments.") for n in names)
+    assert any(n.startswith("accum.") for n in names) and any(n.startswith("stat.") for n in names)  # nn.SGD's
     assert {p.name for p in step.train_net.get_parameters()} <= names
     ms.manual_seed(99)  # the RNG moves on; load puts it back
     _, _, step2 = _fresh_step(c)
