@@ -199,3 +199,17 @@ def test_report_marks_input_bound_training_and_shows_the_data_ceiling():
     del train["metrics"]["train"]["input"]
     plain = render_markdown([train])
     assert "INPUT-BOUND" not in plain and "data ceiling images/s" not in plain and "data pipeline images/s" not in plain
+
+
+def test_report_says_where_each_backend_ran_and_what_the_cpu_offers():
+    a = _record("a", backend="torch")
+    b = _record("b", backend="mindspore")
+    a["env"].update(framework="PyTorch", framework_version="2.13.0", cpu="Xeon 8480", cpu_bf16="amx_bf16")
+    b["env"].update(framework="MindSpore", framework_version="2.10.0", cpu="Xeon 8480", cpu_bf16="amx_bf16",
+                    onednn_max_cpu_isa="AVX2")
+    md = render_markdown([a, b])
+    section = md.split("## Where it ran", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "backend" not in line]
+    assert len(rows) == 2
+    assert re.search(r"\| mindspore +\| MindSpore +\| 2\.10\.0 .*\| Xeon 8480 +\| amx_bf16 +\| AVX2 +\|", md)
+    assert re.search(r"\| torch +\| PyTorch +\| 2\.13\.0 .*\| amx_bf16 +\| - +\|", md)

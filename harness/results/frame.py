@@ -82,6 +82,7 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "unstable": bool((r.get("noise") or {}).get("unstable")),
             "noise_reasons": "; ".join((r.get("noise") or {}).get("reasons") or []),
             "framework": env.get("framework"),
+            "cpu": env.get("cpu"), "cpu_bf16": env.get("cpu_bf16"), "onednn_max_cpu_isa": env.get("onednn_max_cpu_isa"),
             "source": get(r, "source", "file"),
             "host_peak_mib": (mem.get("host_peak_bytes") or float("nan")) / 2**20,
             "device_peak_mib": (mem.get("device_peak_bytes") or float("nan")) / 2**20,

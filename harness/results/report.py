@@ -22,8 +22,10 @@ from harness.results.frame import records_frame
 from harness.results.profile_report import profile_section
 from harness.results.published import published_tables
 from harness.results.tables import (
+    ENVIRONMENT_NOTE,
     backend_ratios,
     comparison_matrix,
+    environment_table,
     inference_table,
     model_table,
     scaling_efficiency,
@@ -70,6 +72,7 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
     for model, group in ok.groupby("model", sort=True):
         out += [f"## {model}", "", model_table(group).to_markdown(tablefmt="github", disable_numparse=True), ""]
     out += profile_section(records)  # where the time goes (profile: true)
+    out += _section("Where it ran", environment_table(df[df["kind"] != "reference"]), ENVIRONMENT_NOTE)
     out += _section("Backends side by side", backend_ratios(ok),
                     "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
                     "for images/s, slower for ms/step): medians over each side's runs, with the 95% confidence "

@@ -21,8 +21,9 @@ from harness.results.frame import ACCURACY, METRIC_ROWS
 from harness.results.published import DEVICE_ORDER, fmt_value
 from harness.results.records import get
 
-__all__ = ["RATES", "backend_ratios", "reference_backend", "comparison_matrix", "config_estimates", "inference_table",
-           "model_table", "scaling_efficiency", "split_frame"]
+__all__ = ["ENVIRONMENT_NOTE", "environment_table", "RATES", "backend_ratios", "reference_backend",
+           "comparison_matrix", "config_estimates", "inference_table", "model_table", "scaling_efficiency",
+           "split_frame"]
 
 
 #: Columns that are rates (their runs' spread is multiplicative: median and a log-scale interval).
@@ -279,3 +280,20 @@ def split_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     df = df[df["kind"] != "reference"]
     df = df.drop_duplicates(["run_id", "case", "repeat"], keep="last")  # a resumed run re-records failed cases
     return df, df[df["status"] == "ok"], refs
+
+
+ENVIRONMENT_NOTE = ("What each backend ran on, from the records: the framework and its version, the device, the host "
+                    "CPU and its native bf16 instructions (amx_bf16 or avx512_bf16; none: a bf16 case on this CPU is "
+                    "refused, emulated bf16 would measure the emulation), and the oneDNN ISA cap MindSpore ran under.")
+
+
+def environment_table(measured: pd.DataFrame) -> pd.DataFrame:
+    """One row per backend, framework version, device and host CPU in the records."""
+    cols = {"backend": "backend", "framework": "framework", "framework_version": "version", "device": "device",
+            "device_model": "device model", "cpu": "host CPU", "cpu_bf16": "CPU bf16",
+            "onednn_max_cpu_isa": "oneDNN ISA cap"}
+    have = [c for c in cols if c in measured]
+    if measured.empty or "backend" not in have:
+        return pd.DataFrame()
+    table = measured[have].astype(object).where(measured[have].notna(), "-").drop_duplicates()
+    return table.sort_values(["backend", "device"]).rename(columns=cols).reset_index(drop=True)
