@@ -5,7 +5,8 @@ the core's answers to the hooks a backend leaves out (``defaults``), named NumPy
 (``arrays``), checks of what hooks return (``hook_checks``), ``harness check-backend`` (``conformance``,
 ``conformance_checks``, and ``golden``: what the network computes against the NumPy reference and shipped golden
 values), asking a backend in a child process what it supports (``probe``, ``child``),
-cross-framework parity (``parity``) and weight conversion (``convert``).
+cross-framework parity (``parity``), training trajectories side by side (``trajectory``) and weight conversion
+(``convert``).
 
 May import: the foundation, :mod:`harness.measure`, :mod:`harness.models` and :mod:`harness.data`; pluggy.
 """

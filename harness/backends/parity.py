@@ -6,7 +6,9 @@ reports eval logits on one fixed batch, then the loss of one training step on
 that batch and the weights after it (BatchNorm running statistics included).
 
 ``python -m harness.backends.parity SPEC.json`` is one backend's side; :func:`compare`
-runs both and returns the differences.
+runs both and returns the differences. The pieces both this one-step check and the trajectories of
+:mod:`harness.backends.trajectory` use: :func:`parity_case`, :func:`sampling_noise`, :func:`open_side`,
+:func:`run_side` and :func:`trainable_names`.
 """
 from __future__ import annotations
 
@@ -24,12 +26,30 @@ from harness.backends.child import report_errors, run_json
 from harness.backends.loading import load_backend
 from harness.config import Case, Settings
 from harness.models.specs import get_model
+from harness.models.weights import OPTIONAL_SUFFIXES
 
-__all__ = ["ParityResult", "compare", "parity_case", "UPDATE_REL_TOL"]
+__all__ = ["BN_STATS", "ParityResult", "compare", "open_side", "parity_case", "run_side", "sampling_noise",
+           "trainable_names", "UPDATE_REL_TOL"]
 
 #: One step's updates must agree to this fraction of the largest update. A wrong recipe (Nesterov,
 #: weight-decay groups, label smoothing, schedule) gives O(1e-1); float32 rounding gives ~1e-7.
 UPDATE_REL_TOL = 1e-4
+#: BatchNorm's running statistics: neutral weights a step changes without the optimiser.
+BN_STATS = (".running_mean", ".running_var")
+
+
+def trainable_names(names: Any) -> list[str]:
+    """The tensors an optimiser step moves, sorted: every neutral name but BatchNorm's running statistics and the
+    counters some frameworks keep (:data:`harness.models.weights.OPTIONAL_SUFFIXES`)."""
+    return sorted(k for k in names if not k.endswith((*BN_STATS, *OPTIONAL_SUFFIXES)))
+
+
+def sampling_noise(model: str, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``{"noise": (B, B) uniform float32}`` for a model whose step samples (Multigrain's negatives), else ``{}``:
+    passed as the batch's third array, so both sides sample the same."""
+    if get_model(model).loss != "multigrain":
+        return {}
+    return {"noise": rng.random((batch_size, batch_size)).astype(np.float32)}
 
 
 def parity_case(model: str, backend: str, **settings: Any) -> Case:
@@ -61,19 +81,26 @@ def _calibrate(hook: Any, case: Case, model: Any, device: Any, arrays: tuple[np.
     hook.harness_synchronize(device=device)
 
 
-def _side(spec: dict[str, Any]) -> dict[str, bool]:
-    """One backend's side, in this process: writes ``spec['out']`` (.npz)."""
+def open_side(spec: dict[str, Any]) -> tuple[Case, Any, Any, Any]:
+    """A side's ``(case, hook, device, model)`` in this process: ``spec['case']`` built on its backend (seeded),
+    with the weights of ``spec['weights']`` (.npz) when given."""
     case = Case.from_dict(spec["case"])
     hook = load_backend(case.backend).hook
     device = hook.harness_setup(case=case)
     model = hook.harness_build_model(case=case, device=device)
-    with np.load(spec["inputs"]) as z:
-        arrays = (z["images"], z["labels"], *((z["noise"],) if "noise" in z else ()))
-    images = arrays[0]
     if spec.get("weights"):
         with np.load(spec["weights"]) as z:
             hook.harness_set_weights(case=case, model=model, weights=dict(z))
-    elif spec.get("calibrate"):
+    return case, hook, device, model
+
+
+def _side(spec: dict[str, Any]) -> dict[str, bool]:
+    """One backend's side, in this process: writes ``spec['out']`` (.npz)."""
+    case, hook, device, model = open_side(spec)
+    with np.load(spec["inputs"]) as z:
+        arrays = (z["images"], z["labels"], *((z["noise"],) if "noise" in z else ()))
+    images = arrays[0]
+    if not spec.get("weights") and spec.get("calibrate"):
         _calibrate(hook, case, model, device, arrays, spec["calibrate"])
     before = hook.harness_get_weights(case=case, model=model)
     logits = hook.harness_predict(case=case, model=model, device=device, images=images)
@@ -98,13 +125,19 @@ class ParityResult:
     update_rel_max: float  # max |update_a - update_b| / max |update_a| over all trainable tensors
 
 
-def _run_side(spec: dict[str, Any], work: Path, timeout: float) -> dict[str, np.ndarray]:
+def run_side(module: str, spec: dict[str, Any], work: Path, label: str, timeout: float) -> dict[str, Any]:
+    """Run ``python -m module SPEC.json`` for one side (``label``: a or b) in its own folder under ``work``; its
+    JSON result."""
     backend = spec["case"]["backend"]
-    spec_file = work / f"{backend}.json"
+    spec_file = work / f"{label}.json"
     spec_file.write_text(json.dumps(spec))
-    (work / backend).mkdir(exist_ok=True)
-    run_json("harness.backends.parity", [str(spec_file)], what=f"parity: backend '{backend}'", cwd=str(work / backend),
-             timeout=timeout)
+    (work / label).mkdir(exist_ok=True)
+    return run_json(module, [str(spec_file)], what=f"{module.rpartition('.')[2]}: backend '{backend}'",
+                    cwd=str(work / label), timeout=timeout)
+
+
+def _run_side(spec: dict[str, Any], work: Path, label: str, timeout: float) -> dict[str, np.ndarray]:
+    run_side("harness.backends.parity", spec, work, label, timeout)
     with np.load(spec["out"]) as z:
         return dict(z)
 
@@ -121,24 +154,21 @@ def compare(model: str, reference: str, other: str, timeout: float = 600, other_
         case = parity_case(model, reference, **settings)
         s = case.settings
         rng = np.random.default_rng(1234)
-        # A step that samples (Multigrain's negatives) takes its noise from the batch, the same on both sides.
-        noise: dict[str, Any] = {"noise": rng.random((s.batch_size, s.batch_size)).astype(np.float32)} \
-            if get_model(model).loss == "multigrain" else {}
+        noise: dict[str, Any] = sampling_noise(model, s.batch_size, rng)  # drawn first: the same inputs as ever
         np.savez(work / "inputs.npz",
                  images=rng.standard_normal((s.batch_size, 3, s.image_size, s.image_size), dtype=np.float32),
                  labels=rng.integers(0, s.num_classes, s.batch_size).astype(np.int64), **noise)
         a = _run_side({"case": case.to_dict(), "inputs": str(work / "inputs.npz"), "out": str(work / "a.npz"),
-                       "calibrate": calibrate}, work, timeout)
+                       "calibrate": calibrate}, work, "a", timeout)
         weights: dict[str, Any] = {k[len("before/"):]: v for k, v in a.items() if k.startswith("before/")}
         np.savez(work / "weights.npz", **weights)
         b = _run_side({"case": parity_case(model, other, **{**settings, **(other_settings or {})}).to_dict(),
                        "inputs": str(work / "inputs.npz"), "weights": str(work / "weights.npz"),
-                       "out": str(work / "b.npz")}, work, timeout)
-    stats = [k for k in a if k.startswith("after/") and k.endswith((".running_mean", ".running_var"))]
+                       "out": str(work / "b.npz")}, work, "b", timeout)
+    stats = [k for k in a if k.startswith("after/") and k.endswith(BN_STATS)]
     diffs = {k: float(np.max(np.abs(a[k] - b[k]))) for k in stats}
     worst = max(diffs, key=lambda k: diffs[k]) if diffs else ""
-    trainable = {k: float(np.max(np.abs(a[k] - b[k]))) for k in a
-                 if k.startswith("after/") and k not in diffs and not k.endswith("num_batches_tracked")}
+    trainable = {k: float(np.max(np.abs(a[k] - b[k]))) for k in trainable_names(k for k in a if k.startswith("after/"))}
     worst_weight = max(trainable, key=lambda k: trainable[k]) if trainable else ""
     # The update each side made in one step, the largest disagreement relative to the largest update.
     updates = {k: a[k] - a["before/" + k.removeprefix("after/")] for k in trainable}

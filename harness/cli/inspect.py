@@ -1,5 +1,5 @@
 """The ``harness`` commands that inspect rather than run: list, plugins, check-backend, references, tiny, convert,
-parity (see :mod:`harness.cli.main`)."""
+parity (one step, or trajectories with ``--steps``; its parser is here too) (see :mod:`harness.cli.main`)."""
 from __future__ import annotations
 
 import argparse
@@ -186,10 +186,39 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parity_steps(args: argparse.Namespace, other: dict[str, Any]) -> int:
+    """``harness parity MODEL --steps N``: both backends trained side by side on the tiny dataset. Exit 0 once
+    measured: rounding alone takes a correct pair out of the band sooner or later (an ill-conditioned model at
+    once), so the step it leaves at is a figure to read beside a correct pair's, not a verdict."""
+    from tabulate import tabulate
+
+    from harness.backends.trajectory import trajectory
+    from harness.data.tiny import make_tiny_dataset
+    from harness.results.trajectories import summary_rows, verdict, write_trajectory
+    from harness.run.runner import tiny_data_root
+
+    a, b = args.backends
+    root = make_tiny_dataset(args.data_root or str(tiny_data_root(Path("results"))))
+    t = trajectory(args.model, a, b, args.steps, root, other_settings=other, width=args.width,
+                   image_size=args.image_size)
+    print(tabulate(summary_rows(t), headers=["step", f"loss {a}", f"loss {b}", "|loss diff|", "weight rel diff",
+                                             "in band"], tablefmt="github"))
+    print(f"\n{args.model}: {a} vs {b}, {args.steps} steps: {verdict(t)}; {t['wall_s']:.0f} s")
+    if args.out:
+        data, chart = write_trajectory(args.out, t)
+        print(f"trajectory: {data}; chart: {chart}")
+    return 0
+
+
 def _cmd_parity(args: argparse.Namespace) -> int:
     from harness.backends.parity import UPDATE_REL_TOL, compare
+    from harness.run.suite import parse_set
 
-    r = compare(args.model, args.backends[0], args.backends[1], width=args.width, image_size=args.image_size)
+    other = parse_set(args.other or [])
+    if args.steps is not None:
+        return _parity_steps(args, other)
+    r = compare(args.model, args.backends[0], args.backends[1], width=args.width, image_size=args.image_size,
+                other_settings=other)
     ok = (r.logits_max_abs <= args.tol and r.loss_abs <= args.tol and r.running_stats_max_abs <= args.tol
           and r.update_rel_max <= UPDATE_REL_TOL)
     print(f"{args.model}: {args.backends[0]} vs {args.backends[1]}: logits max |diff| {r.logits_max_abs:.2e}, "
@@ -198,6 +227,26 @@ def _cmd_parity(args: argparse.Namespace) -> int:
           f"update relative diff {r.update_rel_max:.1e} "
           f"-> {'same function' if ok else 'DIFFERENT'}")
     return 0 if ok else 1
+
+
+def add_parity_parser(sub: Any) -> None:
+    """``harness parity``: one step from the same weights and batch, or N steps side by side (``--steps``)."""
+    p = sub.add_parser("parity", help="do two backends compute the same function from the same weights?")
+    p.add_argument("model")
+    p.add_argument("--backends", nargs=2, default=["torch", "mindspore"], metavar=("REFERENCE", "OTHER"))
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--tol", type=float, default=1e-4, help="one step: the largest |diff| of logits, loss and "
+                   "BatchNorm statistics (default 1e-4)")
+    p.add_argument("--other", action="append", metavar="KEY=VALUE", help="a setting of OTHER only (a deliberately "
+                   "different side, e.g. nesterov=false); repeatable")
+    p.add_argument("--steps", type=int, help="train both side by side for N steps on the tiny dataset instead: per "
+                   "step the loss and weight differences and the step they leave the band")
+    p.add_argument("--out", metavar="DIR", help="with --steps: write the trajectory (JSON) and its chart (HTML) here; "
+                   "`harness report --format html` shows every trajectory in the folders it is given")
+    p.add_argument("--data-root", metavar="DIR", help="with --steps: the tiny dataset's folder, made if missing "
+                   "(default: results/_data/tiny, where harness run makes it)")
+    p.set_defaults(func=_cmd_parity)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

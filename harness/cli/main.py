@@ -18,11 +18,11 @@ from harness.cli.inspect import (
     _cmd_data,
     _cmd_doctor,
     _cmd_list,
-    _cmd_parity,
     _cmd_plugins,
     _cmd_references,
     _cmd_tiny,
     _write_output,
+    add_parity_parser,
 )
 from harness.config import DEVICES, VERIFY_LEVELS, Settings
 from harness.errors import HarnessError, one_line
@@ -88,8 +88,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         text = records_frame(records).to_json(orient="records", indent=1) + "\n"
     elif args.format == "html":
         from harness.results.html import render_html
+        from harness.results.trajectories import find_trajectories
 
-        text = render_html(records, margin=margin, fairness=fairness)
+        text = render_html(records, margin=margin, trajectories=find_trajectories(args.paths), fairness=fairness)
     else:
         charts = None
         if args.charts:
@@ -231,13 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=224)
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("parity", help="do two backends compute the same function from the same weights?")
-    p.add_argument("model")
-    p.add_argument("--backends", nargs=2, default=["torch", "mindspore"], metavar=("REFERENCE", "OTHER"))
-    p.add_argument("--width", type=float, default=0.25)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--tol", type=float, default=1e-4)
-    p.set_defaults(func=_cmd_parity)
+    add_parity_parser(sub)
 
     p = sub.add_parser("make-tiny-data", help="write the tiny learnable ImageNet-layout JPEG dataset")
     p.add_argument("folder")

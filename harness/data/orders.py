@@ -1,13 +1,19 @@
 """Sample orders, the same in every framework: the train order per epoch (repeated augmentation), its shard per
 rank, the seed of each sample's augmentation, and :class:`TrainOrder`, the train sampler every data stream (the
-core's host batches, each backend's own) reads its epochs from."""
+core's host batches, each backend's own) reads its epochs from; :func:`forever`, any stream's batches across
+epochs."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["repeated_order", "epoch_order", "augment_rng", "shard_order", "repeat_synthetic", "TrainOrder"]
+from harness.errors import HarnessError
+
+__all__ = ["repeated_order", "epoch_order", "augment_rng", "shard_order", "repeat_synthetic", "TrainOrder", "forever"]
+
+T = TypeVar("T")
 
 
 def repeated_order(n: int, repeats: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,3 +86,15 @@ class TrainOrder:
         self.epoch, self.start = epoch + 1, 0
         order = self.order(epoch).tolist()
         return epoch, ((pos, order[pos]) for pos in range(start, len(order)))
+
+
+def forever(stream: Iterable[T]) -> Iterator[T]:
+    """Batches of a stream across epochs (each iteration of it starts the next); a stream with no batches is an
+    error."""
+    while True:
+        empty = True
+        for batch in stream:
+            empty = False
+            yield batch
+        if empty:
+            raise HarnessError("the data stream yielded no batches (dataset smaller than one batch?)")

@@ -7,7 +7,8 @@ represents it (``case_rules``); records as a pandas frame (``frame``); the analy
 ``profile_report``) and the HTML one (``html``, its page: ``html_page``, its charts: ``html_charts``); published
 numbers beside measured ones (``published``, ``references``); how fair a cross-framework ratio is, from the
 fairness benchmark's file (``fairness``); ``harness compare`` (``compare``, its tests:
-``significance``, its text: ``compare_report``), ``harness history`` (``history``) and MLPerf logs (``mllog``).
+``significance``, its text: ``compare_report``), ``harness history`` (``history``), MLPerf logs (``mllog``) and
+training trajectories side by side on file and in the HTML report (``trajectories``).
 
 May import: the foundation, :mod:`harness.measure`, :mod:`harness.models`, :mod:`harness.data` and
 :mod:`harness.backends`; pandas, tabulate, plotly, matplotlib. Never :mod:`harness.run`: a report reads records,

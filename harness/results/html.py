@@ -4,7 +4,8 @@ plotly's JavaScript inlined once, sortable tables, no reference to anything outs
 Every table and chart comes from the frames and records the markdown report reads (:mod:`harness.results.tables`): per
 model the measured table, throughput by backend x device with the 95% interval of its runs as error bars, top-1
 over seeds, step-time distributions (``samples.train_step_s``) and training-loss curves (``samples.train_loss``,
-every step after warm-up); then the backend ratios and how fair they are (``--fairness``:
+every step after warm-up); training trajectories side by side (``harness parity --steps``:
+:mod:`harness.results.trajectories`); then the backend ratios and how fair they are (``--fairness``:
 :mod:`harness.results.fairness`), whether the backends' top-1 over seeds is equivalent
 (:mod:`harness.results.equivalence`), the comparison matrix, measured beside published, scaling efficiency, inference
 latency and throughput, unstable, failed and skipped cases, and every run. All text from records is escaped.
@@ -33,6 +34,7 @@ from harness.results.tables import (
     scaling_efficiency,
     split_frame,
 )
+from harness.results.trajectories import trajectory_section
 
 __all__ = ["render_html"]
 
@@ -102,15 +104,18 @@ def _runs_table(measured: pd.DataFrame) -> str:
 
 
 def render_html(records: Iterable[dict[str, Any]], title: str = "harness report", margin: float = MARGIN,
-                fairness: list[dict[str, Any]] | None = None) -> str:
+                trajectories: list[dict[str, Any]] | None = None, fairness: list[dict[str, Any]] | None = None) -> str:
     """The whole report as one HTML page that needs nothing outside itself; ``margin``: the top-1 points inside
-    which backends count as equivalent; ``fairness``: fairness benchmark results to show beside the backends'
+    which backends count as equivalent; ``trajectories``: training trajectories side by side to show
+    (:mod:`harness.results.trajectories`); ``fairness``: fairness benchmark results to show beside the backends'
     ratios (:mod:`harness.results.fairness`)."""
-    records = list(records)
+    records, trajectories = list(records), trajectories or []
     df = records_frame(records)
-    page = Page(df["backend"].dropna().astype(str) if not df.empty else ())
+    page = Page([*(df["backend"].dropna().astype(str) if not df.empty else ()),
+                 *(b for t in trajectories for b in t["backends"])])
     if df.empty:
         page.add("<p>No records.</p>")
+        trajectory_section(page, trajectories)
         return page.html(title)
     measured, ok, refs = split_frame(df)
     runs = sorted(measured["run_id"].dropna().astype(str).unique())
@@ -120,6 +125,7 @@ def render_html(records: Iterable[dict[str, Any]], title: str = "harness report"
               f"record(s). Made by harness {escape(__version__)}. Click a column header to sort a table.")
     for model, group in ok.groupby("model", sort=True):
         _model_section(page, records, str(model), group)
+    trajectory_section(page, trajectories)
 
     ratios = backend_ratios(ok)
     if ratios is not None and not ratios.empty:

@@ -79,8 +79,8 @@ class Data(Scenario):
 
     def run(self, ctx: Context) -> None:
         from harness.data.host_batches import HostStream
+        from harness.data.orders import forever
         from harness.models.specs import get_model
-        from harness.run.scenarios.train import forever
 
         s = ctx.settings
         spec = get_model(ctx.case.model)

@@ -6,7 +6,6 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from harness.backends.hook_checks import supports_of
 from harness.backends.hookspecs import SCENARIO_HOOKS
 from harness.config import Case, Settings
+from harness.data.orders import forever
 from harness.errors import HarnessError
 from harness.measure.energy import energy_record
 from harness.measure.profiles import profile_after
@@ -24,20 +24,9 @@ from harness.run.loop import STOP
 from harness.run.scenarios.base import Context, Scenario
 from harness.run.scenarios.passes import evaluate, export_after
 
-__all__ = ["Train", "forever"]
+__all__ = ["Train"]
 
 _PER_DEVICE_STATE = (".running_mean", ".running_var", ".num_batches_tracked")
-
-
-def forever(stream: Any) -> Iterator[Any]:
-    """Batches across epochs; a stream with no batches is an error."""
-    while True:
-        empty = True
-        for batch in stream:
-            empty = False
-            yield batch
-        if empty:
-            raise HarnessError("the data stream yielded no batches (dataset smaller than one batch?)")
 
 
 def _open(ctx: Context) -> tuple[Any, int, int, Any]:
