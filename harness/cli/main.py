@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from harness import __version__
+from harness.cli.contract import add_parsers as add_contract_parsers
 from harness.cli.inspect import (
     _cmd_check_backend,
     _cmd_convert,
@@ -73,10 +74,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise HarnessError("--format html writes one self-contained file: give it with -o FILE (e.g. -o report.html)")
     if args.format == "html" and args.charts:
         raise HarnessError("--charts draws PNGs for the markdown report: the HTML report has its charts inside")
+    margin = check_margin(args.margin)
     if args.fairness and args.format in ("csv", "json"):
         raise HarnessError(f"--fairness adds a section to the markdown and HTML reports, not to --format {args.format}")
     fairness = [read_fairness(f) for f in args.fairness or []]
-    margin = check_margin(args.margin)
     records = [r for f in find_result_files(args.paths) for r in read_records(f)]
     if args.references:
         from harness.results.references import reference_records
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert)
 
     add_parity_parser(sub)
+    add_contract_parsers(sub)
 
     p = sub.add_parser("make-tiny-data", help="write the tiny learnable ImageNet-layout JPEG dataset")
     p.add_argument("folder")

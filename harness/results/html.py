@@ -26,9 +26,11 @@ from harness.results.html_page import Page, escape, html_table
 from harness.results.published import published_frames
 from harness.results.records import get
 from harness.results.tables import (
+    ENVIRONMENT_NOTE,
     backend_ratios,
     comparison_matrix,
     config_estimates,
+    environment_table,
     inference_table,
     model_table,
     scaling_efficiency,
@@ -127,6 +129,11 @@ def render_html(records: Iterable[dict[str, Any]], title: str = "harness report"
         _model_section(page, records, str(model), group)
     trajectory_section(page, trajectories)
 
+    where = environment_table(measured)
+    if not where.empty:
+        page.heading(2, "Where it ran")
+        page.note(escape(ENVIRONMENT_NOTE))
+        page.add(html_table(where, table_id="environment"))
     ratios = backend_ratios(ok)
     if ratios is not None and not ratios.empty:
         page.heading(2, "Backends side by side")
