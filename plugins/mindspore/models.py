@@ -18,7 +18,7 @@ from mindspore.common.initializer import HeNormal, HeUniform, Normal
 from harness.models import contract
 from harness.models.specs import MULTIGRAIN_LOSS, ModelSpec, build_with, ge_kernel
 
-__all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite", "GeM"]
+__all__ = ["build_model", "Bottleneck", "ResNet", "BUILDERS", "BAM", "GatherExcite", "GeM", "onnx_stem_pool"]
 
 BN_EPS = contract.BN_EPS
 #: The contract's momentum in MindSpore's convention: moving = momentum * moving + (1 - momentum) * batch.
@@ -129,6 +129,18 @@ class BAM(nn.Cell):
         return x * (1 + self.sigmoid(self.channel(x) * self.spatial(x)))
 
 
+def onnx_stem_pool() -> nn.Cell:
+    """The stem's max-pool as an ONNX export writes it: zero padding, then a 'valid' 3x3/2 pool.
+
+    It equals the model's own pool here (the input follows a ReLU, so it is >= 0, and every window holds a real
+    element), but is not what the model trains with: MindSpore lowers the padded pool (``pad_mode='pad'``) to
+    ``MaxPool3DWithArgmax``, which the ONNX exporter cannot convert, while the pad-then-pool pair took ~8% longer
+    per ResNet-50 training step on CPU (224 px, batch 16: 4.96 s against 4.56 s a step, measured side by side).
+    """
+    return nn.SequentialCell([nn.Pad(((0, 0), (0, 0), (1, 1), (1, 1))),
+                              nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="valid")])
+
+
 class Bottleneck(nn.Cell):
     """1x1 -> 3x3 (stride here, v1b) -> 1x1, BN after each, ReLU, identity or projected shortcut."""
 
@@ -170,11 +182,8 @@ class ResNet(nn.Cell):
         self.conv1 = _conv(3, spec.stem_width, 7, 2, spec.init)
         self.bn1 = _bn(spec.stem_width)
         self.relu = nn.ReLU()
-        # Zero padding then a 'valid' pool equals PyTorch's MaxPool2d(3, 2, padding=1) here: the input follows
-        # a ReLU (>= 0) and every window holds a real element. (pad_mode='pad' lowers to MaxPool3DWithArgmax,
-        # which the ONNX exporter cannot convert.)
-        self.pad = nn.Pad(((0, 0), (0, 0), (1, 1), (1, 1)))
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="valid")
+        # PyTorch's MaxPool2d(3, 2, padding=1). An ONNX export swaps in onnx_stem_pool() (see there).
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1)
         inplanes = spec.stem_width
         for i, (blocks, planes) in enumerate(zip(spec.layers, spec.widths)):
             cells = []
@@ -200,7 +209,7 @@ class ResNet(nn.Cell):
                    else nn.Dense(inplanes, spec.num_classes))
 
     def stages(self, x):
-        x = self.maxpool(self.pad(self.relu(self.bn1(self.conv1(x)))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         c2 = self.layer1(x)
         x = self.bam1(c2) if self.has_bam[0] else c2
         c3 = self.layer2(x)
