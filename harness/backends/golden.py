@@ -24,6 +24,7 @@ golden check skipped with that reason; so does one that only loads exports.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -41,7 +42,7 @@ from harness.backends.hook_checks import loads_exports_only, scenarios_of, suppo
 from harness.backends.loading import load_backend
 from harness.config import Case, Settings
 from harness.errors import HarnessError
-from harness.models.contract import layout
+from harness.models.contract import layout, seeded_weights
 from harness.models.losses import loss_for
 from harness.models.reference import calibrated_weights, forward, training_loss
 from harness.models.specs import ModelSpec, get_model
@@ -112,9 +113,13 @@ class Golden:
                    training_loss(train, labels, loss_for(case), noise))
 
     def digest(self) -> str:
-        """What the golden values depend on: the case's settings, the inputs and the weights."""
-        h = hashlib.sha256(json.dumps(self.case.to_dict()["settings"], sort_keys=True).encode())
-        for a in (*self.arrays, *(self.weights[k] for k in sorted(self.weights))):
+        """What the golden values depend on, exactly reproducible on any machine: the model's spec, the case's settings,
+        the inputs and the seeded weights (not the calibrated running statistics, which go through BLAS and may
+        differ in the last bit between CPUs; the tolerances absorb that)."""
+        what = {"spec": dataclasses.asdict(self.spec), "settings": self.case.to_dict()["settings"]}
+        h = hashlib.sha256(json.dumps(what, sort_keys=True, default=list).encode())
+        seeded = seeded_weights(self.spec, SEED)
+        for a in (*self.arrays, *(seeded[k] for k in sorted(seeded))):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
 
