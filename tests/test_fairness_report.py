@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from harness.errors import HarnessError
-from harness.results.fairness import SCHEMA, read_fairness, summary_lines
+from harness.results.fairness import SCHEMA, check_fairness, read_fairness, summary_lines
 from harness.results.records import SCHEMA as RECORD_SCHEMA
 from harness.results.records import append_record
 
@@ -52,7 +52,20 @@ def _row(text, label):
 
 
 def _x(a, b):
-    return f"{statistics.median(a) / statistics.median(b):.2f}x"
+    """A ratio as the report shows it: paired by round, the median of the per-round ratios."""
+    return f"{statistics.median(x / y for x, y in zip(a, b)):.2f}x"
+
+
+def test_ratios_are_paired_by_round_so_drift_between_rounds_cancels():
+    # The machine speeds up 2x each round; harness is exactly 0.9x of the plain loop within every round.
+    drift = {"backend": "torch", "precision": "fp32", "channels_last": False,
+             "harness": [0.9, 1.8, 3.6], "expert": [1.0, 2.0, 4.0]}
+    (line,) = [x for x in summary_lines(read_fairness_obj(drift)) if "harness / expert" in x]
+    assert line.endswith("harness / expert 0.90x [0.90, 0.90]"), line
+
+
+def read_fairness_obj(*entries):
+    return check_fairness(_fair(*entries), "fair.json")
 
 
 def test_the_report_shows_each_backend_against_its_plain_loop_beside_the_ratios(tmp_path, cli):

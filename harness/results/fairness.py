@@ -33,7 +33,9 @@ SCHEMA = "harness.fairness/1"
 #: What the report shows above the table.
 NOTE = ("From the fairness benchmark (benchmarks/fairness/run.py): for each backend, `harness run` and a plain "
         "training loop written the way that framework's own examples write it, over a model implementation that is "
-        "not harness's, with the same shapes, optimizer, loss and precision, alternated in fresh processes. "
+        "not harness's, with the same shapes, optimizer, loss and precision, alternated in fresh processes. Every "
+        "ratio is paired by round (the median of the per-round ratios, with its 95% interval over the rounds), so "
+        "that the machine's drift between rounds cancels. "
         "harness / plain loop near 1.00x: the harness runs that framework as fast as its own examples do. A "
         "cross-framework ratio is as fair as its two backends' harness / plain loop ratios are alike: 'harness vs "
         "plain loops' is how far the harness's ratio is from the plain loops' (per round, with its 95% interval "
@@ -107,7 +109,10 @@ def _gap(other: dict[str, Any], ref: dict[str, Any]) -> str:
 
 
 def _ratio(a: list[float], b: list[float]) -> str:
-    est = ratio(a, b)
+    """``a / b`` paired by round: the median of the per-round ratios with a t interval over their logs. Each round
+    measures both sides back to back, so a machine whose speed drifts between rounds (a shared VM) moves both and
+    the pairing takes the drift out; the ratio of the two sides' medians would keep it."""
+    est = rate([x / y for x, y in zip(a, b, strict=False)]) if len(a) == len(b) else ratio(a, b)
     return ratio_text(est) if est is not None else ""
 
 
