@@ -69,7 +69,7 @@ DECLARED = [
     ({}, "harness_export", "backend 'x' declares supports.export: npy but does not implement harness_export"),
     ({'"export": ["npy"]': '"export": []'}, "harness_export", None),
     ({}, "harness_profile", "backend 'x' declares supports.profile but does not implement harness_profile"),
-    ({'"profile": True}': '"profile": False}'}, "harness_profile", None),
+    ({'"profile": True,': '"profile": False,'}, "harness_profile", None),
     ({}, "harness_train_step", "backend 'x' declares scenarios: train, eval but does not implement harness_train_step"),
     ({'"devices": ["cpu"],': '"devices": ["cpu"], "scenarios": ["eval"],'}, "harness_train_step", None),
     ({'"devices": ["cpu"],': '"devices": ["cpu", "gpu"],'}, "harness_probe_device",
