@@ -10,34 +10,36 @@ from typing import Any
 
 from harness import __version__
 
-__all__ = ["host_environment", "cpu_model", "cpu_flags", "cpu_bf16", "bf16_refusal"]
+__all__ = ["host_environment", "cpu_model", "cpuinfo_text", "cpu_flags", "cpu_bf16", "bf16_refusal"]
 
 #: CPU flags (``/proc/cpuinfo``) that execute bfloat16 arithmetic natively, best first: AMX tiles, AVX-512 BF16.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 @functools.cache
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo``), or ``platform.processor()``."""
+def cpuinfo_text() -> str:
+    """``/proc/cpuinfo`` (empty where it cannot be read), read once per process."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return ""
+
+
+def _cpuinfo_field(*keys: str) -> str | None:
+    """The first ``key: value`` line of :func:`cpuinfo_text` whose key starts with one of ``keys``."""
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo_text().splitlines() if line.startswith(keys)),
+                None)
 
 
 @functools.cache
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), or ``platform.processor()``."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (``/proc/cpuinfo``; empty where it cannot be read)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo_field("flags", "Features") or "").split())
 
 
 def cpu_bf16() -> str | None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.measure.environment import cpuinfo_text
+
 __all__ = ["DevicePeak", "PEAKS", "find", "peak", "cpu_peak"]
 
 
@@ -67,13 +69,6 @@ def find(device_model: str | None) -> DevicePeak | None:
     return next((p for p in PEAKS if re.search(p.pattern, device_model, re.IGNORECASE)), None)
 
 
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
 def _max_ghz() -> tuple[float | None, str]:
     try:
         khz = int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text().split()[0])
@@ -109,7 +104,7 @@ def _flops_per_cycle(flags: set[str], vendor: str, precision: str) -> tuple[floa
 def cpu_peak(threads: int | None = None, precision: str = "fp32", cpuinfo: str | None = None,
              ghz: float | None = None) -> tuple[float | None, str]:
     """(TFLOP/s, how it was derived) of the cores a CPU case runs on."""
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
+    text = cpuinfo_text() if cpuinfo is None else cpuinfo
     if not text:
         return None, "/proc/cpuinfo not readable"
     fields: dict[str, str] = {}
