@@ -52,6 +52,9 @@ class Settings:
                           "for O1/O2 and refuses O3", ("auto", "O0", "O1", "O2", "O3"))
     loss_scale: float | str | None = _opt(None, "fp16 loss scale: a number (static) or 'dynamic'")
     channels_last: bool = _opt(False, "NHWC memory format where the backend supports it")
+    jit_level: str = _opt("auto", "MindSpore graph compile level: O0 (only the passes correctness needs, kernel by "
+                          "kernel) or O1 (adds common passes and automatic operator fusion); auto: the backend's "
+                          "documented default for the device", ("auto", "O0", "O1"))
     mode: str = _opt("default", "execution mode, as the backend declares (torch: eager, compile; mindspore: graph, "
                      "pynative)")
     data: str = _opt("synthetic", "synthetic tensors made on the device, an ImageNet-layout folder, "
@@ -255,6 +258,11 @@ def check_rules(s: Settings) -> None:
         raise HarnessError(f"amp_level O0 means fp32, but precision is {s.precision}")
     if s.amp_level in ("O1", "O2", "O3") and s.precision == "fp32":
         raise HarnessError(f"amp_level {s.amp_level} needs precision fp16 or bf16")
+    if s.jit_level != "auto" and s.mode in ("pynative", "eager"):
+        raise HarnessError(f"jit_level {s.jit_level} sets how a graph compiles, but mode {s.mode} runs op by op")
+    if s.target_top1 is not None and not has_accuracy(s):
+        raise HarnessError(f"target_top1: data {s.data} has random labels, so no top-1 is ever reached; use data: tiny "
+                           "or folder")
     if s.node_rank >= s.nodes:
         raise HarnessError(f"node_rank {s.node_rank} is not below nodes {s.nodes}")
     if s.profile and s.scenario != "train":

@@ -101,7 +101,7 @@ def test_checkpoints_of_other_settings_are_set_aside_not_used(tmp_path, capfd):
 def test_time_to_accuracy_does_not_checkpoint():
     """Refused by the train scenario's rules (a suite refuses it at load, tests/test_validation.py)."""
     with pytest.raises(HarnessError) as exc:
-        case(target_top1=50.0)
+        case(target_top1=50.0, data="tiny")
     assert str(exc.value) == ("checkpoint_every with target_top1: time to accuracy is measured on an uninterrupted "
                               "run, so it does not checkpoint")
 

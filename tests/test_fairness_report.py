@@ -52,8 +52,8 @@ def _row(text, label):
 
 
 def _x(a, b):
-    """A ratio as the report shows it: paired by round, the median of the per-round ratios."""
-    return f"{statistics.median(x / y for x, y in zip(a, b)):.2f}x"
+    """A ratio as the report shows it: paired by round, the geometric mean of the per-round ratios."""
+    return f"{statistics.geometric_mean(x / y for x, y in zip(a, b)):.2f}x"
 
 
 def test_ratios_are_paired_by_round_so_drift_between_rounds_cancels():
@@ -82,7 +82,7 @@ def test_the_report_shows_each_backend_against_its_plain_loop_beside_the_ratios(
     per_round = [(ho / hr) / (eo / er) for ho, hr, eo, er in
                  zip(MINDSPORE["harness"], TORCH["harness"], MINDSPORE["expert"], TORCH["expert"], strict=True)]
     gap = _row(section, "mindspore / torch: harness vs plain loops")
-    assert f"Δ {100 * (statistics.median(per_round) - 1):+.1f}%" in gap and "[" in gap
+    assert f"Δ {100 * (statistics.geometric_mean(per_round) - 1):+.1f}%" in gap and "[" in gap
     # the report's own ratio for the pair, from its records
     assert "= 0.70x" in _row(section, "mindspore / torch: this report, gluon_resnet50_v1b on cpu")
     assert out.index("## How fair") > out.index("## Backends side by side")

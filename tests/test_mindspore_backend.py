@@ -42,6 +42,7 @@ from harness import Case, DeviceUnavailable, HarnessError, Settings, Unsupported
 from harness.config import coerce_settings  # noqa: E402
 from harness.data.tiny import make_tiny_dataset  # noqa: E402
 from harness.models.schedules import lr_table  # noqa: E402
+from harness_mindspore.jit import DEFAULT_LEVELS  # noqa: E402
 from harness_mindspore.models import onnx_stem_pool  # noqa: E402
 from harness_mindspore.optim import make_optimizer, param_groups  # noqa: E402
 
@@ -286,9 +287,9 @@ def torch_losses(train_data):
     return losses, states
 
 
-def _ms_train(mode: str, train_data, steps: int, workdir: Path):
+def _ms_train(mode: str, train_data, steps: int, workdir: Path, jit_level: str = "auto"):
     weights, x, y = train_data
-    c = case(mode=mode, **TRAIN_KW)
+    c = case(mode=mode, jit_level=jit_level, **TRAIN_KW)
     cwd = os.getcwd()
     os.chdir(workdir)
     try:
@@ -298,6 +299,7 @@ def _ms_train(mode: str, train_data, steps: int, workdir: Path):
                                          steps_per_epoch=TRAIN_STEPS)
         batch = plugin.harness_to_device(arrays=(x, y), device=dev)
         losses = [float(loss.asnumpy()) for loss in [step(batch) for _ in range(steps)]]
+        assert step.train_net.jit_config_dict.get("jit_level") == dev["jit_level"]  # the cell compiled at it
         return losses, plugin.harness_get_weights(case=c, model=net)
     finally:
         os.chdir(cwd)
@@ -496,6 +498,24 @@ def test_pynative_step_equals_graph_step(graph_run, torch_losses, train_data, tm
     for k in ("conv1.weight", "layer2.0.conv2.weight", "fc.weight", "fc.bias", "layer4.2.bn3.weight"):
         assert not np.array_equal(weights[k], train_data[0][k]), k
         np.testing.assert_allclose(weights[k], after_one[k], rtol=0, atol=1e-5, err_msg=k)
+
+
+def test_compile_level_o1_trains_the_same_network(graph_run, train_data, tmp_path) -> None:
+    # jit_level O1 adds passes and operator fusion: the same losses and weights as the default level.
+    losses, weights = _ms_train("graph", train_data, TRAIN_STEPS, tmp_path, jit_level="O1")
+    graph_losses, graph_weights = graph_run
+    assert losses == pytest.approx(graph_losses, abs=1e-5)
+    for k in ("conv1.weight", "fc.weight", "layer4.2.bn3.weight"):
+        np.testing.assert_allclose(weights[k], graph_weights[k], rtol=0, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("mode, level, expected", [("graph", "auto", DEFAULT_LEVELS["CPU"]), ("graph", "O1", "O1"),
+                                                   ("pynative", "auto", None)])
+def test_compile_level_is_set_and_recorded(mode: str, level: str, expected: str | None) -> None:
+    c = case(mode=mode, jit_level=level)
+    dev = setup(c)
+    assert dev["jit_level"] == expected
+    assert plugin.harness_environment(case=c, device=dev)["mindspore_jit_level"] == expected
 
 
 # --- 6b. the train step's own state: save / load ------------------------------------------------------

@@ -152,10 +152,12 @@ def test_every_backend_ratio_carries_its_confidence_interval():
     from scipy import stats as st
 
     ci = st.ttest_ind(np.log([81.0, 80.0, 82.5]), np.log([100.0, 102.0, 98.0]), equal_var=False).confidence_interval()
-    assert f"81.0 / 100.0 = 0.81x [{math.exp(ci.low):.2f}, {math.exp(ci.high):.2f}]" in row and "| 3 / 3 " in row
+    geo = [float(np.exp(np.log(v).mean())) for v in ([81.0, 80.0, 82.5], [100.0, 102.0, 98.0])]  # geometric means
+    assert f"{geo[0]:.1f} / {geo[1]:.1f} = {geo[0] / geo[1]:.2f}x [{math.exp(ci.low):.2f}, {math.exp(ci.high):.2f}]" \
+        in row and "| 3 / 3 " in row
     md = render_markdown(_runs("torch", [100.0, 120.0, 85.0]) + _runs("mindspore", [104.0, 90.0, 115.0]))
     row = next(line for line in md.splitlines() if "mindspore / torch" in line)
-    assert "1.04x [" in row and ", no measurable difference" in row
+    assert "1.02x [" in row and ", no measurable difference" in row  # (104*90*115)^(1/3) / (100*120*85)^(1/3)
     md = render_markdown(_runs("torch", [100.0]) + _runs("mindspore", [125.0]))
     row = next(line for line in md.splitlines() if "mindspore / torch" in line)
     assert "125.0 / 100.0 = 1.25x (single run)" in row
@@ -167,7 +169,7 @@ def test_accuracy_over_seeds_is_a_mean_with_its_interval_and_unstable_runs_are_m
     md = render_markdown(recs)
     top1 = next(line for line in md.splitlines() if line.startswith("| top-1"))
     assert "68.00 [" in top1  # 8 runs: seeds 0-3 (60, 65, 70, 75) x repetitions (+0, +1): mean 68.0
-    assert re.search(r"\| runs \(median \[95% CI\]\) +\| 8 ", md)
+    assert re.search(r"\| runs \(geometric mean \[95% CI\]\) +\| 8 ", md)
     assert "8 of 8: other processes used 1.02 cores" in md and "## Unstable measurements" in md
 
 

@@ -29,9 +29,9 @@ matrix: {{seed: {seeds}}}
 def run(tmp_path, seeds, plan=None, timeout=60, monkeypatch=None, **settings):
     if plan is not None:
         monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps(plan))
-    text = SUITE.format(timeout=timeout, seeds=list(seeds))
-    for k, v in settings.items():
-        text = text.replace("batch_size: 4", f"batch_size: 4, {k}: {json.dumps(v)}")
+    extra = "".join(f", {k}: {json.dumps(v)}" for k, v in settings.items() if k != "batch_size")
+    text = SUITE.format(timeout=timeout, seeds=list(seeds)).replace(
+        "batch_size: 4", f"batch_size: {settings.get('batch_size', 4)}{extra}")
     p = tmp_path / "fake.yaml"
     p.write_text(text)
     run_dir = run_suite(load_suite(p), tmp_path / "results", run_id="r1", quiet=True)
@@ -168,23 +168,25 @@ def test_a_backend_without_a_launcher_is_refused_multi_device_cases_at_load(tmp_
 
 
 def test_time_to_accuracy_stops_at_the_target_and_records_the_clock(tmp_path, fake_backend, monkeypatch):
-    # the fake backend's top-1 grows 5 points per step; 7 steps per epoch: 35% after epoch 1, 70% after 2
-    _, (rec,) = run(tmp_path, [0], plan={"0": "learn"}, monkeypatch=monkeypatch, target_top1=60.0, epochs=5)
+    # the fake backend's top-1 grows 5 points per step; the tiny dataset's 320 images at batch 40 are 8 steps per
+    # epoch: 40% after epoch 1, 80% after 2 (time to accuracy needs labels that can be learned: not synthetic data)
+    _, (rec,) = run(tmp_path, [0], plan={"0": "learn"}, monkeypatch=monkeypatch, target_top1=60.0, epochs=5,
+                    data="tiny", batch_size=40)
     assert rec["status"] == "ok", rec["reason"]
     tta = rec["metrics"]["time_to_accuracy"]
     assert tta["reached"] and tta["epochs"] == 2.0 and tta["target_top1"] == 60.0
-    assert [e["top1"] for e in tta["evaluations"]] == pytest.approx([35.0, 70.0])
+    assert [e["top1"] for e in tta["evaluations"]] == pytest.approx([40.0, 80.0])
     assert 0 < tta["evaluations"][0]["elapsed_s"] < tta["time_s"] and tta["init_s"] > 0
-    assert rec["metrics"]["train"]["total_steps"] == 14  # stopped early, not the 35 steps of 5 epochs
-    assert len(rec["samples"]["train_step_s"]) == 14 - 2  # warm-up steps are not timed samples
+    assert rec["metrics"]["train"]["total_steps"] == 16  # stopped early, not the 40 steps of 5 epochs
+    assert len(rec["samples"]["train_step_s"]) == 16 - 2  # warm-up steps are not timed samples
 
 
 def test_time_to_accuracy_not_reached_says_so(tmp_path, fake_backend, monkeypatch):
     _, (rec,) = run(tmp_path, [0], plan={"0": "learn"}, monkeypatch=monkeypatch, target_top1=100.0, epochs=2,
-                    eval_every_epochs=0.5)
+                    eval_every_epochs=0.5, data="tiny", batch_size=40)
     tta = rec["metrics"]["time_to_accuracy"]
     assert rec["status"] == "ok" and not tta["reached"] and tta["time_s"] is None
-    assert [e["step"] for e in tta["evaluations"]] == [4, 8, 12, 14]  # every 0.5 epoch (4 steps) and at the end
+    assert [e["step"] for e in tta["evaluations"]] == [4, 8, 12, 16]  # every 0.5 epoch (4 steps)
 
 
 def test_resume_skips_done_cases_and_reruns_failed_and_changed_ones(tmp_path, fake_backend, monkeypatch):

@@ -41,6 +41,8 @@ def test_an_option_the_backend_does_not_declare_is_refused_at_load(tmp_path):
     assert "mode: backend 'torch' does not support 'graph' (it supports: default, eager, compile)" in refused(
         tmp_path, "mode: graph")
     assert "amp_level: backend 'torch' does not support 'O3'" in refused(tmp_path, "amp_level: O3, precision: bf16")
+    assert "jit_level: backend 'torch' does not support 'O1' (it supports: auto)" in refused(tmp_path,
+                                                                                             "jit_level: O1")
 
 
 def test_checkpoints_with_a_target_are_refused_at_load(tmp_path):
@@ -52,6 +54,8 @@ def test_checkpoints_with_a_target_are_refused_at_load(tmp_path):
 @pytest.mark.parametrize("values, message", [
     ({"amp_level": "O0", "precision": "bf16"}, "amp_level O0 means fp32, but precision is bf16"),
     ({"amp_level": "O2"}, "amp_level O2 needs precision fp16 or bf16"),
+    ({"jit_level": "O1", "mode": "pynative"}, "jit_level O1 sets how a graph compiles, but mode pynative runs op"),
+    ({"jit_level": "O2"}, "jit_level: 'O2' is not one of auto, O0, O1"),
     ({"checkpoint_every": 2, "checkpoint_every_epochs": 1.0}, "set one of them, not both"),
     ({"scenario": "inference", "devices": 2}, "scenario inference runs on one device"),
     ({"target_top1": 101, "data": "tiny"}, "target_top1: 101.0 is above the maximum 100"),

@@ -123,6 +123,9 @@ def main():
                    help="cell: TrainOneStepCell(WithLossCell) called in a loop; model: Model.train over a dataset")
     p.add_argument("--pad-mode", choices=("same", "pad"), default="same",
                    help="convolution padding: same (the zoo's) or pad (explicit, symmetric)")
+    p.add_argument("--jit-level", choices=("unset", "O0", "O1"), default="unset",
+                   help="the training cell's graph compile level (mindspore.JitConfig); unset: MindSpore's own "
+                        "choice, as the zoo's scripts leave it")
     args = p.parse_args()
     PAD_MODE = args.pad_mode
     target = _TARGETS[args.device]
@@ -135,8 +138,8 @@ def main():
     net = ResNet50(num_classes=args.num_classes, width=args.width)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     # MindSpore 2.10's CPU ApplyMomentum kernel ignores use_nesterov (docs/models.md): on CPU this runs plain
-    # momentum, one fused kernel per parameter, where harness's backend writes Nesterov's update out
-    # (harness_mindspore.optim.NesterovMomentum). The JSON says which update ran.
+    # momentum, one fused kernel per parameter, as harness's backend's nn.SGD(nesterov=True) runs Nesterov's
+    # update in one. The JSON says which update ran.
     opt = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9, weight_decay=1e-4, use_nesterov=True)
     update = ("ApplyMomentum with use_nesterov=True, ignored by the CPU kernel: plain momentum ran"
               if target == "CPU" else "ApplyMomentum with use_nesterov=True (Nesterov)")
@@ -145,6 +148,8 @@ def main():
 
     if args.loop == "cell":
         train_net = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), opt)
+        if args.jit_level != "unset":
+            train_net.set_jit_config(ms.JitConfig(jit_level=args.jit_level))
         train_net.set_train(True)
         images, labels = ms.Tensor(x), ms.Tensor(y)
         step_s, loss = timed_steps(lambda: float(train_net(images, labels).asnumpy()), args.warmup, args.steps)
@@ -154,12 +159,14 @@ def main():
         data = ms.dataset.GeneratorDataset(lambda: ((x, y) for _ in range(n)), column_names=["image", "label"],
                                            shuffle=False, python_multiprocessing=False)
         timer = _StepTimer()
-        ms.train.Model(net, loss_fn=loss_fn, optimizer=opt).train(1, data, callbacks=[timer],
-                                                                   dataset_sink_mode=False)
+        model = ms.train.Model(net, loss_fn=loss_fn, optimizer=opt)
+        if args.jit_level != "unset":
+            model.train_network.set_jit_config(ms.JitConfig(jit_level=args.jit_level))
+        model.train(1, data, callbacks=[timer], dataset_sink_mode=False)
         step_s, loss = timer.times[args.warmup:], timer.loss
         how = "Model.train(dataset_sink_mode=False) over a GeneratorDataset of the batch, loss read every step"
     emit(args, "mindspore", ms.__version__, step_s, loss, precision="fp32", channels_last=False, loop=how,
-         optimizer_update=update, mode="GRAPH", pad_mode=args.pad_mode,
+         optimizer_update=update, mode="GRAPH", pad_mode=args.pad_mode, jit_level=args.jit_level,
          threads=args.threads, onednn_max_cpu_isa=os.environ.get("ONEDNN_MAX_CPU_ISA"))
 
 

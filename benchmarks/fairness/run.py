@@ -62,7 +62,8 @@ def expert(args: argparse.Namespace, backend: str, cwd: str) -> dict[str, Any]:
            "--num-classes", str(args.num_classes), "--warmup", str(args.warmup), "--steps", str(args.steps),
            *(["--threads", str(args.threads)] if args.threads else []),
            *(["--bf16"] if v["precision"] == "bf16" else []), *(["--channels-last"] if v["channels_last"] else []),
-           *(["--loop", args.mindspore_loop, "--pad-mode", args.mindspore_pad_mode] if backend == "mindspore" else [])]
+           *(["--loop", args.mindspore_loop, "--pad-mode", args.mindspore_pad_mode, "--jit-level",
+              args.mindspore_jit_level] if backend == "mindspore" else [])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd, env=child_env(),
                          timeout=args.timeout, stdin=subprocess.DEVNULL)  # MindSpore writes into its folder
     if out.returncode:
@@ -80,7 +81,8 @@ def harness(args: argparse.Namespace, backend: str, work: Path, run_id: str) -> 
                      "num_classes": args.num_classes, "warmup": args.warmup, "steps": args.steps,
                      "data": "synthetic", "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
                      "weight_decay": 1e-4, "weight_decay_on": "all", "label_smoothing": 0.1, "eval": False,
-                     "threads": args.threads, "timeout": args.timeout, **variant(args, backend)},
+                     "threads": args.threads, "timeout": args.timeout, **variant(args, backend),
+                     **({"jit_level": args.mindspore_jit_level} if backend == "mindspore" else {})},
     }))  # JSON is YAML
     out = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", str(suite), "--results", str(work),
                           "--run-id", run_id, "--quiet", "--no-report"], capture_output=True, text=True, check=False,
@@ -113,6 +115,7 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                     e["harness_detail"] = {"case": rec["case"], "framework_version": env.get("framework_version"),
                                            "threads": (env.get("threads_set") or {}).get("threads"),
                                            "onednn_max_cpu_isa": env.get("onednn_max_cpu_isa"),
+                                           "jit_level": env.get("mindspore_jit_level"),
                                            **{k: settings.get(k) for k in ("precision", "channels_last", "nesterov",
                                                                            "weight_decay_on", "label_smoothing")}}
                 print(f"round {i + 1}/{args.rounds} {b:>9} {side:>7}: {e[side][-1]:8.2f} img/s "
@@ -139,6 +142,9 @@ def main() -> int:
                    help="the MindSpore expert: TrainOneStepCell in a loop, or Model.train over a dataset")
     p.add_argument("--mindspore-pad-mode", choices=("same", "pad"), default="same",
                    help="the MindSpore expert's convolution padding (same: the ModelZoo's)")
+    p.add_argument("--mindspore-jit-level", choices=("O0", "O1"), default="O0",
+                   help="MindSpore's graph compile level on both MindSpore sides (default O0, the backend's CPU "
+                        "default; the zoo's scripts set none, and MindSpore's unset choice trains slower on CPU)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds for each process")
     p.add_argument("--out", type=Path, help="write the whole result here as JSON (harness report --fairness)")
     args = p.parse_args()
@@ -156,13 +162,14 @@ def main() -> int:
         "schema": SCHEMA, "model": MODEL, "device": args.device,
         "settings": {k: getattr(args, k) for k in ("width", "image_size", "batch_size", "num_classes", "warmup",
                                                    "steps", "threads", "rounds", "bf16", "channels_last",
-                                                   "mindspore_loop", "mindspore_pad_mode")},
+                                                   "mindspore_loop", "mindspore_pad_mode", "mindspore_jit_level")},
         "env": {**env, "load_start": load_start, "load_end": list(os.getloadavg()),
                 "seconds": round(time.monotonic() - start)},
         "backends": entries}, "this run")
     print(f"\n{MODEL} on {args.device}, width {args.width}, {args.image_size} px, batch {args.batch_size}, "
           f"{args.warmup} + {args.steps} steps, {args.rounds} round(s); load average {load_start[0]:.2f} -> "
-          f"{result['env']['load_end'][0]:.2f}; medians with 95% intervals over the rounds")
+          f"{result['env']['load_end'][0]:.2f}; geometric means with 95% intervals over the rounds, ratios paired by "
+          "round")
     for line in summary_lines(result):
         print(line)
     if (args.bf16 or args.channels_last) and "mindspore" in args.backends:

@@ -14,10 +14,15 @@ minutes hits the three alike. That is how a CI job compares two checkouts on a s
     python benchmarks/gate/run.py --pairs 3 --suite suites/ci_small.yaml --only 'gluon*' --set repeats=3
     # meets the goals on a 2-core VM:
     python benchmarks/gate/run.py --pairs 10 --suite suites/ci_small.yaml --only 'gluon*' --interleave 5
+    # the gate for inference: latency p50 and p99 at batch 1, throughput at batch 8 (the p99 needs repetitions)
+    python benchmarks/gate/run.py --scenario inference --pairs 10 --only 'gluon*torch*' --interleave 3
+
+Besides the gate's exit status per round, each metric's verdicts are counted (from ``harness compare --json``).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -51,21 +56,35 @@ def interleaved(suite: str, results: Path, extra: list[str], slowdown: float, k:
     return results / "base", results / "same", results / "slow"
 
 
-def judge(pairs: list[tuple[Path, Path, Path]], min_effect: float, alpha: float,
-          paired: bool) -> dict[str, int]:
+def _regressed(verdict: Path) -> set[str]:
+    """The metrics a ``harness compare --json`` verdict found worse in some case."""
+    if not verdict.is_file():
+        return set()
+    rows = json.loads(verdict.read_text())["rows"]
+    return {r["metric"] for r in rows if r["verdict"] == "regression" and r["metric"]}
+
+
+def judge(pairs: list[tuple[Path, Path, Path]], min_effect: float, alpha: float, paired: bool,
+          metrics: list[str]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """The gate's verdicts on every round at one ``--min-effect`` and ``--alpha``: same code (base vs same) and slowed
     (base vs slow). Exit 1 from the gate: it fired; exit 2: it could not judge (an unstable case, or too few
-    samples)."""
+    samples). Per metric: the rounds in which it fired on the same code and on the slowed one."""
     counts = {"false alarm": 0, "same: unjudgeable": 0, "caught": 0, "slow: unjudgeable": 0}
+    per_metric: dict[str, dict[str, int]] = {}
     options = ["--min-effect", str(min_effect), "--alpha", str(alpha)] + (["--paired"] if paired else [])
+    options += ["--metrics", ",".join(metrics)] if metrics else []
     for base, same, slow in pairs:
-        rc_same = harness("compare", str(base), str(same), *options).returncode
-        rc_slow = harness("compare", str(base), str(slow), *options).returncode
-        counts["false alarm"] += rc_same == 1
-        counts["same: unjudgeable"] += rc_same == 2
-        counts["caught"] += rc_slow == 1
-        counts["slow: unjudgeable"] += rc_slow == 2
-    return counts
+        rc = {}
+        for side, path in (("same", same), ("slow", slow)):
+            verdict = path.parent / f"{path.name}-verdict.json"
+            rc[side] = harness("compare", str(base), str(path), *options, "--json", str(verdict)).returncode
+            for m in _regressed(verdict):
+                per_metric.setdefault(m, {"same": 0, "slow": 0})[side] += 1
+        counts["false alarm"] += rc["same"] == 1
+        counts["same: unjudgeable"] += rc["same"] == 2
+        counts["caught"] += rc["slow"] == 1
+        counts["slow: unjudgeable"] += rc["slow"] == 2
+    return counts, per_metric
 
 
 def main() -> int:
@@ -81,9 +100,15 @@ def main() -> int:
                    help="significance levels to judge the same runs at (default: the gate's default)")
     p.add_argument("--interleave", type=int, default=0, metavar="K",
                    help="K alternately measured repetitions of base, same and slow per round, judged in pairs")
+    p.add_argument("--scenario", choices=("train", "inference"), default="train",
+                   help="inference: the suite's cases as inference runs at batch 1 and 8 on synthetic data, gated on "
+                        "latency_p50, latency_p99 and inference_b8")
     p.add_argument("--keep", type=Path, help="keep the runs' results under this folder (default: a temporary one)")
     args = p.parse_args()
-    extra = [a for o in args.only for a in ("--only", o)] + [a for s in args.set for a in ("--set", s)]
+    sets = args.set + (["scenario=inference", "inference_batch_sizes=[1, 8]", "data=synthetic"]
+                       if args.scenario == "inference" else [])
+    metrics = ["latency_p50", "latency_p99", "inference_b8"] if args.scenario == "inference" else []
+    extra = [a for o in args.only for a in ("--only", o)] + [a for s in sets for a in ("--set", s)]
     sys.path.insert(0, str(REPO))
     from harness.results.compare import ALPHA, MIN_EFFECT
 
@@ -104,10 +129,13 @@ def main() -> int:
         how = f", {args.interleave} alternate repetitions each, judged in pairs" if args.interleave else ""
         print(f"\n{n} rounds of {args.suite} {' '.join(extra)}: base, same code, {args.slowdown:.0%} slower{how}\n")
         for t, a in ((t, a) for a in alphas for t in thresholds):
-            c = judge(pairs, t, a, bool(args.interleave))
+            c, per_metric = judge(pairs, t, a, bool(args.interleave), metrics)
             print(f"--alpha {a:g} --min-effect {t:g}: false alarms {c['false alarm']} of {n} (goal <= {n // 10}); "
                   f"caught {c['caught']} of {n} (goal >= {n - n // 10}); not judged (unstable): "
                   f"{c['same: unjudgeable']} same-code, {c['slow: unjudgeable']} slowed", flush=True)
+            for m, k in sorted(per_metric.items()):
+                print(f"    {m}: fired on the same code in {k['same']} of {n}, on the slowed code in "
+                      f"{k['slow']} of {n}")
     return 0
 
 

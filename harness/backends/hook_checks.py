@@ -22,6 +22,7 @@ DEFAULT_SCENARIOS = ("train", "eval")
 
 #: What a backend takes when its info's ``supports`` leaves a key out (see ``harness_backend_info``).
 DEFAULT_SUPPORTS: dict[str, Any] = {"optimizer": ["sgd"], "precision": ["fp32"], "amp_level": ["auto", "O0"],
+                                    "jit_level": ["auto"],
                                     "mode": ["default"], "export": [], "weights": [], "checkpoint": False,
                                     "profile": False, "neutral_weights": True}
 

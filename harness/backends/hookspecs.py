@@ -109,7 +109,8 @@ def harness_backend_info() -> dict[str, Any]:
     checked against it when the suite loads (exit 2 with one line, before anything runs):
     ``{"optimizer": ["sgd"], "precision": ["fp32", "bf16", "fp16"], "amp_level": ["auto", "O0", "O1", "O2"],
     "mode": ["default", "eager", "compile"], "export": ["onnx", "torchscript"], "weights": [".pt", ".pth"],
-    "checkpoint": True, "profile": True, "neutral_weights": True}`` (``export``: the formats ``harness_export``
+    "checkpoint": True, "profile": True, "neutral_weights": True}`` (``jit_level``: the graph compile levels it
+    sets, besides ``auto``, its own default per device; ``export``: the formats ``harness_export``
     writes; ``weights``: the file suffixes ``harness_read_checkpoint`` reads, besides the neutral ``.npz``;
     ``checkpoint``: the train step has ``save``/``load``; ``profile``: it implements ``harness_profile``;
     ``neutral_weights``: ``harness_get_weights``/``harness_set_weights`` hold every tensor of the model contract

@@ -84,7 +84,8 @@ def _cmd_check_backend(args: argparse.Namespace) -> int:
     eps = backend_entry_points()
     if args.name not in eps:
         raise HarnessError(f"unknown backend '{args.name}'{near(args.name, eps)} (installed: {', '.join(sorted(eps))})")
-    results = check_backend(args.name, args.device, args.model, args.export_from, args.model_file)
+    results = check_backend(args.name, args.device, args.model, args.export_from, args.model_file,
+                            golden_only=args.golden_only)
     print(tabulate([[r["check"], r["status"], r["detail"]] for r in results], headers=["check", "status", "detail"],
                    tablefmt="github"))
     failed = [r for r in results if r["status"] == "fail"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.cli.contract import add_parsers as add_contract_parsers
+from harness.cli.gate import add_parsers as add_gate_parsers
 from harness.cli.inspect import (
     _cmd_check_backend,
     _cmd_convert,
@@ -33,7 +34,7 @@ __all__ = ["main"]
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.results.records import RESULTS_FILE, read_records
-    from harness.results.report import render_markdown
+    from harness.results.report import answer_lines, render_markdown
     from harness.run.runner import resume_target, run_suite
     from harness.run.suite import load_suite, parse_set, select_cases
 
@@ -51,6 +52,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         (run_dir / "report.md").write_text(report)
         print(report)
     print(f"results: {run_dir / RESULTS_FILE}", file=sys.stderr)
+    for line in answer_lines(records):  # the answer in one sentence per model and device, last on the terminal
+        print(line, file=sys.stderr)
     last = {r["case"]: r["status"] for r in records}  # a resumed run: the newest record of each case counts
     return 1 if "failed" in last.values() else 0
 
@@ -105,38 +108,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.results.compare import REGRESSIONS, UNJUDGEABLE, compare_runs
-    from harness.results.compare_report import render_comparison
-    from harness.results.equivalence import check_margin, runs_equivalence
-    from harness.results.records import find_result_files, read_records
-
-    margin = check_margin(args.margin)
-    runs = []
-    for path in (args.baseline, args.current):
-        records = [r for f in find_result_files([path]) for r in read_records(f)
-                   if r.get("kind", "measured") == "measured"]
-        if not records:
-            raise HarnessError(f"{path}: no measured records")
-        runs.append(records)
-    results = compare_runs(runs[0], runs[1], alpha=args.alpha, min_effect=args.min_effect,
-                           top1_tolerance=args.top1_tolerance, allow_different_settings=args.allow_different_settings,
-                           paired=args.paired)
-    text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance,
-                             runs_equivalence(runs[0], runs[1], margin))
-    if args.output:
-        _write_output(args.output, text)
-    print(text)
-    if any(r.verdict in REGRESSIONS for r in results):
-        return 1
-    unjudged = [r for r in results if r.verdict in UNJUDGEABLE]
-    if unjudged:
-        print(f"harness: error: {len(unjudged)} case(s) cannot be judged (unstable): {unjudged[0].case}: "
-              f"{unjudged[0].why}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -172,24 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--out: adds 'How fair are the ratios' (harness / plain loop per backend); repeatable")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("compare", help="regression check of CURRENT against BASELINE (exit 0 none, 1 regression, "
-                                       "2 usage or input error)")
-    p.add_argument("baseline", help="baseline run folder or results.jsonl (a folder of run folders: each run is a "
-                                    "repetition)")
-    p.add_argument("current", help="current run folder or results.jsonl (likewise)")
-    p.add_argument("--paired", action="store_true",
-                   help="the two sides were measured alternately (baseline, current, baseline, ...): judge the ratio "
-                        "of each pair of repetitions, so noise that lasts minutes cancels (3 pairs or more)")
-    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the test (default 0.01)")
-    p.add_argument("--min-effect", type=float, default=0.10,
-                   help="smallest relative growth of the median step time that counts (default 0.10 = 10%%)")
-    p.add_argument("--top1-tolerance", type=float, default=1.0, help="top-1 points that may be lost (default 1.0)")
-    p.add_argument("--allow-different-settings", action="store_true",
-                   help="compare cases whose settings differ (refused by default, naming the first difference)")
-    p.add_argument("--margin", type=float, help="top-1 points inside which the two runs' accuracy over seeds counts "
-                                                "as equivalent (default 1.0; shown, not gated)")
-    p.add_argument("-o", "--output", help="also write the markdown summary here")
-    p.set_defaults(func=_cmd_compare)
+    add_gate_parsers(sub)
 
     p = sub.add_parser("references", help="write the seeds' published numbers as reference records (JSON Lines)")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
@@ -220,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "that makes them (default torch)")
     p.add_argument("--model-file", default=None, help="for a backend that only loads exports: an exported file "
                    "to load instead ('{batch}' is replaced by the batch size)")
+    p.add_argument("--golden-only", action="store_true", help="only whether it computes the right network (the "
+                   "golden checks against the NumPy reference), not every hook's contract")
     p.set_defaults(func=_cmd_check_backend)
 
     p = sub.add_parser("convert", help="convert a checkpoint between backends, checked against the model")

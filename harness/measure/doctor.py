@@ -66,9 +66,9 @@ def _cpu(facts: dict[str, Any]) -> list[Finding]:
     window = facts.get("window") or {}
     other, steal = window.get("other_cores_busy"), noise.steal_share(window)
     others = "" if other is None else f"; all others together {other:.2f} cores"
-    if not facts["busy"] and other is not None and other > noise.OTHER_CORES_MAX:
+    if not facts["busy"] and other is not None and other > noise.other_cores_max():
         out.append(Finding("fail", "other cpu use", f"no single process above {BUSY_SHARE:.0%} of a core{others}"
-                           f" (limit {noise.OTHER_CORES_MAX})", "find them with `top` and let them finish first"))
+                           f" (limit {noise.other_cores_max():g})", "find them with `top` and let them finish first"))
     elif facts["busy"] == []:
         out.append(Finding("ok", "busy processes", f"none above {BUSY_SHARE:.0%} of a core over "
                                                    f"{facts['interval_s']:g} s{others}"))

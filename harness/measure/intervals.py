@@ -4,10 +4,11 @@ Per-step samples of one run are autocorrelated and miss what changes between run
 other processes), so a case's throughput and a ratio of two cases get their confidence intervals from
 *repetitions*, one value per run:
 
-* a throughput (or any positive rate): the median of the runs, with a 95% interval from Student's t over the
-  runs' logarithms (run-to-run noise is multiplicative), mapped back;
-* a ratio of two such cases: the ratio of their medians, with Welch's t interval of the difference of the log
-  means, mapped back (``scipy.stats.ttest_ind(..., equal_var=False).confidence_interval``);
+* a throughput (or any positive rate): the geometric mean of the runs, with a 95% interval from Student's t over
+  the runs' logarithms (run-to-run noise is multiplicative), mapped back: the figure is the interval's centre, the
+  statistic the interval is about;
+* a ratio of two such cases: the ratio of their geometric means, with Welch's t interval of the difference of the
+  log means, mapped back (``scipy.stats.ttest_ind(..., equal_var=False).confidence_interval``);
 * an accuracy over seeds: the mean, with Student's t interval.
 
 With a single run there is no interval: the value is shown as a single run.
@@ -60,25 +61,25 @@ def _finite(values: Sequence[float | None], positive: bool = False) -> npt.NDArr
 
 
 def rate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate | None:
-    """The median of positive per-run values, with a t interval over their logs."""
+    """The geometric mean of positive per-run values, with a t interval over their logs (centred on it)."""
     a = _finite(values, positive=True)
     if a.size == 0:
         return None
-    med = float(np.median(a))
-    if a.size < 2:
-        return Estimate(med, None, None, int(a.size))
     logs = np.log(a)
+    centre = float(logs.mean())
+    if a.size < 2:
+        return Estimate(float(a[0]), None, None, int(a.size))
     half = st.t.ppf(0.5 + confidence / 2, a.size - 1) * logs.std(ddof=1) / math.sqrt(a.size)
-    centre = logs.mean()
-    return Estimate(med, float(math.exp(centre - half)), float(math.exp(centre + half)), int(a.size))
+    return Estimate(math.exp(centre), float(math.exp(centre - half)), float(math.exp(centre + half)), int(a.size))
 
 
 def ratio(a_values: Sequence[float], b_values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate | None:
-    """``a / b`` for positive per-run values: the ratio of medians, with Welch's t interval over the logs."""
+    """``a / b`` for positive per-run values: the ratio of geometric means, with Welch's t interval over the logs
+    (centred on it)."""
     a, b = _finite(a_values, positive=True), _finite(b_values, positive=True)
     if a.size == 0 or b.size == 0:
         return None
-    value = float(np.median(a) / np.median(b))
+    value = float(math.exp(np.log(a).mean() - np.log(b).mean()))
     n = int(min(a.size, b.size))
     if a.size < 2 or b.size < 2:
         return Estimate(value, None, None, n)

@@ -21,8 +21,8 @@ from typing import Any
 
 from harness.results.records import get
 
-__all__ = ["IDENTITY_EXCLUDED", "identity", "identity_key", "identity_difference", "Measure", "representative",
-           "representative_samples", "pipeline_rates", "data_ceiling"]
+__all__ = ["IDENTITY_EXCLUDED", "identity", "identity_key", "identity_difference", "identity_differences", "Measure",
+           "representative", "representative_samples", "pipeline_rates", "data_ceiling"]
 
 #: Settings that change how a case is run, guarded or stored, not what it measures: records that differ only in
 #: these measured the same thing. The three readers used to keep three lists (the runner left out ``repeats``, the
@@ -63,20 +63,23 @@ def identity_key(config: dict[str, Any]) -> str:
     return json.dumps(identity(config), sort_keys=True, default=str)
 
 
+def identity_differences(first: dict[str, Any], second: dict[str, Any],
+                         names: tuple[str, str] = ("the baseline", "the current run")) -> list[str]:
+    """Every part of the identity in which two configurations differ, worded with ``names`` for the two sides
+    (``settings.steps: 20 in the baseline, 30 in the current run``); empty for the same case."""
+    a, b = identity(first), identity(second)
+    out = [f"{key}: {a[key]!r} in {names[0]}, {b[key]!r} in {names[1]}"
+           for key in ("model", "backend", "device") if a[key] != b[key]]
+    for part in ("settings", "variant"):
+        out += [f"{part}.{key}: {a[part].get(key)!r} in {names[0]}, {b[part].get(key)!r} in {names[1]}"
+                for key in sorted(set(a[part]) | set(b[part])) if a[part].get(key) != b[part].get(key)]
+    return out
+
+
 def identity_difference(first: dict[str, Any], second: dict[str, Any],
                         names: tuple[str, str] = ("the baseline", "the current run")) -> str | None:
-    """The first part of the identity in which two configurations differ, worded with ``names`` for the two sides
-    (``settings.steps: 20 in the baseline, 30 in the current run``), or None for the same case."""
-    a, b = identity(first), identity(second)
-    for key in ("model", "backend", "device"):
-        if a[key] != b[key]:
-            return f"{key}: {a[key]!r} in {names[0]}, {b[key]!r} in {names[1]}"
-    for part in ("settings", "variant"):
-        for key in sorted(set(a[part]) | set(b[part])):
-            if a[part].get(key) != b[part].get(key):
-                return (f"{part}.{key}: {a[part].get(key)!r} in {names[0]}, {b[part].get(key)!r} in "
-                        f"{names[1]}")
-    return None
+    """The first of :func:`identity_differences`, or None for the same case."""
+    return next(iter(identity_differences(first, second, names)), None)
 
 
 def pipeline_rates(metrics: dict[str, Any]) -> tuple[tuple[int, float], ...]:

@@ -1,53 +1,52 @@
-"""``harness compare BASELINE CURRENT``: regression gating for CI.
+"""``harness compare BASELINE CURRENT``: the gate, on every metric a case measured (:mod:`.gate_metrics`).
 
 Cases are matched by name, and must have been measured with the same settings (the first difference is named;
-``--allow-different-settings`` overrides). For each case measured in both runs:
+``--allow-different-settings`` makes it an A/B comparison: every difference is listed, and time metrics are
+compared per image when the batch sizes differ). ``--only GLOB`` keeps the matching cases; a baseline case that a
+subset run (``harness run --only``) did not select is "not run", never a regression. Each metric is judged by the
+statistic that fits it:
 
-* **throughput**: with repetitions (``repeats: 3`` or more in both runs) the per-run median step times are
-  compared with a one-sided Welch t-test on their logarithms: that is run-to-run noise, which per-step samples
-  miss (two back-to-back runs of the same code can differ by far more than their steps do). With ``paired``
-  (``--paired``: the two sides were measured alternately, repetition k of one beside repetition k of the other,
-  e.g. by ``benchmarks/gate/run.py`` or a CI job that alternates two checkouts) the ratio of median step times of
-  each pair is tested instead (one-sided one-sample t-test on the log ratios): noise that moves the host for
-  minutes hits both sides of a pair alike and cancels. Several runs given for one side (a folder of run folders)
-  are its repetitions. Otherwise the
-  per-step train samples of the two runs are compared with a one-sided Mann-Whitney U test
-  (``scipy.stats.mannwhitneyu``, H1: the current steps take longer), which needs at least ``MIN_SAMPLES`` of them.
-  With repetitions or pairs the change is their geometric mean ratio, shown with its 95% interval
-  (:func:`harness.measure.intervals.rate` over the pairs' ratios, :func:`harness.measure.intervals.ratio` over
-  repetitions); a change "within noise" whose interval still reaches ``min_effect`` says so: the runs cannot rule
-  that slowdown out. A slowdown is a regression only when it is significant (``p < alpha``) *and* at least
-  ``min_effect`` (relative change of the median step time): significance alone flags microseconds on a quiet machine,
-  effect size alone flags noise on a busy one;
-* **accuracy**: top-1 may fall by at most ``top1_tolerance`` points;
-* **noise**: a case marked unstable (:mod:`harness.measure.noise`) in either run is not judged; with repetitions the
-  unstable ones are left out as long as ``MIN_REPEATS`` stable ones remain on each side.
+* **time** metrics (training steps, evaluation, inference per batch size and the p50 latency at batch 1, the
+  input pipeline per worker count): with ``--paired`` repetitions (measured alternately, repetition k of one side
+  beside repetition k of the other) the ratios of per-run medians, one-sided one-sample t-test on their logs; with
+  ``MIN_REPEATS`` repetitions on both sides the per-run medians, one-sided Welch t-test on their logs; both show the
+  change as the ratio of geometric means of the per-run medians with its 95% t-interval (run-to-run noise). Single
+  runs: the per-step samples, one-sided Mann-Whitney U; the change is the ratio of medians, with no interval.
+* **run** metrics (the p99 latency at batch 1, time to accuracy, energy per image): one value per run, judged as the
+  time metrics' repetitions are; single runs are not judged (a single run's tail is one sample).
+* **size** metrics (peak host and device memory): deterministic; growth beyond ``memory_tolerance`` is a regression.
+* **top1** metrics (evaluation, exported model; labelled data only): a fall of more than ``top1_tolerance`` points.
 
-A case that was ok in the baseline and failed, or is missing, in the current run is a regression.
-
-Exit status: 0 no regression, 1 regression, 2 usage or input error, or a case that cannot be judged.
+A slowdown is a regression only when it is significant (``p < alpha``) *and* at least ``min_effect``: significance
+alone flags microseconds on a quiet machine, effect size alone flags noise on a busy one. A case marked unstable
+(:mod:`harness.measure.noise`) in either run is not judged (with repetitions the unstable ones are left out while
+``MIN_REPEATS`` stable ones remain). A case ok in the baseline that failed, or is missing, in the current run is a
+regression. Exit status: 0 no regression, 1 regression, 2 usage or input error, or something asked for that cannot
+be judged.
 """
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
+import fnmatch
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from harness.config import has_accuracy
 from harness.errors import HarnessError
 from harness.measure.intervals import Estimate, rate, ratio
-from harness.results.case_rules import identity_difference, representative, representative_samples
+from harness.results.case_rules import identity_differences
+from harness.results.gate_metrics import UNITS, Observation, metric_kind, observations
+from harness.results.gate_runs import by_case, check_paired, selected, stable
 from harness.results.significance import mann_whitney_greater, paired_slower, welch_slower
 
-__all__ = ["CaseComparison", "compare_runs", "check_options", "ALPHA", "MIN_EFFECT", "TOP1_TOLERANCE",
-           "MIN_SAMPLES", "MIN_REPEATS", "REGRESSIONS", "UNJUDGEABLE"]
+__all__ = ["CaseComparison", "compare_runs", "check_options", "check_metrics", "ALPHA", "MIN_EFFECT",
+           "TOP1_TOLERANCE", "MEMORY_TOLERANCE", "MIN_SAMPLES", "MIN_REPEATS", "REGRESSIONS", "UNJUDGEABLE"]
 
-#: Defaults of ``--alpha``, ``--min-effect`` and ``--top1-tolerance``.
+#: Defaults of ``--alpha``, ``--min-effect``, ``--top1-tolerance`` and ``--memory-tolerance``.
 ALPHA = 0.01
 MIN_EFFECT = 0.10
 TOP1_TOLERANCE = 1.0
+MEMORY_TOLERANCE = 0.10
 #: Per-step samples per run a judgement needs: with fewer, Mann-Whitney cannot reach p < 0.01 at all.
 MIN_SAMPLES = 5
 #: Repetitions per case at which per-run values (run-to-run noise) are judged instead of per-step samples.
@@ -60,20 +59,28 @@ UNJUDGEABLE = ("unstable",)
 
 @dataclass
 class CaseComparison:
+    """One row of the gate: a case's ``metric`` judged (or the whole case, ``metric`` empty: missing, failed, new,
+    not run, unstable). ``baseline``/``current`` are the ``statistic`` of each side in ``unit``; ``change`` is the
+    relative change of that statistic (+ = worse for time, run and size metrics; top-1 points for top-1), with its
+    95% interval where repetitions or pairs give one; ``p_value`` tests "the current run is worse"."""
+
     case: str
-    verdict: str  # "ok", "regression", "improvement", "new", "missing", "failed", "no samples", "unstable"
+    verdict: str  # "ok", "regression", "improvement", "new", "missing", "failed", "unstable", "not run", "not judged"
     why: str
-    baseline_ms: float | None = None
-    current_ms: float | None = None
-    change: float | None = None  # relative change of the median step time (+ = slower)
-    change_ci: tuple[float, float] | None = None  # its 95% interval, from repetitions or pairs (run-to-run noise)
+    metric: str = ""
+    unit: str = ""
+    statistic: str = ""
+    baseline: float | None = None
+    current: float | None = None
+    change: float | None = None
+    change_ci: tuple[float, float] | None = None
     p_value: float | None = None
-    top1: tuple[float | None, float | None] = (None, None)
-    basis: str = ""  # "steps" (per-step samples of one run each), "runs" (per-run values of repetitions), "pairs"
-    measure: str = ""  # what was timed: the case's representative measurement (train, eval, inference b32, data w4)
+    basis: str = ""  # "steps (20 vs 20)", "runs (3 vs 3)", "pairs (5)", "tolerance"
+    differences: list[str] = field(default_factory=list)  # settings that differ (an A/B comparison)
 
 
-def check_options(alpha: float, min_effect: float, top1_tolerance: float) -> None:
+def check_options(alpha: float, min_effect: float, top1_tolerance: float,
+                  memory_tolerance: float = MEMORY_TOLERANCE) -> None:
     """One line for an option out of range (a gate that cannot fire, or fires on nothing, is refused)."""
     if not 0 < alpha <= 0.5:
         raise HarnessError(f"--alpha {alpha:g}: must be in (0, 0.5] (a significance level)")
@@ -81,99 +88,28 @@ def check_options(alpha: float, min_effect: float, top1_tolerance: float) -> Non
         raise HarnessError(f"--min-effect {min_effect:g}: must be in [0, 1) (a fraction: 0.10 = 10% slower)")
     if not 0 <= top1_tolerance <= 100:
         raise HarnessError(f"--top1-tolerance {top1_tolerance:g}: must be in [0, 100] (top-1 points)")
+    if not 0 <= memory_tolerance < 10:
+        raise HarnessError(f"--memory-tolerance {memory_tolerance:g}: must be in [0, 10) (a fraction: 0.10 = 10%)")
 
 
-def _started(r: dict[str, Any]) -> float:
-    """When the record's measurement started (seconds since the epoch; 0 when the record does not say)."""
-    try:
-        return dt.datetime.fromisoformat(str(r.get("started_at"))).timestamp()
-    except ValueError:
-        return 0.0
+def check_metrics(names: list[str] | None) -> None:
+    """One line for a ``--metrics`` name the gate does not know, with a near match."""
+    from harness.errors import near
+    from harness.results.gate_metrics import KINDS
+
+    for name in names or []:
+        if metric_kind(name) is None:
+            known = [*KINDS, "inference_b<N>", "data_w<N>"]
+            raise HarnessError(f"--metrics: unknown metric '{name}'{near(name, known)} (known: {', '.join(known)})")
 
 
-def _by_case(records: list[dict[str, Any]], where: str) -> dict[str, list[dict[str, Any]]]:
-    """The measured records of each case, one per repetition, in the order they were measured. A repetition is a
-    (run, repeat) pair: several runs given for one side are its repetitions, and a resumed run's newest record of a
-    repetition replaces the older one."""
-    out: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
-    for i, r in enumerate(records, 1):
-        if r.get("kind", "measured") != "measured":
-            continue
-        repeat = r.get("repeat", 0) or 0
-        if not isinstance(r.get("case"), str) or not isinstance(r.get("config"), dict) or not isinstance(repeat, int):
-            raise HarnessError(f"{where}: record {i} is not a harness record (no case, config or integer repeat)")
-        out.setdefault(r["case"], {})[(str(r.get("run_id", "")), repeat)] = r
-    return {k: sorted(v.values(), key=lambda r: (_started(r), r.get("repeat", 0) or 0)) for k, v in out.items()}
+def _per_run(obs: list[Observation], per_image: bool) -> list[list[float]]:
+    """Each run's per-step milliseconds (per image with ``per_image``)."""
+    return [[1e3 * v / (o.batch if per_image else 1) for v in o.samples] for o in obs]
 
 
-def _check_paired(case: str, b: list[dict[str, Any]], c: list[dict[str, Any]]) -> None:
-    """Paired repetitions must have been measured alternately: pair k (repetition k of each side) before pair k+1."""
-    if len(b) != len(c):
-        raise HarnessError(f"case {case}: --paired needs as many repetitions in the baseline as in the current run "
-                           f"({len(b)} and {len(c)})")
-    starts = [(_started(x), _started(y)) for x, y in zip(b, c)]
-    for k in range(1, len(starts)):
-        if max(starts[k - 1]) >= min(starts[k]):
-            raise HarnessError(f"case {case}: --paired: repetition {k + 1} of one side started before repetition {k} "
-                               "of the other; pairs must be measured alternately (baseline, current, baseline, ...)")
-
-
-def _top1(r: dict[str, Any]) -> float | None:
-    if not has_accuracy(r.get("config", {}).get("settings") or {}):
-        return None  # random labels: accuracy means nothing
-    v = (r.get("metrics", {}).get("eval") or {}).get("top1")
-    return float(v) if isinstance(v, (int, float)) else None
-
-
-def _judge_time(res: CaseComparison, b: list[dict[str, Any]], c: list[dict[str, Any]], alpha: float,
-                min_effect: float, paired: bool = False) -> tuple[list[str], list[str]]:
-    """Slower, faster or within noise: from per-run median step times when both runs have repetitions, else from
-    the per-step samples of one run each; too few of either is refused. The steps are those of the case's
-    representative measurement (:func:`harness.results.case_rules.representative`): training's, an eval or export
-    case's evaluation, an inference case's largest batch, a data case's pipeline."""
-    measures = {m.label for runs in (b, c) for m in map(representative, runs) if m is not None}
-    steps = [[representative_samples(r) for r in runs] for runs in (b, c)]
-    if not all(steps[0]) or not all(steps[1]) or len(measures) != 1:
-        res.verdict = "no samples"
-        return [], [f"the two runs time different things ({', '.join(sorted(measures))})" if len(measures) > 1
-                    else "no step samples to compare"]
-    res.measure = measures.pop()
-    change = None
-    if paired:
-        tb, tc = ([float(np.median(x)) for x in side] for side in steps)
-        res.basis = f"pairs ({len(tb)})"
-        ratios = np.asarray(tc) / np.asarray(tb)
-        p_slower, p_faster = paired_slower(ratios), paired_slower(1 / ratios)
-        change = float(np.exp(np.log(ratios).mean())) - 1.0  # the geometric mean of the pairs' ratios
-        res.change_ci = _relative(rate(ratios))  # Student's t over the log ratios
-    elif len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
-        res.basis = f"runs ({len(b)} vs {len(c)})"
-        tb, tc = ([float(np.median(x)) for x in side] for side in steps)
-        p_slower, p_faster = welch_slower(tc, tb), welch_slower(tb, tc)
-        change = float(np.exp(np.log(tc).mean() - np.log(tb).mean())) - 1.0  # what the Welch test on logs judges
-        res.change_ci = _relative(ratio(tc, tb))  # Welch's t over the logs
-    else:
-        tb, tc = steps[0][-1], steps[1][-1]
-        for side, values in (("baseline", tb), ("current run", tc)):
-            if len(values) < MIN_SAMPLES:
-                raise HarnessError(f"case {res.case}: {len(values)} timed steps in the {side}: the gate needs at least "
-                                   f"{MIN_SAMPLES} per run (steps: {MIN_SAMPLES}), or {MIN_REPEATS} repetitions "
-                                   f"of each case (repeats: {MIN_REPEATS})")
-        res.basis = f"steps ({len(tb)} vs {len(tc)})"
-        p_slower, p_faster = mann_whitney_greater(tc, tb)[1], mann_whitney_greater(tb, tc)[1]
-    mb, mc = float(np.median(tb)), float(np.median(tc))
-    res.baseline_ms, res.current_ms, res.p_value = 1e3 * mb, 1e3 * mc, p_slower
-    res.change = mc / mb - 1.0 if change is None else change
-    if p_slower < alpha and res.change >= min_effect:
-        return [f"slower by {100 * res.change:.1f}% (p = {p_slower:.2g})"], []
-    if p_faster < alpha and -res.change >= min_effect:
-        return [], [f"faster by {-100 * res.change:.1f}% (p = {p_faster:.2g})"]
-    if res.change_ci is not None:
-        hi = res.change_ci[1]
-        wide = (f"; its 95% interval reaches {100 * hi:+.0f}%, so a {100 * min_effect:g}% slowdown is not ruled out: "
-                "more repetitions or pairs would narrow it") if hi >= min_effect else ""
-        return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise{wide}"]
-    return [], [f"step time {100 * res.change:+.1f}% (p = {p_slower:.2g}): within noise"]
+def _geo(values: list[float]) -> float:
+    return float(np.exp(np.log(values).mean()))
 
 
 def _relative(est: Estimate | None) -> tuple[float, float] | None:
@@ -181,52 +117,134 @@ def _relative(est: Estimate | None) -> tuple[float, float] | None:
     return None if est is None or est.lo is None or est.hi is None else (est.lo - 1.0, est.hi - 1.0)
 
 
-def _unstable(r: dict[str, Any]) -> bool:
-    return bool((r.get("noise") or {}).get("unstable"))
+def _over_runs(res: CaseComparison, tb: list[float], tc: list[float], paired: bool) -> tuple[float, float] | None:
+    """Judge per-run values (lower is better) over pairs or repetitions; (p worse, p better), or None for too few."""
+    if paired and len(tb) >= MIN_REPEATS:
+        ratios = np.asarray(tc) / np.asarray(tb)
+        res.basis, res.change_ci = f"pairs ({len(tb)})", _relative(rate(ratios))
+        p = paired_slower(ratios), paired_slower(1 / ratios)
+    elif not paired and len(tb) >= MIN_REPEATS and len(tc) >= MIN_REPEATS:
+        res.basis, res.change_ci = f"runs ({len(tb)} vs {len(tc)})", _relative(ratio(tc, tb))
+        p = welch_slower(tc, tb), welch_slower(tb, tc)
+    else:
+        return None
+    res.statistic = "geometric mean of the runs" + (" (per-run medians)" if res.unit.startswith("ms/") else "")
+    res.baseline, res.current = _geo(tb), _geo(tc)
+    res.change = res.current / res.baseline - 1.0
+    return p
 
 
-def _stable(b: list[dict[str, Any]], c: list[dict[str, Any]],
-            paired: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
-    """The repetitions a case is judged on, and why it cannot be judged ("" when it can). Single runs: an unstable
-    one makes the case unjudgeable. Repetitions: unstable ones are left out (with ``paired``, the pairs holding
-    one), as long as :data:`MIN_REPEATS` stable ones remain on each side (their spread is in the test already);
-    otherwise the case is unjudgeable."""
-    if paired:
-        kept = [(x, y) for x, y in zip(b, c) if not _unstable(x) and not _unstable(y)]
-        if len(kept) >= MIN_REPEATS:
-            return [x for x, _ in kept], [y for _, y in kept], ""
-        if len(b) < MIN_REPEATS:
-            return b, c, f"--paired needs {MIN_REPEATS} pairs ({len(b)} measured)"
-        why = next("; ".join(r["noise"]["reasons"]) for r in b + c if _unstable(r))
-        return b, c, f"{why} ({len(kept)} of {len(b)} pairs stable on both sides, {MIN_REPEATS} needed)"
-    if len(b) >= MIN_REPEATS and len(c) >= MIN_REPEATS:
-        stable = [[r for r in runs if not _unstable(r)] for runs in (b, c)]
-        if all(len(k) >= MIN_REPEATS for k in stable):
-            return stable[0], stable[1], ""
-    for side, runs in (("baseline", b), ("current", c)):
-        for r in runs:
-            if _unstable(r):
-                left = sum(not _unstable(x) for x in runs)
-                extra = f" ({left} of {len(runs)} repetitions stable, {MIN_REPEATS} needed)" if len(runs) > 1 else ""
-                return b, c, f"{side}: {'; '.join(r['noise']['reasons'])}{extra}"
-    return b, c, ""
+def _judge_timing(res: CaseComparison, b: list[Observation], c: list[Observation], per_image: bool, alpha: float,
+                  min_effect: float, paired: bool) -> None:
+    kind = b[0].kind
+    if kind == "time":
+        res.unit = "ms/image" if per_image else ("ms/step" if res.metric == "train" else "ms/batch")
+        sb, sc = _per_run(b, per_image), _per_run(c, per_image)
+        p = _over_runs(res, [float(np.median(x)) for x in sb], [float(np.median(x)) for x in sc], paired)
+        if p is None:
+            tb, tc = sb[-1], sc[-1]
+            for side, values in (("baseline", tb), ("current run", tc)):
+                if len(values) < MIN_SAMPLES:
+                    raise HarnessError(f"case {res.case}: {res.metric}: {len(values)} timed steps in the {side}: the "
+                                       f"gate needs at least {MIN_SAMPLES} per run (steps: {MIN_SAMPLES}), or "
+                                       f"{MIN_REPEATS} repetitions of each case (repeats: {MIN_REPEATS})")
+            res.basis, res.statistic = f"steps ({len(tb)} vs {len(tc)})", "median of the steps"
+            res.baseline, res.current = float(np.median(tb)), float(np.median(tc))
+            res.change = res.current / res.baseline - 1.0
+            p = mann_whitney_greater(tc, tb)[1], mann_whitney_greater(tb, tc)[1]
+    else:
+        res.unit = UNITS[res.metric]
+        p = _over_runs(res, [o.value for o in b if o.value is not None],
+                       [o.value for o in c if o.value is not None], paired)
+        if p is None:
+            res.verdict = "not judged"
+            res.why = (f"one value per run: judged over {MIN_REPEATS}+ repetitions (repeats: {MIN_REPEATS}), "
+                       "never from a single run")
+            return
+    assert res.change is not None
+    res.p_value = p[0]
+    if p[0] < alpha and res.change >= min_effect:
+        res.verdict, res.why = "regression", f"worse by {100 * res.change:.1f}% (p = {p[0]:.2g})"
+    elif p[1] < alpha and -res.change >= min_effect:
+        res.verdict, res.why = "improvement", f"better by {-100 * res.change:.1f}% (p = {p[1]:.2g})"
+    else:
+        hi = res.change_ci[1] if res.change_ci is not None else None
+        wide = (f"; its 95% interval reaches {100 * hi:+.0f}%, so a {100 * min_effect:g}% slowdown is not ruled out: "
+                "more repetitions or pairs would narrow it") if hi is not None and hi >= min_effect else ""
+        res.why = f"{100 * res.change:+.1f}% (p = {p[0]:.2g}): within noise{wide}"
+
+
+def _judge_tolerance(res: CaseComparison, b: list[Observation], c: list[Observation], top1_tolerance: float,
+                     memory_tolerance: float) -> None:
+    res.unit, res.basis = UNITS[res.metric], "tolerance"
+    vb, vc = ([o.value for o in side if o.value is not None] for side in (b, c))
+    if b[0].kind == "size":
+        res.statistic = "median of the runs"
+        res.baseline, res.current = float(np.median(vb)), float(np.median(vc))
+        res.change = res.current / res.baseline - 1.0
+        if res.change > memory_tolerance:
+            res.verdict = "regression"
+            res.why = f"grew by {100 * res.change:.1f}% (tolerance {100 * memory_tolerance:g}%)"
+        else:
+            res.why = f"{100 * res.change:+.1f}% (tolerance {100 * memory_tolerance:g}%)"
+        return
+    res.statistic = "mean of the runs"
+    res.baseline, res.current = float(np.mean(vb)), float(np.mean(vc))
+    res.change = res.current - res.baseline  # in points
+    if -res.change > top1_tolerance:
+        res.verdict = "regression"
+        res.why = f"top-1 fell {-res.change:.2f} points ({res.baseline:.2f} -> {res.current:.2f})"
+    else:
+        res.why = f"{res.change:+.2f} points (tolerance {top1_tolerance:g})"
+
+
+def _judge_case(name: str, b: list[dict[str, Any]], c: list[dict[str, Any]], options: dict[str, Any],
+                differences: list[str]) -> list[CaseComparison]:
+    ob = [observations(r) for r in b]
+    oc = [observations(r) for r in c]
+    common = [m for m in ob[-1] if all(m in o for o in ob + oc)]
+    wanted = options["metrics"]
+    rows = []
+    for metric in (wanted if wanted is not None else common):
+        res = CaseComparison(name, "ok", "", metric=metric, differences=differences)
+        if metric not in common:
+            res.verdict, res.why = "not judged", "not measured in both runs"
+            rows.append(res)
+            continue
+        sb, sc = [o[metric] for o in ob], [o[metric] for o in oc]
+        if sb[0].kind in ("time", "run"):
+            batches = {o.batch for o in sb + sc}
+            _judge_timing(res, sb, sc, len(batches) > 1, options["alpha"], options["min_effect"], options["paired"])
+        else:
+            _judge_tolerance(res, sb, sc, options["top1_tolerance"], options["memory_tolerance"])
+        rows.append(res)
+    return rows
 
 
 def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], alpha: float = ALPHA,
                  min_effect: float = MIN_EFFECT, top1_tolerance: float = TOP1_TOLERANCE,
-                 allow_different_settings: bool = False, paired: bool = False) -> list[CaseComparison]:
-    """Each case of both runs judged; HarnessError (one line) for runs that cannot be compared: a case whose
-    settings differ (unless ``allow_different_settings``), too few samples, options out of range; with ``paired``,
-    repetitions that were not measured alternately."""
-    check_options(alpha, min_effect, top1_tolerance)
-    base, cur = _by_case(baseline, "baseline"), _by_case(current, "current run")
+                 allow_different_settings: bool = False, paired: bool = False, metrics: list[str] | None = None,
+                 memory_tolerance: float = MEMORY_TOLERANCE, only: list[str] | None = None) -> list[CaseComparison]:
+    """Every case of both runs judged, one row per metric (``metrics``: these only; default every metric both runs
+    measured); HarnessError (one line) for runs that cannot be compared: a case whose settings differ (unless
+    ``allow_different_settings``), too few samples, options out of range; with ``paired``, repetitions that were not
+    measured alternately."""
+    check_options(alpha, min_effect, top1_tolerance, memory_tolerance)
+    check_metrics(metrics)
+    options = {"alpha": alpha, "min_effect": min_effect, "top1_tolerance": top1_tolerance,
+               "memory_tolerance": memory_tolerance, "paired": paired, "metrics": metrics}
+    base, cur = by_case(baseline, "baseline", only), by_case(current, "current run", only)
     if base and cur and not set(base) & set(cur):
         raise HarnessError(f"the two runs have no case in common (baseline: {', '.join(sorted(base)[:3])}...; "
                            f"current: {', '.join(sorted(cur)[:3])}...): not runs of the same suite")
+    subset = selected(current)
     out = []
     for name in sorted(set(base) | set(cur)):
         b, c = base.get(name), cur.get(name)
         if c is None:
+            if subset is not None and not any(fnmatch.fnmatchcase(name, p) for p in subset):
+                out.append(CaseComparison(name, "not run", f"the current run selected {' '.join(subset)} (--only)"))
+                continue
             ok_before = any(r.get("status") == "ok" for r in b or [])
             out.append(CaseComparison(name, "missing" if ok_before else "ok",
                                       "in the baseline, not in the current run"))
@@ -234,10 +252,10 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
         if b is None:
             out.append(CaseComparison(name, "new", "not in the baseline"))
             continue
-        diff = identity_difference(b[-1]["config"], c[-1]["config"])
-        if diff and not allow_different_settings:
-            raise HarnessError(f"case {name}: {diff}: the runs measure different things (--allow-different-settings "
-                               "to compare them anyway)")
+        differences = identity_differences(b[-1]["config"], c[-1]["config"])
+        if differences and not allow_different_settings:
+            raise HarnessError(f"case {name}: {differences[0]}: the runs measure different things "
+                               "(--allow-different-settings to compare them anyway)")
         bad = next((r for r in c if r.get("status") != "ok"), None)
         if bad is not None:
             verdict = "failed" if all(r.get("status") == "ok" for r in b) else "ok"
@@ -247,21 +265,10 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
             out.append(CaseComparison(name, "new", "baseline not ok"))
             continue
         if paired:
-            _check_paired(name, b, c)
-        b, c, noisy = _stable(b, c, paired)
+            check_paired(name, b, c)
+        b, c, noisy = stable(b, c, paired, MIN_REPEATS)
         if noisy:
             out.append(CaseComparison(name, "unstable", "cannot be judged, " + noisy))
             continue
-        res = CaseComparison(name, "ok", "", top1=(_top1(b[-1]), _top1(c[-1])))
-        problems, notes = _judge_time(res, b, c, alpha, min_effect, paired)
-        t1 = res.top1
-        if t1[0] is not None and t1[1] is not None and t1[0] - t1[1] > top1_tolerance:
-            problems.append(f"top-1 fell {t1[0] - t1[1]:.2f} points ({t1[0]:.2f} -> {t1[1]:.2f})")
-        if problems:
-            res.verdict, res.why = "regression", "; ".join(problems)
-        else:
-            if notes and notes[0].startswith("faster"):
-                res.verdict = "improvement"
-            res.why = "; ".join(notes)
-        out.append(res)
+        out.extend(_judge_case(name, b, c, options, differences))
     return out

@@ -8,7 +8,7 @@ those this module gives, with the 95% intervals of :mod:`harness.measure.interva
 * per backend, harness / expert (1.00x: the harness runs the framework as fast as its own examples do);
 * per pair of backends at the same precision, the cross-framework ratio as harness measures it and as the plain
   loops measure it, and how far apart the two are: per round (harness other / reference) / (expert other /
-  reference), its median with an interval over the rounds, as a difference in %;
+  reference), its geometric mean with an interval over the rounds, as a difference in %;
 * beside them, the ratio the report computes from its own records for that pair
   (:func:`harness.results.tables.backend_ratios`).
 """
@@ -34,8 +34,8 @@ SCHEMA = "harness.fairness/1"
 NOTE = ("From the fairness benchmark (benchmarks/fairness/run.py): for each backend, `harness run` and a plain "
         "training loop written the way that framework's own examples write it, over a model implementation that is "
         "not harness's, with the same shapes, optimizer, loss and precision, alternated in fresh processes. Every "
-        "ratio is paired by round (the median of the per-round ratios, with its 95% interval over the rounds), so "
-        "that the machine's drift between rounds cancels. "
+        "ratio is paired by round (the geometric mean of the per-round ratios, with its 95% interval over the "
+        "rounds), so that the machine's drift between rounds cancels. "
         "harness / plain loop near 1.00x: the harness runs that framework as fast as its own examples do. A "
         "cross-framework ratio is as fair as its two backends' harness / plain loop ratios are alike: 'harness vs "
         "plain loops' is how far the harness's ratio is from the plain loops' (per round, with its 95% interval "
@@ -109,9 +109,9 @@ def _gap(other: dict[str, Any], ref: dict[str, Any]) -> str:
 
 
 def _ratio(a: list[float], b: list[float]) -> str:
-    """``a / b`` paired by round: the median of the per-round ratios with a t interval over their logs. Each round
-    measures both sides back to back, so a machine whose speed drifts between rounds (a shared VM) moves both and
-    the pairing takes the drift out; the ratio of the two sides' medians would keep it."""
+    """``a / b`` paired by round: the geometric mean of the per-round ratios with a t interval over their logs. Each
+    round measures both sides back to back, so a machine whose speed drifts between rounds (a shared VM) moves both and
+    the pairing takes the drift out; the ratio of the two sides' geometric means would keep it."""
     est = rate([x / y for x, y in zip(a, b, strict=False)]) if len(a) == len(b) else ratio(a, b)
     return ratio_text(est) if est is not None else ""
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import pandas as pd
 
+from harness.config import has_accuracy
 from harness.results.case_rules import IDENTITY_EXCLUDED, data_ceiling, identity_key, pipeline_rates
 from harness.results.records import get
 
-__all__ = ["METRIC_ROWS", "ACCURACY", "records_frame"]
+__all__ = ["METRIC_ROWS", "ACCURACY", "LEARNED", "records_frame"]
 
 # (row label, column in the frame, format)
 
@@ -37,6 +38,9 @@ METRIC_ROWS = (
     ("peak device memory (MiB)", "device_peak_mib", "{:.0f}"),
 )
 ACCURACY = {"eval_top1", "eval_top5"}
+#: Columns that mean something only where the labels can be learned (:func:`harness.config.has_accuracy`): every
+#: reader of the frame gets None for them on synthetic data, so no report shows them as a result.
+LEARNED = ("eval_top1", "eval_top5", "train_loss_last")
 
 
 def _pct(share: Any) -> float | None:
@@ -93,5 +97,8 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         row["data_rates"] = pipeline_rates(m)
         for key, value in (cfg.get("settings") or {}).items():
             row[f"cfg.{key}"] = tuple(value) if isinstance(value, list) else value
+        if row["kind"] == "measured" and not has_accuracy(cfg.get("settings") or {}):  # random labels: no top-1 or
+            # loss is a result (a published record's numbers are the paper's, on ImageNet)
+            row.update(dict.fromkeys(LEARNED))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -13,6 +13,7 @@ older layout. A results folder that cannot be written to gets an index in memory
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import sqlite3
 import sys
@@ -22,9 +23,10 @@ from typing import Any
 
 import pandas as pd
 
+from harness.config import has_accuracy
 from harness.errors import HarnessError
 from harness.measure.intervals import mean_ci, rate
-from harness.results.case_rules import representative
+from harness.results.case_rules import identity_differences, identity_key, representative
 from harness.results.records import RESULTS_FILE, get, read_records
 
 __all__ = ["DB_NAME", "open_index", "refresh", "history_frame", "render_history"]
@@ -33,12 +35,14 @@ DB_NAME = ".history.sqlite"
 #: The index's layout; an index of another layout (or of another tool: user_version 0) is rebuilt. HIS2: a case's
 #: images/s is its representative measurement's (:func:`harness.results.case_rules.representative`), so an index of
 #: HIS1, which took an inference case's framework evaluation for it, is read again.
-LAYOUT = 0x48495332  # "HIS2"
+#: HIS3 adds each record's identity (:func:`harness.results.case_rules.identity_key`), so history can show where two
+#: runs of a case differ in settings, and leaves top-1 out for synthetic data.
+LAYOUT = 0x48495333  # "HIS3"
 
 #: Record fields the index keeps, in column order (all text or numbers).
 COLUMNS = ("suite", "run_id", "case_name", "repeat", "status", "reason", "started_at", "duration_s",
            "images_per_s", "measure", "top1", "model", "backend", "device", "harness_version", "git_commit",
-           "framework", "framework_version")
+           "framework", "framework_version", "identity")
 
 _DDL = f"""
 CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL);
@@ -55,10 +59,12 @@ def _row(path: str, line: int, rec: dict[str, Any]) -> tuple[Any, ...]:
     top1 = get(m, "eval", "top1")
     if top1 is None:
         top1 = get(m, "inference", "accuracy", "top1")
+    if not has_accuracy(cfg.get("settings") or {}):
+        top1 = None  # random labels: a top-1 means nothing (the one rule, harness.config.has_accuracy)
     return (path, line, rec.get("suite"), rec.get("run_id"), rec.get("case"), rec.get("repeat", 0),
             rec.get("status"), rec.get("reason"), rec.get("started_at"), rec.get("duration_s"), ips, what, top1,
             cfg.get("model"), cfg.get("backend"), cfg.get("device"), env.get("harness_version"),
-            env.get("git_commit"), env.get("framework"), env.get("framework_version"))
+            env.get("git_commit"), env.get("framework"), env.get("framework_version"), identity_key(cfg))
 
 
 def _valid(con: sqlite3.Connection) -> bool:
@@ -163,14 +169,14 @@ def _one_run(g: pd.DataFrame) -> dict[str, Any]:
         "ci_low": est.lo if est else None, "ci_high": est.hi if est else None,
         "measure": _joined(ok["measure"]), "top1": acc.value if acc else None,
         **{k: _joined(latest[k]) for k in ("model", "backend", "device", "harness_version", "git_commit",
-                                           "framework", "framework_version")},
+                                           "framework", "framework_version", "identity")},
     }
 
 
 #: Columns of :func:`history_frame`, in order.
 FRAME_COLUMNS = ("case", "suite", "run_id", "date", "status", "reason", "runs", "images_per_s", "ci_low", "ci_high",
                  "measure", "top1", "model", "backend", "device", "harness_version", "git_commit", "framework",
-                 "framework_version", "path")
+                 "framework_version", "identity", "path")
 
 
 def history_frame(results: str | os.PathLike[str] = "results", pattern: str | None = None) -> pd.DataFrame:
@@ -202,6 +208,19 @@ def _fmt(value: Any, spec: str) -> str:
     return "" if value is None or pd.isna(value) else spec.format(value)
 
 
+def _changes(before: Any, now: Any) -> str:
+    """What differs between two runs of a case: its settings (identity) and the framework's version."""
+    out = []
+    if before.identity != now.identity:
+        try:
+            out += identity_differences(json.loads(before.identity), json.loads(now.identity), ("before", "now"))
+        except (TypeError, ValueError):  # a run whose repetitions disagree, or an index row without one
+            out.append("settings differ")
+    if before.framework_version != now.framework_version:
+        out.append(f"framework {before.framework_version} -> {now.framework_version}")
+    return "; ".join(out)
+
+
 def render_history(df: pd.DataFrame) -> str:
     """Per case, a table of its runs: date, run, status, images/s (with the 95% interval of repetitions), top-1
     and the harness, framework and git versions."""
@@ -211,7 +230,10 @@ def render_history(df: pd.DataFrame) -> str:
     for case, g in df.groupby("case", sort=True):
         rows = []
         r: Any  # a row of the frame: its columns as attributes
+        before: Any = None
         for r in g.itertuples(index=False):
+            changed = _changes(before, r) if before is not None else ""
+            before = r
             ips = _fmt(r.images_per_s, "{:.1f}")
             if ips and r.ci_low is not None and not pd.isna(r.ci_low):
                 ips += f" [{r.ci_low:.1f}, {r.ci_high:.1f}]"
@@ -222,6 +244,7 @@ def render_history(df: pd.DataFrame) -> str:
                 "runs": r.runs, "top-1 %": _fmt(r.top1, "{:.2f}"), "harness": r.harness_version or "",
                 "framework": " ".join(filter(None, [r.framework, r.framework_version])),
                 "git": (r.git_commit or "")[:12] + ("+dirty" if (r.git_commit or "").endswith("+dirty") else ""),
+                "changed since the run before": changed,
             })
         out.append(f"## {case}\n\n" + tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
     return "\n\n".join(out) + "\n"

@@ -37,18 +37,22 @@ from harness.results.tables import (
     split_frame,
 )
 from harness.results.trajectories import trajectory_section
+from harness.results.verdicts import differing_settings, plain_verdicts
 
 __all__ = ["render_html"]
 
 
 def _model_section(page: Page, records: list[dict[str, Any]], model: str, group: pd.DataFrame) -> None:
     page.add(f'<h2 id="model-{escape(model)}">{escape(model)}</h2>')
+    differ = differing_settings(group)
+    if differ:
+        page.note(escape(f"Settings that differ between the columns: {'; '.join(differ)}."))
     page.add(html_table(model_table(group), index=True, table_id=f"table-{escape(model)}"))
     ips = config_estimates(group, "train_images_per_s")
     if not ips.empty:
         single = estimate_chart(page, ips, f"{escape(model)}: train throughput by backend and device", "images/s",
                                  "{:.1f}")
-        page.note(interval_note(single, "the median images/s"))
+        page.note(interval_note(single, "the geometric mean of the runs' images/s"))
     top1 = config_estimates(group, "eval_top1")
     if not top1.empty:
         single = estimate_chart(page, top1, f"{escape(model)}: top-1 over seeds and repetitions", "top-1 %",
@@ -125,6 +129,9 @@ def render_html(records: Iterable[dict[str, Any]], title: str = "harness report"
               f"{int((measured['status'] == 'ok').sum())} ok, {int((measured['status'] == 'failed').sum())} failed, "
               f"{int((measured['status'] == 'skipped').sum())} skipped; {len(refs)} published reference figure "
               f"record(s). Made by harness {escape(__version__)}. Click a column header to sort a table.")
+    answer = plain_verdicts(ok)
+    if answer:
+        page.add('<p id="answer"><strong>The answer.</strong> ' + escape(" ".join(answer)) + "</p>")
     for model, group in ok.groupby("model", sort=True):
         _model_section(page, records, str(model), group)
     trajectory_section(page, trajectories)
@@ -137,9 +144,9 @@ def render_html(records: Iterable[dict[str, Any]], title: str = "harness report"
     ratios = backend_ratios(ok)
     if ratios is not None and not ratios.empty:
         page.heading(2, "Backends side by side")
-        page.note("Other backend / reference backend (torch where present), measured in the same run: medians over "
-                  "each side's runs with the 95% confidence interval of the ratio; a ratio of single runs has none and "
-                  "says so, an interval that holds 1.00x is no measurable difference.")
+        page.note("Other backend / reference backend (torch where present), measured in the same run: geometric "
+                  "means over each side's runs with the 95% confidence interval of the ratio; a ratio of single runs "
+                  "has none and says so, an interval that holds 1.00x is no measurable difference.")
         page.add(html_table(ratios, table_id="ratios"))
     if fairness:
         page.heading(2, "How fair are the ratios")
@@ -153,13 +160,13 @@ def render_html(records: Iterable[dict[str, Any]], title: str = "harness report"
     matrix = comparison_matrix(ok)
     if not matrix.empty:
         page.heading(2, "Comparison matrix")
-        page.note("Every model x backend x device over its runs (median, or mean for top-1, with the 95% "
+        page.note("Every model x backend x device over its runs (geometric mean, or mean for top-1, with the 95% "
                   "interval); backend ratio: ÷ PyTorch on the same device; device ratio: ÷ the same backend on the "
                   "first device present (ascend, gpu, cpu).")
         page.add(html_table(matrix, table_id="matrix"))
     if not refs.empty:
         page.heading(2, "Measured beside published")
-        page.note("Each cell: measured (median of the runs, mean for accuracy, with its 95% interval) · "
+        page.note("Each cell: measured (geometric mean of the runs, mean for accuracy, with its 95% interval) · "
                   "pub(lished) · Δ (measured - published, % of published). '— · pub' has no measured counterpart "
                   "in these runs.")
         for model, files, table in published_frames(ok, refs):

@@ -10,8 +10,9 @@ stamped (``time_ms``) with the time the run measured, never the time of the expo
   metadata) and ``submission_benchmark`` (the model);
 * hyperparameters: ``global_batch_size``, ``opt_name``, ``opt_base_learning_rate``, ``opt_weight_decay``,
   ``opt_learning_rate_warmup_epochs``, ``seed``, ``train_samples``, ``eval_samples``;
-* ``epoch_start``/``epoch_stop`` per epoch (``metadata.epoch_num``), ``eval_accuracy`` (top-1 as a fraction, with
-  ``epoch_num``) after each evaluation, and ``throughput`` (a key of this harness: images/s) after training.
+* ``epoch_start``/``epoch_stop`` per epoch (``metadata.epoch_num``), ``eval_accuracy`` (top-1 as a fraction, top-5 in
+  its metadata as a fraction too, with the ``epoch_num`` of the last ``epoch_stop``; none for synthetic labels) after
+  each evaluation, and ``throughput`` (a key of this harness: images/s) after training.
 
 What a record holds is the case's start and duration, every timed step's seconds, the first step's and each
 evaluation's time since training began (time-to-accuracy runs). Epoch boundaries are therefore derived: training
@@ -29,7 +30,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from harness.config import case_slug
+from harness.config import case_slug, has_accuracy
 from harness.errors import HarnessError
 from harness.results.case_rules import representative
 from harness.results.records import RESULTS_FILE, read_records
@@ -136,6 +137,7 @@ def _events(log: Any, c: Any, record: dict[str, Any]) -> None:
     steps = _step_times(record)
     per_epoch = int(train.get("steps_per_epoch") or 0)
     t = t_train
+    last_epoch = max(math.ceil(len(steps) / per_epoch) - 1, 0) if steps and per_epoch else 0
     if steps and per_epoch:
         for e in range(math.ceil(len(steps) / per_epoch)):
             part = steps[e * per_epoch:(e + 1) * per_epoch]
@@ -154,11 +156,12 @@ def _events(log: Any, c: Any, record: dict[str, Any]) -> None:
         if p50 is not None:
             meta["ms_per_step_p50"] = p50
         log.event(key=THROUGHPUT_KEY, value=ips, time_ms=_ms(min(t, t_end)), metadata=meta)
-    if ev.get("top1") is not None and not evaluations:
+    if ev.get("top1") is not None and not evaluations and has_accuracy(s):  # synthetic labels: no accuracy
         eval_s = float(ev.get("first_step_s") or 0.0) + sum(
             float(x) for x in (record.get("samples") or {}).get("eval_step_s") or [] if isinstance(x, (int, float)))
         log.event(key=c.EVAL_ACCURACY, value=ev["top1"] / 100.0, time_ms=_ms(min(t + eval_s, t_end)),
-                  metadata={c.EPOCH_NUM: train.get("epochs", 0), "top5": ev.get("top5"), "time_basis": basis})
+                  metadata={c.EPOCH_NUM: last_epoch, "top5": None if ev.get("top5") is None else ev["top5"] / 100.0,
+                            "time_basis": basis})  # the epoch its epoch_stop names; top-5 a fraction like top-1
     ok = record.get("status") == "ok"
     log.end(key=c.RUN_STOP, time_ms=_ms(t_end),
             metadata={c.STATUS: c.SUCCESS if ok else c.ABORTED, "harness_status": record.get("status"),

@@ -32,7 +32,7 @@ def _hardware(row: pd.Series) -> tuple[Any, ...]:
 
 def _measured(rows: list[pd.Series], col: str) -> Estimate | None:
     """The measured value of ``col`` for one table column: every run (repetitions, seeds) of the first
-    configuration that has it, as a median with its interval (accuracy: a mean over seeds)."""
+    configuration that has it, as a geometric mean with its interval (accuracy: a mean over seeds)."""
     from harness.measure.intervals import mean_ci, rate
 
     usable = [r for r in rows if r.get(col) is not None and pd.notna(r.get(col))
@@ -50,7 +50,7 @@ def fmt_value(fmt: str, v: Any) -> str:
 
 def published_frames(measured: pd.DataFrame, refs: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     """Per model with published figures: ``(model, its seed files, table)``, the table's rows the published metrics
-    and its columns the hardware, each cell measured (every run of a configuration: median or mean with its 95%
+    and its columns the hardware, each cell measured (every run of a configuration: geometric mean or mean with its 95%
     interval) beside published, with the difference and the interval of that difference."""
     out: list[tuple[str, str, pd.DataFrame]] = []
     for model, pub in refs.groupby("model", sort=True):

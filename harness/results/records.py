@@ -64,7 +64,7 @@ _SHAPES = {"metrics": dict, "samples": dict, "env": dict, "noise": dict, "repeat
            "reason": str, "run_id": str, "config.settings": dict, "config.variant": dict, "config.model": str,
            "config.backend": str, "config.device": str, "metrics.train.energy": dict, "metrics.eval.energy": dict,
            "metrics.train.flops": dict, "metrics.train.profile": dict, "metrics.train.profile.categories": dict,
-           "metrics.train.profile.top_ops": list}
+           "metrics.train.profile.top_ops": list, "selection": list}
 #: Leaves of ``metrics`` that reports read as numbers.
 _NUMBERS = frozenset({"images_per_s", "timed_steps", "first_step_s", "loss_last", "top1", "top5", "time_s",
                       "total_time_s", "p50", "p90", "p99", "mean", "std", "min", "max", "host_peak_bytes",

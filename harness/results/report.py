@@ -31,8 +31,9 @@ from harness.results.tables import (
     scaling_efficiency,
     split_frame,
 )
+from harness.results.verdicts import differing_settings, plain_verdicts
 
-__all__ = ["render_markdown"]
+__all__ = ["render_markdown", "answer_lines"]
 
 
 def _one_per_config(ok: pd.DataFrame) -> pd.DataFrame:
@@ -47,6 +48,12 @@ def _one_per_config(ok: pd.DataFrame) -> pd.DataFrame:
             row[c] = g[c].median()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def answer_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The plain verdicts (:func:`harness.results.verdicts.plain_verdicts`) of a run's records."""
+    df = records_frame(list(records))
+    return [] if df.empty else plain_verdicts(split_frame(df)[1])
 
 
 def _section(title: str, table: pd.DataFrame | None, text: str | None = None) -> list[str]:
@@ -69,13 +76,19 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
     if df.empty:
         return "\n".join([*out, "No records."]) + "\n"
     df, ok, refs = split_frame(df)
+    answer = plain_verdicts(ok)
+    if answer:
+        out += ["**The answer.** " + " ".join(answer), ""]
     for model, group in ok.groupby("model", sort=True):
-        out += [f"## {model}", "", model_table(group).to_markdown(tablefmt="github", disable_numparse=True), ""]
+        differ = differing_settings(group)
+        out += [f"## {model}", "", *([f"Settings that differ between the columns: {'; '.join(differ)}.", ""]
+                                     if differ else []),
+                model_table(group).to_markdown(tablefmt="github", disable_numparse=True), ""]
     out += profile_section(records)  # where the time goes (profile: true)
     out += _section("Where it ran", environment_table(df[df["kind"] != "reference"]), ENVIRONMENT_NOTE)
     out += _section("Backends side by side", backend_ratios(ok),
                     "Ratios are other backend / reference backend, measured in the same run (> 1: the other is faster "
-                    "for images/s, slower for ms/step): medians over each side's runs, with the 95% confidence "
+                    "for images/s, slower for ms/step): geometric means of each side's runs, with the 95% confidence "
                     "interval of the ratio from the runs (repeats: N; Welch t on the logs). A ratio from one run a "
                     "side has no interval and says so; an interval that holds 1.00x is no measurable difference.")
     if fairness:
@@ -94,21 +107,21 @@ def render_markdown(records: Iterable[dict[str, Any]], title: str = "harness rep
                     "evaluation of the same weights; agreement: images where both give the same top-1 class.")
     out += _section("Comparison matrix", comparison_matrix(ok),
                     "Measured train throughput, step time and top-1 for every model x backend x device over its runs "
-                    "(median, or mean for top-1, with the 95% interval from repetitions and seeds); the backend "
-                    "ratio divides by PyTorch on the same device, the device ratio by the same backend on the first "
-                    "device present (ascend, gpu, cpu order), each with the 95% interval of the ratio; an interval "
-                    "that holds 1.00x is no measurable difference, and a ratio of single runs says so. The data "
-                    "ceiling is the images/s of the backend's input pipeline alone (scenario: data) at the training "
-                    "case's worker count, where the run measured it: training cannot go faster than it. MFU is the "
-                    "analytic training FLOPs (3 x forward, harness.models.flops) per second over the device's peak for "
-                    "the case's precision (harness.measure.peaks); J/image is the device's energy over the timed steps "
-                    "(harness.measure.energy) per image.")
+                    "(geometric mean, or mean for top-1, with the 95% interval from repetitions and seeds); the "
+                    "backend ratio divides by PyTorch on the same device, the device ratio by the same backend on the "
+                    "first device present (ascend, gpu, cpu order), each with the 95% interval of the ratio; an "
+                    "interval that holds 1.00x is no measurable difference, and a ratio of single runs says so. The "
+                    "data ceiling is the images/s of the backend's input pipeline alone (scenario: data) at the "
+                    "training case's worker count, where the run measured it: training cannot go faster than it. MFU "
+                    "is the analytic training FLOPs (3 x forward, harness.models.flops) per second over the device's "
+                    "peak for the case's precision (harness.measure.peaks); J/image is the device's energy over the "
+                    "timed steps (harness.measure.energy) per image.")
     if not refs.empty:
         out += ["## Measured beside published", "",
-                ("Each cell: measured (median of the runs, mean for accuracy, with its 95% interval) · pub(lished) · "
-                 "Δ (measured - published, % of published, with the measurement's 95% interval: a published figure "
-                 "comes with none). A cell with only '— · pub' has no measured counterpart in these runs (same "
-                 "backend, device kind and device count)."),
+                ("Each cell: measured (geometric mean of the runs, mean for accuracy, with its 95% interval) · "
+                 "pub(lished) · Δ (measured - published, % of published, with the measurement's 95% interval: a "
+                 "published figure comes with none). A cell with only '— · pub' has no measured counterpart in these "
+                 "runs (same backend, device kind and device count)."),
                 ""]
         out += published_tables(ok, refs)
     one = _one_per_config(ok)

@@ -5,7 +5,8 @@ Per model one table of metric rows x one column per configuration (:func:`model_
 side (:func:`backend_ratios`); the comparison matrix of every model x backend x device with backend and device
 ratios (:func:`comparison_matrix`); a metric's estimate per configuration (:func:`config_estimates`); scaling
 efficiency (:func:`scaling_efficiency`) and the inference table (:func:`inference_table`). Each number over a
-configuration's runs is a median (rates) or mean (accuracy) with its 95% interval (:mod:`harness.measure.intervals`).
+configuration's runs is a geometric mean (rates) or mean (accuracy) with its 95% interval
+(:mod:`harness.measure.intervals`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ __all__ = ["ENVIRONMENT_NOTE", "environment_table", "RATES", "backend_ratios", "
            "split_frame"]
 
 
-#: Columns that are rates (their runs' spread is multiplicative: median and a log-scale interval).
+#: Columns that are rates (their runs' spread is multiplicative: geometric mean and a log-scale interval).
 RATES = {"train_images_per_s", "eval_images_per_s", "infer_images_per_s", "data_images_per_s"}
 
 
@@ -42,10 +43,12 @@ def _column_label(row: pd.Series, multi_run: bool) -> str:
 
 
 def _ratio_cell(a: pd.Series, b: pd.Series, fmt: str) -> str:
-    """``a / b`` of two configurations' per-run values: medians, the ratio and its 95% interval, and whether it is
-    a measurable difference at all."""
-    est = ratio(list(a), list(b))
-    return f"{fmt.format(a.median())} / {fmt.format(b.median())} = {ratio_text(est)}" if est is not None else ""
+    """``a / b`` of two configurations' per-run values: geometric means, their ratio and its 95% interval, and
+    whether it is a measurable difference at all."""
+    est, ga, gb = ratio(list(a), list(b)), rate(list(a)), rate(list(b))
+    if est is None or ga is None or gb is None:
+        return ""
+    return f"{fmt.format(ga.value)} / {fmt.format(gb.value)} = {ratio_text(est)}"
 
 
 def reference_backend(backends: Iterable[str]) -> str:
@@ -81,8 +84,8 @@ def backend_ratios(ok: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _cell(col: str, fmt: str, values: pd.Series) -> str:
-    """One metric over a configuration's runs: rates as median [95% CI], accuracy as mean [95% CI] over its seeds
-    and repetitions, anything else as the median."""
+    """One metric over a configuration's runs: rates as geometric mean [95% CI], accuracy as mean [95% CI] over its
+    seeds and repetitions, anything else as the median."""
     values = values.dropna()
     if values.empty:
         return ""
@@ -93,8 +96,8 @@ def _cell(col: str, fmt: str, values: pd.Series) -> str:
 
 
 def _estimate(col: str, values: pd.Series) -> Estimate | None:
-    """An accuracy's mean or a rate's median over a configuration's runs with its 95% interval (none from a single
-    run); None for any other metric or without values."""
+    """An accuracy's mean or a rate's geometric mean over a configuration's runs with its 95% interval (none from a
+    single run); None for any other metric or without values."""
     present = list(values.dropna())
     return mean_ci(present) if col in ACCURACY else rate(present) if col in RATES else None
 
@@ -119,14 +122,12 @@ def _configurations(ok: pd.DataFrame) -> Iterator[tuple[tuple[str, str, str], di
 
 def config_estimates(ok: pd.DataFrame, col: str = "train_images_per_s") -> pd.DataFrame:
     """One row per configuration of each model, variant and run (the comparison matrix's rows) with ``col`` over its
-    runs: ``value`` (a rate's median, an accuracy's mean), ``lo``/``hi`` its 95% interval (None from a single run)
-    and ``n`` the runs it rests on; accuracy only where the data can be learned."""
+    runs: ``value`` (a rate's geometric mean, an accuracy's mean), ``lo``/``hi`` its 95% interval (None from a single
+    run) and ``n`` the runs it rests on; accuracy only where the data can be learned."""
     rows = []
     for (model, variant, run), configs in (_configurations(ok) if not ok.empty else ()):
         for (backend, device, n), runs in configs.items():
-            if col in ACCURACY and not has_accuracy({"data": runs.iloc[0].get("cfg.data")}):
-                continue
-            est = _estimate(col, runs[col])
+            est = _estimate(col, runs[col])  # (None for top-1 on synthetic data: records_frame blanks it)
             if est is not None:
                 rows.append({"model": model, "variant": variant, "run_id": run, "backend": backend, "device": device,
                              "devices": n, "value": est.value, "lo": est.lo, "hi": est.hi, "n": est.n})
@@ -146,7 +147,7 @@ def _ceiling(feeds: pd.DataFrame, train: pd.Series) -> str:
 
 def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
     """Model x backend x device (every run of each configuration: repetitions and seeds): images/s, ms/step and
-    top-1 as median or mean with their 95% intervals, the backend ratio (÷ PyTorch on the same device) and the
+    top-1 as geometric mean or mean with their 95% intervals, the backend ratio (÷ PyTorch on the same device) and the
     device ratio (÷ the same backend on the first device present, ascend, gpu, cpu order), each with the interval
     of the ratio from the runs (:func:`harness.measure.intervals.ratio`)."""
     if ok.empty:
@@ -161,7 +162,6 @@ def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
             torch_here = ips.get(("torch", device, n), pd.Series(dtype=float))
             backend_ratio = ratio(list(mine), list(torch_here)) if backend != "torch" else None
             device_ratio = ratio(list(mine), list(ips[(backend, ref_dev, n)])) if ref_dev != device else None
-            data = runs.iloc[0].get("cfg.data")
             rows.append({
                 "model": model, "variant": variant or "-", "backend": backend, "device": device + (f" ×{n}" if n > 1
                                                                                                  else ""),
@@ -169,7 +169,7 @@ def comparison_matrix(ok: pd.DataFrame) -> pd.DataFrame:
                 "ms/step p50": _cell("train_ms_p50", "{:.1f}", runs["train_ms_p50"]),
                 "MFU (%)": _cell("train_mfu_pct", "{:.1f}", runs.get("train_mfu_pct", pd.Series(dtype=float))),
                 "J/image": _cell("train_j_per_image", "{:.3g}", runs.get("train_j_per_image", pd.Series(dtype=float))),
-                "top-1 (%)": _cell("eval_top1", "{:.2f}", runs["eval_top1"]) if has_accuracy({"data": data}) else "",
+                "top-1 (%)": _cell("eval_top1", "{:.2f}", runs["eval_top1"]),
                 "backend ratio (÷ torch)": ratio_text(backend_ratio) if backend_ratio else "",
                 "device ratio": f"{ratio_text(device_ratio)} vs {ref_dev}" if device_ratio else "",
                 "data ceiling images/s": _ceiling(feeds[(feeds["model"] == model) & (feeds["backend"] == backend)
@@ -254,8 +254,7 @@ def model_table(group: pd.DataFrame) -> pd.DataFrame:
             opt = recipe = None
         cells = [(f"{opt}" if isinstance(opt, str) else "") + (f" ({recipe})" if isinstance(recipe, str) else "")]
         for _label, col, fmt in METRIC_ROWS:
-            accuracy_means_nothing = col in ACCURACY and not has_accuracy({"data": row.get("cfg.data")})
-            cells.append("" if accuracy_means_nothing else _cell(col, fmt, runs[col]))
+            cells.append(_cell(col, fmt, runs[col]))  # (top-1 and loss on synthetic data: None, records_frame)
         unstable = runs[runs["unstable"]]
         cells.append(str(len(runs)) if len(runs) > 1 else "")
         cells.append(f"{len(unstable)} of {len(runs)}: {unstable['noise_reasons'].iloc[0]}" if len(unstable)
@@ -267,7 +266,7 @@ def model_table(group: pd.DataFrame) -> pd.DataFrame:
         if label in columns:  # never let two configurations share (and overwrite) a column
             label += f"<br>{row['case']}"
         columns[label] = cells
-    index = ["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS), "runs (median [95% CI])",
+    index = ["optimizer (recipe)", *(label for label, _, _ in METRIC_ROWS), "runs (geometric mean [95% CI])",
              "UNSTABLE", "INPUT-BOUND"]
     table = pd.DataFrame(columns, index=index)
     return table[(table != "").any(axis=1)]

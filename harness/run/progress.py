@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO, TypeVar
 
+from harness.config import has_accuracy
+from harness.results.records import get
+
 __all__ = ["Display", "summary"]
 
 T = TypeVar("T")
@@ -141,7 +144,8 @@ def summary(record: dict[str, Any]) -> str:
     parts = ["ok"]
     if "train" in m:
         parts.append(f"{m['train']['images_per_s']:.1f} img/s train, {m['train']['ms_per_step']['p50']:.1f} ms/step")
-    if "eval" in m:
+    learned = has_accuracy(get(record, "config", "settings") or {})  # random labels: no top-1 to show
+    if "eval" in m and learned:
         parts.append(f"top-1 {m['eval']['top1']:.1f}%")
     inf = m.get("inference", {})
     if "latency_ms" in inf:
@@ -149,7 +153,7 @@ def summary(record: dict[str, Any]) -> str:
     if inf.get("throughput"):
         t = inf["throughput"][-1]
         parts.append(f"{t['images_per_s']:.1f} img/s at batch {t['batch_size']}")
-    if "accuracy" in inf:
+    if "accuracy" in inf and learned:
         parts.append(f"{inf['runtime']} top-1 {inf['accuracy']['top1']:.1f}%")
     for r in m.get("train", {}).get("resumed", []):
         parts.append(f"resumed from the checkpoint of step {r['step']}")

@@ -183,6 +183,7 @@ def run_suite(suite: Suite, results_root: str | os.PathLike[str] = "results", ru
             "env": {**host, "load_avg_1m": checks.get("load_avg_1m"), "host_checks": checks, "backend": case.backend,
                     "device": case.device, **result.get("env", {})},
             "log": str((case_dir / "case.log").relative_to(run_dir)),
+            **({"selection": list(suite.selection)} if suite.selection else {}),
         }
         if result["status"] == "failed":
             record["log_tail"] = result.get("rank_log_tail") or log_tail(case_dir / "case.log")

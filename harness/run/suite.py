@@ -64,6 +64,7 @@ class Suite:
     path: str
     description: str
     cases: tuple[Case, ...]
+    selection: tuple[str, ...] = ()  # the --only globs that chose these cases (empty: all); records name them
 
 
 def _expand_env(value: Any, where: str) -> Any:
@@ -316,4 +317,4 @@ def select_cases(suite: Suite, patterns: list[str]) -> Suite:
         names = [c.name for c in suite.cases]
         raise HarnessError(f"{suite.path}: --only {' '.join(patterns)}: no case matches{near(patterns[0], names)} "
                            f"(cases: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''})")
-    return dataclasses.replace(suite, cases=cases)
+    return dataclasses.replace(suite, cases=cases, selection=tuple(patterns))

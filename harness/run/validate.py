@@ -16,7 +16,7 @@ from harness.run.scenarios import SCENARIOS, get_scenario
 __all__ = ["check_case", "check_cases", "runs_scenario", "memory_estimate", "check_memory"]
 
 #: Settings whose values a backend declares under the same key in ``supports``.
-_DECLARED = ("optimizer", "precision", "amp_level", "mode")
+_DECLARED = ("optimizer", "precision", "amp_level", "mode", "jit_level")
 
 
 def _refuse(key: str, value: Any, backend: str, allowed: list[str]) -> HarnessError:

@@ -9,6 +9,8 @@ from mindspore import nn, ops
 
 from harness.config import Case
 
+from .jit import set_level
+
 __all__ = ["make_eval_step"]
 
 
@@ -33,7 +35,7 @@ def make_eval_step(case: Case, net: nn.Cell, device: Any) -> Callable[[Any], tup
     """``step(batch) -> (top1_correct, top5_correct, count)`` on the device. Every eval batch is whole (the last
     one padded with :data:`harness.data.splits.PAD_LABEL` images), so a graph compiles once; only labels >= 0 count."""
     net.set_train(False)
-    topk = _TopK(net, min(5, case.settings.num_classes))
+    topk = set_level(_TopK(net, min(5, case.settings.num_classes)), device)
     topk.set_train(False)
 
     def step(batch: tuple[ms.Tensor, ...]) -> tuple[ms.Tensor, ms.Tensor, ms.Tensor]:

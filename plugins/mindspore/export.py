@@ -15,6 +15,7 @@ from harness.config import Case
 from harness.dist import place
 from harness.errors import HarnessError, Unsupported
 
+from .jit import set_level
 from .models import onnx_stem_pool
 
 __all__ = ["FORMATS", "RUNTIMES", "export_model", "inference_session"]
@@ -144,12 +145,14 @@ def _lite(case: Case, path: str) -> LiteSession:
     return LiteSession(model, f"MindSpore Lite {getattr(mslite, '__version__', '?')} ({target})")
 
 
-def inference_session(case: Case, net: nn.Cell | None, runtime: str, path: str | None) -> Any:
+def inference_session(case: Case, net: nn.Cell | None, device: Any, runtime: str, path: str | None) -> Any:
     mode = "graph" if ms.get_context("mode") == ms.GRAPH_MODE else "pynative"
     if runtime == "graph":
         assert net is not None, "the graph runtime runs the case's model"
         net.set_train(False)  # stays in inference mode: the case trains no further
-        return CellSession(net, f"MindSpore {ms.__version__} Cell ({mode} mode, {ms.get_context('device_target')})")
+        level = f", jit_level {device['jit_level']}" if device.get("jit_level") else ""
+        return CellSession(set_level(net, device), f"MindSpore {ms.__version__} Cell ({mode} mode{level}, "
+                           f"{ms.get_context('device_target')})")
     if runtime == "mindir":
         return CellSession(nn.GraphCell(ms.load(path)),
                            f"MindSpore {ms.__version__} GraphCell from MINDIR ({ms.get_context('device_target')})")

@@ -31,6 +31,7 @@ from .checkpoint import load_checkpoint
 from .data import make_stream
 from .evaluate import make_eval_step
 from .export import FORMATS, RUNTIMES, export_model, inference_session
+from .jit import jit_level
 from .models import BUILDERS, build_model
 from .optim import check_optimizer
 from .profile import profile
@@ -41,8 +42,8 @@ from .train import TrainStep
 #: THOR and mixed precision need GPU or Ascend, AIR export Ascend, the ``lite`` runtime MindSpore Lite.
 SUPPORTS: dict[str, Any] = {"optimizer": ["sgd", "thor"], "precision": ["fp32", "bf16", "fp16"],
                             "amp_level": ["auto", "O0", "O1", "O2", "O3"], "mode": ["default", "graph", "pynative"],
-                            "export": list(FORMATS), "weights": [".ckpt"], "checkpoint": True,
-                            "profile": True}
+                            "jit_level": ["auto", "O0", "O1"], "export": list(FORMATS), "weights": [".ckpt"],
+                            "checkpoint": True, "profile": True}
 
 _TARGET = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 _MODES = {"default": ms.GRAPH_MODE, "graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
@@ -110,7 +111,8 @@ def harness_setup(case: Case) -> dict[str, Any]:
     if s.threads:
         ms.device_context.cpu.op_tuning.threads_num(s.threads)  # the CPU kernels' pool
     ms.set_seed(s.seed)
-    return {"target": target, "device_id": device_id, "mode": "PYNATIVE" if s.mode == "pynative" else "GRAPH"}
+    return {"target": target, "device_id": device_id, "mode": "PYNATIVE" if s.mode == "pynative" else "GRAPH",
+            "jit_level": jit_level(case, target)}
 
 
 @hookimpl
@@ -175,7 +177,7 @@ def harness_export(case: Case, model: nn.Cell, device: Any, fmt: str, path: str,
 @hookimpl
 def harness_inference_session(case: Case, device: Any, model: nn.Cell | None, runtime: str, path: str | None,
                               batch: int) -> Any:
-    return inference_session(case, model, runtime, path)
+    return inference_session(case, model, device, runtime, path)
 
 
 @hookimpl
@@ -232,5 +234,6 @@ def harness_write_checkpoint(weights: dict[str, np.ndarray], path: str) -> str:
 @hookimpl
 def harness_environment(case: Case, device: Any) -> dict[str, Any]:
     # framework, versions and the device's model and count are the core's (from the info and the probe)
-    return {"mindspore_mode": device["mode"], "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    return {"mindspore_mode": device["mode"], "mindspore_jit_level": device["jit_level"],
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
             "mindspore_threads": case.settings.threads}

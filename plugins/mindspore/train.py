@@ -19,6 +19,7 @@ from harness.errors import HarnessError, Unsupported
 from harness.models.weights import check_weights
 
 from .checkpoint import TRAIN_STATE, load_checkpoint
+from .jit import set_level
 from .losses import MultigrainWithLoss, with_loss
 from .optim import device_target, make_optimizer
 from .thor import ThorPhases
@@ -53,6 +54,7 @@ class TrainStep:
             manager = (nn.DynamicLossScaleUpdateCell(loss_scale_value=2.0 ** 16, scale_factor=2, scale_window=2000)
                        if scale == "dynamic" else nn.FixedLossScaleUpdateCell(loss_scale_value=float(scale)))
             self.train_net = nn.TrainOneStepWithLossScaleCell(self.with_loss, self.optimizer, scale_sense=manager)
+        set_level(self.train_net, device)
         self.train_net.set_train(True)
         self.scaled = scale is not None
         self.thor_phase = ThorPhases(self.train_net, s.thor_frequency) if s.optimizer == "thor" else None
