@@ -96,6 +96,36 @@ def test_energy_and_time_to_accuracy_are_judged_over_repetitions_and_top1_by_its
     assert "top1" not in by_metric(compare_runs(synthetic, synthetic))  # random labels: no accuracy to gate
 
 
+def test_the_exported_model_is_held_to_the_baseline_and_to_its_own_framework():
+    def run(export, own):
+        return [record(settings={"scenario": "inference", "data": "tiny"}, samples={"inference_b1_s": steps(1, 1.0)},
+                       metrics={"inference": {"accuracy": {"top1": export, "framework_top1": own}}})]
+    assert by_metric(compare_runs(run(70.0, 70.0), run(69.5, 70.0)))["export_top1"].verdict == "ok"
+    fell = by_metric(compare_runs(run(70.0, 70.0), run(67.0, 67.5)))["export_top1"]
+    assert fell.verdict == "regression" and "top-1 fell 3.00 points" in fell.why
+    behind = by_metric(compare_runs(run(60.0, 70.0), run(60.0, 70.0)))["export_top1"]  # broken in both runs alike
+    assert behind.verdict == "regression" and "10.00 points below the framework's own" in behind.why
+
+
+def test_top1_over_seeds_is_judged_by_the_equivalence_rule_and_the_cases_defer_to_it():
+    def run(mean, run_id):
+        out = []
+        for seed, d in enumerate((-0.3, 0.1, 0.2, -0.1)):
+            r = record(f"c-seed={seed}", {"train_step_s": steps(seed, 1.0)}, settings={"data": "tiny", "seed": seed},
+                       metrics={"eval": {"top1": mean + d}}, run_id=run_id)
+            r["config"]["variant"] = {"seed": seed}
+            out.append(r)
+        return out
+    same = compare_runs(run(70.0, "a"), run(70.1, "b"))
+    (seeds,) = [r for r in same if r.metric == "top1_seeds"]
+    assert seeds.verdict == "ok" and seeds.basis == "equivalence" and "equivalent" in seeds.why
+    assert {r.verdict for r in same if r.metric == "top1"} == {"not judged"}  # one rule: over the seeds
+    worse = compare_runs(run(70.0, "a"), run(66.0, "b"))
+    (seeds,) = [r for r in worse if r.metric == "top1_seeds"]
+    assert seeds.verdict == "regression" and seeds.change == pytest.approx(-4.0)
+    assert [r.metric for r in compare_runs(run(70.0, "a"), run(66.0, "b"), metrics=["top1_seeds"])] == ["top1_seeds"]
+
+
 def test_metrics_chooses_what_is_gated_and_an_unknown_one_is_refused(tmp_path, capsys):
     base, slow = _inference_runs(1.0, 0), _inference_runs(1.3, 200)
     rows = compare_runs(base, slow, metrics=["inference_b8"])

@@ -48,18 +48,15 @@ def parity(model: str):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_eval_logits_loss_and_bn_statistics_agree(model):
+def test_eval_logits_loss_bn_statistics_and_one_step_update_agree(model):
+    """One comparison per model (each is two framework processes; a test per check would run it again on another
+    xdist worker)."""
     r = parity(model)
     assert r.logits_max_abs <= TOL, r
     assert r.loss_abs <= TOL, r
     assert r.running_stats_max_abs <= TOL, r  # BN momentum convention (torch 0.1 == mindspore 0.9)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("model", [m for m in sorted(MODELS) if m not in ILL_CONDITIONED])
-def test_one_step_update_agrees(model):
-    r = parity(model)  # the same update: nesterov, weight-decay groups, label smoothing, schedule
-    assert r.update_rel_max <= UPDATE_REL_TOL, r
+    if model not in ILL_CONDITIONED:  # the same update: nesterov, weight-decay groups, label smoothing, schedule
+        assert r.update_rel_max <= UPDATE_REL_TOL, r
 
 
 def ulp_sensitivity(model: str, batch_size: int = 4, trials: int = 4) -> float:
@@ -102,7 +99,7 @@ def ulp_sensitivity(model: str, batch_size: int = 4, trials: int = 4) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ILL_CONDITIONED)
-def test_update_gap_within_float32_conditioning(model):
+def test_update_gap_within_float32_conditioning(model):  # (its parity comparison runs again here: one model)
     sensitivity = ulp_sensitivity(model)
     # still ill-conditioned (else move the model back to the strict test): 10x a well-conditioned one
     assert sensitivity > 10 * ulp_sensitivity("gluon_resnet50_v1b")

@@ -40,7 +40,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     options = {"alpha": args.alpha, "min_effect": args.min_effect, "top1_tolerance": args.top1_tolerance,
                "memory_tolerance": args.memory_tolerance, "paired": args.paired, "metrics": metrics,
                "only": args.only}
-    results = compare_runs(runs[0], runs[1], allow_different_settings=args.allow_different_settings, **options)
+    results = compare_runs(runs[0], runs[1], allow_different_settings=args.allow_different_settings, margin=margin,
+                           **options)
     text = render_comparison(results, args.alpha, args.min_effect, args.top1_tolerance,
                              runs_equivalence(runs[0], runs[1], margin), args.memory_tolerance)
     if hosts:
@@ -88,7 +89,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--store", help="where baselines live (default $HARNESS_BASELINES, else ./baselines)")
     p.add_argument("--metrics", help="comma-separated metrics to gate (default: every metric a case measured): "
                    "train, eval, inference_b<N>, latency_p50, latency_p99, data_w<N>, time_to_accuracy, energy, "
-                   "memory_host, memory_device, top1, export_top1")
+                   "memory_host, memory_device, top1, top1_seeds, export_top1")
     p.add_argument("--only", action="append", metavar="GLOB", help="compare only cases whose name matches; "
                    "repeatable")
     p.add_argument("--paired", action="store_true",

@@ -35,6 +35,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.measure.intervals import Estimate, rate, ratio
 from harness.results.case_rules import identity_differences
+from harness.results.equivalence import MARGIN
 from harness.results.gate_metrics import UNITS, Observation, metric_kind, observations
 from harness.results.gate_runs import by_case, check_paired, selected, stable
 from harness.results.significance import mann_whitney_greater, paired_slower, welch_slower
@@ -166,7 +167,7 @@ def _judge_timing(res: CaseComparison, b: list[Observation], c: list[Observation
     if p[0] < alpha and res.change >= min_effect:
         res.verdict, res.why = "regression", f"worse by {100 * res.change:.1f}% (p = {p[0]:.2g})"
     elif p[1] < alpha and -res.change >= min_effect:
-        res.verdict, res.why = "improvement", f"better by {-100 * res.change:.1f}% (p = {p[1]:.2g})"
+        res.verdict, res.why = "improvement", f"better by {-100 * res.change:.1f}% (p = {p[1]:.2g} for H1: better)"
     else:
         hi = res.change_ci[1] if res.change_ci is not None else None
         wide = (f"; its 95% interval reaches {100 * hi:+.0f}%, so a {100 * min_effect:g}% slowdown is not ruled out: "
@@ -191,9 +192,15 @@ def _judge_tolerance(res: CaseComparison, b: list[Observation], c: list[Observat
     res.statistic = "mean of the runs"
     res.baseline, res.current = float(np.mean(vb)), float(np.mean(vc))
     res.change = res.current - res.baseline  # in points
+    own = [o.own for o in c if o.own is not None]
+    behind = float(np.mean(own)) - res.current if own else None  # the export against its own framework
     if -res.change > top1_tolerance:
         res.verdict = "regression"
         res.why = f"top-1 fell {-res.change:.2f} points ({res.baseline:.2f} -> {res.current:.2f})"
+    elif behind is not None and behind > top1_tolerance:
+        res.verdict = "regression"
+        res.why = (f"the exported model's top-1 is {behind:.2f} points below the framework's own of the same "
+                   f"weights ({res.current:.2f} vs {res.current + behind:.2f})")
     else:
         res.why = f"{res.change:+.2f} points (tolerance {top1_tolerance:g})"
 
@@ -206,6 +213,8 @@ def _judge_case(name: str, b: list[dict[str, Any]], c: list[dict[str, Any]], opt
     wanted = options["metrics"]
     rows = []
     for metric in (wanted if wanted is not None else common):
+        if metric == "top1_seeds":  # over a configuration's cases, not one case's (_over_seeds)
+            continue
         res = CaseComparison(name, "ok", "", metric=metric, differences=differences)
         if metric not in common:
             res.verdict, res.why = "not judged", "not measured in both runs"
@@ -224,7 +233,8 @@ def _judge_case(name: str, b: list[dict[str, Any]], c: list[dict[str, Any]], opt
 def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], alpha: float = ALPHA,
                  min_effect: float = MIN_EFFECT, top1_tolerance: float = TOP1_TOLERANCE,
                  allow_different_settings: bool = False, paired: bool = False, metrics: list[str] | None = None,
-                 memory_tolerance: float = MEMORY_TOLERANCE, only: list[str] | None = None) -> list[CaseComparison]:
+                 memory_tolerance: float = MEMORY_TOLERANCE, only: list[str] | None = None,
+                 margin: float = MARGIN) -> list[CaseComparison]:
     """Every case of both runs judged, one row per metric (``metrics``: these only; default every metric both runs
     measured); HarnessError (one line) for runs that cannot be compared: a case whose settings differ (unless
     ``allow_different_settings``), too few samples, options out of range; with ``paired``, repetitions that were not
@@ -271,4 +281,36 @@ def compare_runs(baseline: list[dict[str, Any]], current: list[dict[str, Any]], 
             out.append(CaseComparison(name, "unstable", "cannot be judged, " + noisy))
             continue
         out.extend(_judge_case(name, b, c, options, differences))
+    if metrics is None or {"top1", "top1_seeds"} & set(metrics):
+        _over_seeds(out, baseline, current, margin)
     return out
+
+
+def _over_seeds(rows: list[CaseComparison], baseline: list[dict[str, Any]], current: list[dict[str, Any]],
+                margin: float) -> None:
+    """Top-1 of a configuration with 2+ seeds in both runs is judged over its seeds by the equivalence rule
+    (:func:`harness.results.equivalence.seed_equivalences`): worse beyond ``margin`` is a regression, inconclusive is
+    not judged (its cases keep their tolerance); otherwise its cases' own top-1 rows defer to it."""
+    from harness.results.equivalence import SEED_KEYS, seed_equivalences
+    from harness.results.frame import records_frame
+
+    tested = seed_equivalences(baseline, current, margin)
+    if not tested:
+        return
+    frame = records_frame(current)
+    cases: dict[tuple[Any, ...], set[str]] = {}
+    for _, r in frame.iterrows():
+        cases.setdefault(tuple(r[k] for k in SEED_KEYS), set()).add(str(r["case"]))
+    for key, result in tested:
+        for row in rows:  # inconclusive over the seeds: each case keeps its tolerance
+            if row.metric == "top1" and row.case in cases.get(key, ()) and result.verdict != "inconclusive":
+                row.verdict, row.why = "not judged", "top-1 judged over the configuration's seeds (top1_seeds)"
+        worse, verdict = result.difference < 0, result.verdict
+        model, backend, device, n, variant = key
+        rows.append(CaseComparison(
+            f"{model} {backend} {device}" + (f" x{n}" if int(n) > 1 else "") + (f" {variant}" if str(variant) else "")
+            + " (over seeds)",
+            {"equivalent": "ok", "inconclusive": "not judged"}.get(verdict, "regression" if worse else "improvement"),
+            f"{result.verdict_text()}; current - baseline {result.interval_text()} points (90% CI), margin "
+            f"±{margin:g}", metric="top1_seeds", unit="%", statistic="mean over seeds", basis="equivalence",
+            baseline=result.reference.value, current=result.other.value, change=result.difference))

@@ -32,9 +32,10 @@ def verdict_line(results: list[CaseComparison]) -> str:
     bad = [r for r in results if r.verdict in REGRESSIONS]
     unjudged = [r for r in results if r.verdict in UNJUDGEABLE]
     verdict = "REGRESSION" if bad else "CANNOT JUDGE" if unjudged else "no regression"
-    cases = len({r.case for r in results})
-    return (f"{verdict} ({len(bad)} regression(s), {len(unjudged)} unstable, of {cases} case(s), "
-            f"{sum(bool(r.metric) for r in results)} metric(s) judged)")
+    cases = len({r.case for r in results if r.metric != "top1_seeds"})  # (a row over seeds is a configuration)
+    judged = sum(bool(r.metric) and r.verdict != "not judged" for r in results)
+    return (f"{verdict} ({len(bad)} regression(s), {len(unjudged)} unstable, of {cases} case(s), {judged} metric(s) "
+            "judged)")
 
 
 def _value(v: float | None, unit: str) -> str:

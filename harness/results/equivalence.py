@@ -39,8 +39,9 @@ from harness.measure.intervals import Estimate, mean_ci
 from harness.results.frame import records_frame
 from harness.results.tables import reference_backend, split_frame
 
-__all__ = ["ALPHA", "MARGIN", "MIN_SEEDS", "POWER", "NOTE", "COMPARE_NOTE", "Equivalence", "equivalence",
-           "equivalence_table", "runs_equivalence", "per_seed", "seeds_needed", "check_margin"]
+__all__ = ["SEED_KEYS", "seed_equivalences", "ALPHA", "MARGIN", "MIN_SEEDS", "POWER", "NOTE", "COMPARE_NOTE",
+           "Equivalence", "equivalence", "equivalence_table", "runs_equivalence", "per_seed", "seeds_needed",
+           "check_margin"]
 
 #: The equivalence margin in top-1 points: differences inside ±MARGIN count as the same accuracy.
 MARGIN = 1.0
@@ -237,17 +238,28 @@ def equivalence_table(ok: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: What a configuration over seeds is, for ``harness compare``: these columns of the records frame.
+SEED_KEYS = ("model", "backend", "device", "devices", "variant")
+
+
+def seed_equivalences(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
+                      margin: float = MARGIN) -> list[tuple[tuple[Any, ...], Equivalence]]:
+    """Each configuration (:data:`SEED_KEYS`) with top-1 on real data from at least 2 seeds in both runs' records:
+    its key and the test of the current run's top-1 against the baseline's."""
+    keys = list(SEED_KEYS)
+    base, cur = (_seed_values(split_frame(records_frame(r))[1], keys) if r else {} for r in (baseline, current))
+    out = []
+    for key in sorted(base.keys() & cur.keys()):
+        result = equivalence(base[key], cur[key], margin)
+        if result is not None:
+            out.append((key, result))
+    return out
+
+
 def runs_equivalence(baseline: list[dict[str, Any]], current: list[dict[str, Any]],
                      margin: float = MARGIN) -> pd.DataFrame:
-    """``harness compare``'s accuracy section: each configuration (model, backend, device and count, variant) with
-    top-1 on real data from at least 2 seeds in both runs' records, current against baseline."""
-    keys = ["model", "backend", "device", "devices", "variant"]
-    base, cur = (_seed_values(split_frame(records_frame(r))[1], keys) if r else {} for r in (baseline, current))
-    rows = []
-    for model, backend, device, n, variant in sorted(base.keys() & cur.keys()):
-        result = equivalence(base[model, backend, device, n, variant], cur[model, backend, device, n, variant],
-                             margin)
-        if result is not None:
-            rows.append({"backend": str(backend), **_row(model, device, n, variant, result, ("baseline", "current"),
-                                                         margin)})
-    return pd.DataFrame(rows)
+    """``harness compare``'s accuracy section: :func:`seed_equivalences` as a table."""
+    return pd.DataFrame([{"backend": str(backend), **_row(model, device, n, variant, result, ("baseline", "current"),
+                                                          margin)}
+                         for (model, backend, device, n, variant), result in seed_equivalences(baseline, current,
+                                                                                               margin)])

@@ -15,11 +15,15 @@ metric                    kind   what a run gives
                                  repetitions, never from one run's tail
 ``data_w<N>``             time   the backend's input pipeline with N workers (seconds per batch)
 ``time_to_accuracy``      run    seconds until top-1 reached ``target_top1``
-``energy``                run    joules per image where a meter measured them
+``energy``                run    joules per image where a meter measured them (training; an inference case at
+                                 its largest batch)
 ``memory_host``           size   the peak resident memory of the host process (bytes)
 ``memory_device``         size   the device's peak memory (bytes)
 ``top1``                  top1   top-1 of the evaluation (labelled data only: synthetic labels mean nothing)
-``export_top1``           top1   top-1 of the exported model in the inference runtime (labelled data only)
+``top1_seeds``            top1   a configuration's top-1 over 2+ seeds in both runs, by the equivalence rule
+                                 (:mod:`harness.results.equivalence`); its cases' own top-1 rows defer to it
+``export_top1``           top1   top-1 of the exported model in the inference runtime (labelled data only), held to
+                                 the baseline's and to the framework's own top-1 of the same weights
 ========================  =====  ================================================================================
 
 Kinds: *time* metrics have per-step samples (lower is better); *run* metrics one noisy value per run (lower is
@@ -41,10 +45,11 @@ __all__ = ["KINDS", "Observation", "observations", "metric_kind", "UNITS"]
 
 #: Metric families by kind; ``inference_b<N>`` and ``data_w<N>`` are time metrics too.
 KINDS = {"train": "time", "eval": "time", "latency_p50": "time", "latency_p99": "run", "time_to_accuracy": "run",
-         "energy": "run", "memory_host": "size", "memory_device": "size", "top1": "top1", "export_top1": "top1"}
+         "energy": "run", "memory_host": "size", "memory_device": "size", "top1": "top1", "export_top1": "top1",
+         "top1_seeds": "top1"}
 #: The unit each kind's values are shown in (time metrics per step or per image, as the comparison chooses).
 UNITS = {"latency_p99": "ms", "time_to_accuracy": "s", "energy": "J/image", "memory_host": "MB",
-         "memory_device": "MB", "top1": "%", "export_top1": "%"}
+         "memory_device": "MB", "top1": "%", "export_top1": "%", "top1_seeds": "%"}
 _SAMPLED = re.compile(r"(inference_b|data_w)(\d+)")
 
 
@@ -66,6 +71,7 @@ class Observation:
     samples: tuple[float, ...] = ()
     batch: int = 1
     value: float | None = None
+    own: float | None = None  # export_top1: the framework's own top-1 of the same weights, in the same run
 
 
 def _number(v: Any) -> float | None:
@@ -108,6 +114,9 @@ def observations(record: dict[str, Any]) -> dict[str, Observation]:
     if isinstance(tta, dict) and tta.get("reached") and _number(tta.get("time_s")) is not None:
         out["time_to_accuracy"] = Observation("time_to_accuracy", "run", value=_number(tta["time_s"]))
     energy = _number(get(metrics, "train", "energy", "j_per_image"))
+    runs = [t for t in get(metrics, "inference", "throughput") or [] if isinstance(t, dict)]
+    if energy is None and runs:  # an inference case: at its largest batch, as it would be deployed
+        energy = _number(get(max(runs, key=lambda t: t.get("batch_size") or 0), "energy", "j_per_image"))
     if energy is not None:
         out["energy"] = Observation("energy", "run", value=energy)
     for name, key in (("memory_host", "host_peak_bytes"), ("memory_device", "device_peak_bytes")):
@@ -118,5 +127,6 @@ def observations(record: dict[str, Any]) -> dict[str, Observation]:
         for name, path in (("top1", ("eval", "top1")), ("export_top1", ("inference", "accuracy", "top1"))):
             top1 = _number(get(metrics, *path))
             if top1 is not None:
-                out[name] = Observation(name, "top1", value=top1)
+                own = _number(get(metrics, "inference", "accuracy", "framework_top1"))
+                out[name] = Observation(name, "top1", value=top1, own=own if name == "export_top1" else None)
     return out
