@@ -162,8 +162,9 @@ def test_compare_applies_the_same_test_between_two_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "## Accuracy over seeds: equivalent?" in out and "+0.10 [-0.09, +0.29]" in out
     lower = [_record("torch", s, BASE[s] - 0.9, run="l") for s in range(5)]  # within --top1-tolerance, but real
-    assert main(["compare", str(tmp_path / "b"), _write(tmp_path / "l", lower), "--margin", "0.5"]) == 0
-    assert "different, beyond the margin" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "b"), _write(tmp_path / "l", lower), "--margin", "0.5"]) == 1  # gated
+    out = capsys.readouterr().out
+    assert "different, beyond the margin" in out and "| top1_seeds" in out and "| regression" in out
     assert main(["compare", str(tmp_path / "b"), str(tmp_path / "c"), "--margin", "0"]) == 2
     assert "--margin 0: must be in (0, 100]" in capsys.readouterr().err
     synthetic = [_record("torch", s, BASE[s], data="synthetic", run="s") for s in range(5)]
