@@ -163,6 +163,8 @@ def test_a_named_baseline_is_saved_explicitly_and_found_by_compare(tmp_path, cap
     assert main(["baseline", "save", str(slow), "--name", "main"]) == 2  # refreshing is explicit
     assert "baseline 'main' exists (--replace to refresh it)" in capsys.readouterr().err
     assert main(["compare", "--baseline", "main", str(slow)]) == 1
+    assert main(["compare", "--baseline", "main", str(run), str(slow)]) == 2  # a baseline named and one given
+    assert "give BASELINE and CURRENT, or --baseline NAME and CURRENT" in capsys.readouterr().err
     assert main(["compare", "--baseline", "mian", str(slow)]) == 2
     assert "baseline 'mian': not in" in capsys.readouterr().err
     assert main(["baseline", "save", str(slow), "--name", "main", "--replace"]) == 0

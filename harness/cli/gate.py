@@ -28,9 +28,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.results.equivalence import check_margin, runs_equivalence
 
     margin = check_margin(args.margin)
-    paths = [str(baseline_path(args.baseline, args.store)), args.runs[0]] if args.baseline else args.runs
-    if len(paths) != 2:
+    if len(args.runs) != (1 if args.baseline else 2):
         raise HarnessError("compare: give BASELINE and CURRENT, or --baseline NAME and CURRENT")
+    paths = [str(baseline_path(args.baseline, args.store)), args.runs[0]] if args.baseline else args.runs
     runs = [_records(p) for p in paths]
     hosts = host_differences(*runs)
     if hosts and not args.allow_different_host:
