@@ -33,7 +33,6 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats as st
 
-from harness.config import has_accuracy
 from harness.errors import HarnessError
 from harness.measure.intervals import Estimate, mean_ci
 from harness.results.frame import records_frame
@@ -202,8 +201,7 @@ def _seed_values(ok: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], lis
     have top-1 on real data."""
     if ok.empty or "eval_top1" not in ok:
         return {}
-    data = ok["cfg.data"] if "cfg.data" in ok else pd.Series(None, index=ok.index, dtype=object)
-    real = ok[ok["eval_top1"].notna() & np.array([has_accuracy({"data": d}) for d in data], dtype=bool)]
+    real = ok[ok["eval_top1"].notna()]  # synthetic data's top-1 is None already (harness.results.frame.LEARNED)
     values = {tuple(key): per_seed(runs) for key, runs in real.groupby(keys, sort=True)}
     return {key: v for key, v in values.items() if len(v) >= 2}
 

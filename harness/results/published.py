@@ -5,7 +5,6 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config import has_accuracy
 from harness.measure.intervals import Estimate, delta_text
 from harness.results.frame import ACCURACY
 
@@ -35,8 +34,8 @@ def _measured(rows: list[pd.Series], col: str) -> Estimate | None:
     configuration that has it, as a geometric mean with its interval (accuracy: a mean over seeds)."""
     from harness.measure.intervals import mean_ci, rate
 
-    usable = [r for r in rows if r.get(col) is not None and pd.notna(r.get(col))
-              and not (col in ACCURACY and not has_accuracy({"data": r.get("cfg.data")}))]
+    usable = [r for r in rows if r.get(col) is not None and pd.notna(r.get(col))]  # (synthetic top-1: None already,
+    # harness.results.frame.LEARNED)
     if not usable:
         return None
     key = (usable[0].get("run_id"), usable[0].get("config_key"))
