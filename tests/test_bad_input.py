@@ -33,6 +33,10 @@ The catalogue, item by item (items tested elsewhere are listed, not repeated her
 - item 10, ``weights:`` a checkpoint of another model or shape: ``test_weights_of_another_model_or_shape`` (here,
   torch on CPU); tests/test_convert.py::test_refuses_another_shape_naming_the_first_parameter and
   test_refuses_another_model (``harness convert``)
+- the ``cluster:`` section for ``--on slurm``: an unknown key with its near match, a time Slurm would not take, a
+  count below 1, an sbatch option without its dash (tests/test_slurm.py::test_a_wrong_cluster_section_is_one_line_
+  naming_the_key, test_set_refuses_an_unknown_cluster_key); a case no whole number of nodes holds stops the run before
+  anything is submitted (test_a_case_that_cannot_be_placed_stops_the_run_before_anything_is_submitted)
 - corrupt or non-image files: tests/test_data.py::test_unreadable_images_are_skipped_with_a_count_and_a_warning,
   test_too_many_unreadable_images_fail_in_one_line (past ``max_bad_images``); every backend's streams leave them
   out: tests/test_backend_contract.py::test_folder_streams_leave_out_unreadable_images

@@ -37,14 +37,15 @@ def _install_commands() -> list[tuple[int, str]]:
 
 
 def _ci_test_command() -> str:
-    """The one command `.ci/run` runs after `set -euo pipefail` and the browser's install line (exports aside)."""
+    """The one command `.ci/run` runs after `set -euo pipefail` and the install lines of the system packages the tests
+    need (the browser, Slurm; exports aside)."""
     lines = [line.strip() for line in CI_RUN.read_text(encoding="utf-8").splitlines()]
     assert "set -euo pipefail" in lines, f"{CI_RUN}: no 'set -euo pipefail' line"
     after_set = lines[lines.index("set -euo pipefail") + 1:]
     browser = [i for i, line in enumerate(after_set) if "apt-get install" in line and "chromium" in line]
     assert browser, f"{CI_RUN}: no line installing chromium after 'set -euo pipefail'"
-    commands = [line for line in after_set[browser[0] + 1:]
-                if line and not line.startswith("#") and not line.startswith("export ")]
+    commands = [line for line in after_set[browser[0] + 1:] if line and not line.startswith("#")
+                and not line.startswith("export ") and "apt-get install" not in line]
     assert len(commands) == 1, f"{CI_RUN}: expected one test command after the browser's install, got {commands}"
     return commands[0]
 

@@ -36,7 +36,7 @@ def decided_in(pattern: str) -> set[str]:
     (r"\bcheck_batch\(", {"harness/models/specs.py", "harness/run/suite.py"}),
     # more classes than num_classes: once, at load
     (r"len\(classes\)\s*>", set()),
-    (r"> num_classes|num_classes\s*<", {"harness/run/suite.py"}),
+    (r"> num_classes|num_classes\s*<", {"harness/data/load_checks.py"}),
     # the verify levels: harness.config.VERIFY_LEVELS
     (r"\"none\", \"header\", \"full\"", {"harness/config.py"}),
     # the train sampler: harness.data.orders (TrainOrder)

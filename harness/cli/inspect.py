@@ -53,13 +53,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
                          per + derived, ", ".join(r.backends) or "any", r.source])
         print(tabulate(rows, headers=["recipe", "model", "optimizer", "schedule", "batch and lr", "backends",
                                       "source"], tablefmt="github"))
-    print("\n## Scenarios (`scenario:`) and launchers (a backend's `launcher`)\n")
+    print("\n## Scenarios (`scenario:`), launchers (a backend's `launcher`) and executors (`harness run --on`)\n")
+    from harness.run.executors import EXECUTORS
     from harness.run.launchers import LAUNCHERS
     from harness.run.scenarios import SCENARIOS
 
     rows = [["scenario", n, SCENARIOS.get(n).help, SCENARIOS.entry_points()[n]] for n in SCENARIOS.names()]
     rows += [["launcher", n, LAUNCHERS.get(n).help,
               LAUNCHERS.entry_points()[n]] for n in LAUNCHERS.names()]
+    rows += [["executor", n, EXECUTORS.get(n).help, EXECUTORS.entry_points()[n]] for n in EXECUTORS.names()]
     print(tabulate(rows, headers=["role", "name", "what", "from"], tablefmt="github"))
     print("\n## Backends and devices on this machine\n")
     rows = []

@@ -43,9 +43,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suite = select_cases(suite, args.only)
     if args.resume:
         run_dir = run_suite(suite, args.results, quiet=args.quiet, resume=True,
-                            run_dir=resume_target(args.resume, suite))
+                            run_dir=resume_target(args.resume, suite), on=args.on)
     else:
-        run_dir = run_suite(suite, args.results, run_id=args.run_id, quiet=args.quiet)
+        run_dir = run_suite(suite, args.results, run_id=args.run_id, quiet=args.quiet, on=args.on)
     records = read_records(run_dir / RESULTS_FILE)
     if not args.no_report:
         report = render_markdown(records, title=f"{suite.name} - {run_dir.name}")
@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an earlier run of this suite: cases done there (same settings, ok or skipped) "
                         "are not run again; failed, unfinished and changed ones are")
+    p.add_argument("--on", metavar="EXECUTOR",
+                   help="where the cases run: local (default: one after another here) or slurm (each case a Slurm "
+                        "job, as the suite's cluster: section asks; docs/cluster.md); a resumed run keeps its own")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument("--no-report", action="store_true", help="do not print the report at the end")
     p.set_defaults(func=_cmd_run)

@@ -97,6 +97,9 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         row["data_rates"] = pipeline_rates(m)
         for key, value in (cfg.get("settings") or {}).items():
             row[f"cfg.{key}"] = tuple(value) if isinstance(value, list) else value
+        for key in ("job_id", "state", "node_list", "nodes", "pending_s", "run_s"):  # a case run as a Slurm job
+            if isinstance(env.get("slurm"), dict):
+                row[f"slurm.{key}"] = env["slurm"].get(key)
         if row["kind"] == "measured" and not has_accuracy(cfg.get("settings") or {}):  # random labels: no top-1 or
             # loss is a result (a published record's numbers are the paper's, on ImageNet)
             row.update(dict.fromkeys(LEARNED))

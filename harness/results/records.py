@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-__all__ = ["SCHEMA", "RESULTS_FILE", "append_record", "read_records", "find_result_files", "get"]
+__all__ = ["SCHEMA", "RESULTS_FILE", "append_record", "write_record", "read_records", "find_result_files", "get"]
 
 SCHEMA = "harness.result/1"
 RESULTS_FILE = "results.jsonl"
@@ -43,9 +43,28 @@ def get(d: dict[str, Any], *path: str) -> Any:
     return d
 
 
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(_clean(record), allow_nan=False, sort_keys=False) + "\n"
+
+
+def write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """One record to a file of its own, whole or not at all: written beside it, fsynced, then renamed over it (a case
+    that ran elsewhere, e.g. as a Slurm job, leaves its record so; the run's results file is assembled from them)."""
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            f.write(_line(record))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+    except OSError as exc:
+        raise HarnessError(f"{target}: cannot write the record: {exc.strerror}") from None
+
+
 def append_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     """Append one record as a single line, flushed and fsynced before returning."""
-    line = json.dumps(_clean(record), allow_nan=False, sort_keys=False) + "\n"
+    line = _line(record)
     try:
         with open(path, "a", encoding="utf-8") as f:
             f.write(line)

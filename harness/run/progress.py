@@ -88,6 +88,15 @@ class Display:
             self.stream.flush()
             self.last_print = now
 
+    def info(self, text: str) -> None:
+        """A state of the whole run (e.g. the scheduler's counts): beside the suite's bar on a terminal, else a plain
+        line at most every 10 s."""
+        if self._bars is not None:
+            self._bars.update(self._suite, info=text)
+            self._bars.refresh()
+            return
+        self.status(text)
+
     def line(self, text: str) -> None:
         if self._bars is not None:  # printed above the live bars
             self._bars.console.print(text, markup=False, highlight=False, soft_wrap=True, emoji=False)

@@ -16,6 +16,7 @@
       - {backend: torch, device: ascend}
     include:                                # cases beside the product (named by their single-value settings)
       - {models: [gluon_resnet50_v1b], backends: [torch], devices: [cpu], settings: {scenario: data, data: tiny}}
+    cluster: {partition: gpu, devices_per_node: 8}   # for harness run --on slurm (harness.run.slurm.cluster)
 
 Only safe YAML is read (:func:`harness.files.load_yaml`: no key twice, aliases bounded before expansion). Every
 problem is a :class:`HarnessError` naming the file and key, with the nearest valid name where there is one. ``${VAR}``
@@ -37,19 +38,19 @@ from typing import Any
 
 from harness.backends.loading import backend_entry_points
 from harness.config import DEVICES, SETTING_NAMES, Case, Settings, coerce_settings
-from harness.data.folders import class_folders
-from harness.data.tiny import TINY_CLASSES
+from harness.data.load_checks import check_data
 from harness.errors import HarnessError, near
 from harness.files import load_yaml, read_text
 from harness.models.recipes import resolve_recipe
 from harness.models.specs import MODELS, check_batch
 from harness.run.scenarios import check_settings
 from harness.run.seeds import suite_seeds, with_seeds
+from harness.run.slurm.cluster import Cluster, load_cluster
 
 __all__ = ["Suite", "load_suite", "parse_set", "select_cases"]
 
 TOP_KEYS = ("name", "description", "models", "backends", "devices", "settings", "matrix", "overrides", "exclude",
-            "include", "seeds")
+            "include", "seeds", "cluster")
 AXES = ("model", "backend", "device")
 #: Settings that are paths: a case runs in its own folder, so a relative one is made absolute here, from the folder
 #: ``harness run`` was started in.
@@ -65,6 +66,7 @@ class Suite:
     description: str
     cases: tuple[Case, ...]
     selection: tuple[str, ...] = ()  # the --only globs that chose these cases (empty: all); records name them
+    cluster: Cluster = dataclasses.field(default_factory=Cluster)  # the cluster: section (harness.run.slurm.cluster)
 
 
 def _expand_env(value: Any, where: str) -> Any:
@@ -83,7 +85,8 @@ def _expand_env(value: Any, where: str) -> Any:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["batch_size=8", "data=tiny"]`` -> typed dict (values parsed as YAML scalars)."""
+    """``["batch_size=8", "data=tiny"]`` -> typed dict (values parsed as YAML scalars); ``cluster.KEY=VALUE`` items
+    go, unchecked until the suite loads, under ``"cluster"``."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -94,7 +97,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             out[key] = load_yaml(raw, f"--set {key}") if raw.strip() else ""
         except HarnessError:  # not YAML: the text itself
             out[key] = raw
-    return coerce_settings(out, "--set")
+    cluster = {k.removeprefix("cluster."): out.pop(k) for k in list(out) if k.startswith("cluster.")}
+    return {**coerce_settings(out, "--set"), **({"cluster": cluster} if cluster else {})}
 
 
 def _as_list(doc: dict[str, Any], key: str, where: str) -> list[Any]:
@@ -204,6 +208,7 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
         _check_match(match, f"{where}: exclude[{i}]")
         excludes.append(match)
     cli = dict(overrides or {})
+    cluster = load_cluster(doc.get("cluster"), cli.pop("cluster", {}), where)
 
     cases: list[Case] = []
     keys = list(matrix)
@@ -230,7 +235,7 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
             recipe = resolve_recipe(settings["recipe"], model, backend, settings.get("devices", 1),
                                     f"{where}: case {label}")
             settings = {**recipe, **{k: v for k, v in settings.items() if k != "recipe"}, "recipe": recipe["recipe"]}
-        _check_data(settings, f"{where}: case {label}")
+        check_data(settings, f"{where}: case {label}")
         if settings.get("weights") and not os.path.isfile(settings["weights"]):
             raise HarnessError(f"{where}: case {label}: weights '{settings['weights']}': no such file")
         check_batch(settings.get("batch_size", Settings.batch_size), MODELS[model].repeats, model,
@@ -255,59 +260,8 @@ def load_suite(path: str | os.PathLike[str], overrides: dict[str, Any] | None = 
         from harness.run.validate import check_cases
 
         check_cases(cases, where)
-    return Suite(name=name, path=str(path), description=str(doc.get("description", "")), cases=tuple(cases))
-
-
-def _show(names: list[str]) -> str:
-    return (", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")) or "none"
-
-
-def _check_classes(count: int, settings: dict[str, Any], where: str) -> None:
-    """More class folders than ``num_classes`` outputs: the one check of it, when the suite loads (the data
-    streams, the core's and each backend's, used to repeat it when a case ran). A label past the classifier's
-    outputs can be neither trained nor scored."""
-    num_classes = settings.get("num_classes", Settings.num_classes)
-    if count > num_classes:
-        raise HarnessError(f"{where}: num_classes: {num_classes}, but the data has {count} classes: a label past "
-                           f"the classifier's outputs can be neither trained nor scored (set num_classes: {count})")
-
-
-def _check_data(settings: dict[str, Any], where: str) -> None:
-    if settings.get("data") == "tiny" and not settings.get("data_root"):
-        _check_classes(TINY_CLASSES, settings, f"{where}: data 'tiny'")
-    if settings.get("data") != "folder":
-        return
-    root = settings.get("data_root")
-    if not root:
-        raise HarnessError(f"{where}: data_root: required when data is 'folder'")
-    if not os.path.isdir(root):
-        raise HarnessError(f"{where}: data_root '{root}': no such folder")
-    scenario = settings.get("scenario")
-    train_only = scenario == "data" or not settings.get("eval", True)
-    wanted = ["val"] if scenario == "eval" else ["train"] if train_only else ["train", "val"]
-    for split in wanted:
-        if not os.path.isdir(os.path.join(root, split)):
-            try:
-                found = [e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
-            except OSError:
-                found = []
-            raise HarnessError(f"{where}: data_root '{root}': no '{split}' folder "
-                               f"(expected {root}/{split}/<class>/*.JPEG){near(split, found)}")
-    try:
-        classes = {split: class_folders(root, split) for split in wanted}
-    except HarnessError as exc:
-        raise HarnessError(f"{where}: {exc}") from None
-    if len(wanted) == 2 and classes["train"] != classes["val"]:
-        only_train, only_val = sorted(set(classes["train"]) - set(classes["val"])), sorted(set(classes["val"]) -
-                                                                                          set(classes["train"]))
-        raise HarnessError(f"{where}: data_root '{root}': train and val have different class folders (only in train: "
-                           f"{_show(only_train)}; only in val: {_show(only_val)}): a label would mean another class in "
-                           "each split")
-    count = len(classes[wanted[0]])
-    if count < 2:
-        raise HarnessError(f"{where}: data_root '{root}': {count} class folder(s) in {wanted[0]}/: accuracy needs at "
-                           "least two classes (every prediction of one class is right)")
-    _check_classes(count, settings, f"{where}: data_root '{root}'")
+    return Suite(name=name, path=str(path), description=str(doc.get("description", "")), cases=tuple(cases),
+                 cluster=cluster)
 
 
 def select_cases(suite: Suite, patterns: list[str]) -> Suite:

@@ -76,10 +76,11 @@ def root_cause_rank(launcher_log: str, pids: dict[int, int] | None = None) -> in
     return None
 
 
-def merge_ranks(case: Case, result_file: Path, case_dir: Path) -> dict[str, Any] | None:
-    """One result from every rank's file of this node; None when no rank wrote anything."""
+def merge_ranks(case: Case, result_file: Path, case_dir: Path, every_node: bool = False) -> dict[str, Any] | None:
+    """One result from every rank's file of this node (``every_node``: of all nodes, whose ranks write into one
+    case folder on a shared filesystem, as under Slurm); None when no rank wrote anything."""
     s = case.settings
-    ranks = [s.node_rank * s.devices + i for i in range(s.devices)]
+    ranks = list(range(s.devices * s.nodes)) if every_node else [s.node_rank * s.devices + i for i in range(s.devices)]
     per: dict[int, dict[str, Any] | None] = {}
     for r in ranks:
         try:
