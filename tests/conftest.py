@@ -32,6 +32,13 @@ def _one_core_per_worker() -> None:
 _one_core_per_worker()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``first`` run before the rest (in their order): under ``pytest -n 2`` a long test that mostly
+    waits (a Slurm time limit) or runs long (the smoke suite) then overlaps the others instead of ending the lane
+    alone. Every worker sorts alike, as pytest-xdist requires."""
+    items.sort(key=lambda item: item.get_closest_marker("first") is None)
+
+
 def make_dist(root: Path, name: str, module_file: Path | None, entry_points: dict[str, str]) -> Path:
     """Install-free registration: ``root`` gets ``<name>-0.1.dist-info`` (+ the module file)."""
     root.mkdir(parents=True, exist_ok=True)

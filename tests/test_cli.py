@@ -65,6 +65,7 @@ def test_list_says_what_is_usable_and_why_not():
 
 
 @pytest.mark.slow
+@pytest.mark.first
 @needs_mindspore
 def test_smoke_suite_end_to_end(tmp_path):
     """The README's main job through the CLI: both backends, both data sources, a report, real learning on the tiny

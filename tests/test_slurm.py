@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, needs_mindspore, write_suite
+from conftest import HERE, REPO, make_dist, needs_mindspore, write_suite
 
 from harness.config import Case, Settings
 from harness.errors import HarnessError
@@ -203,6 +203,20 @@ def slurm_cluster() -> str:
 
 
 @pytest.fixture
+def time_limited_run(slurm_cluster, tmp_path):
+    """A run whose one case outlives its 1-minute Slurm time limit (Slurm's least; Slurm checks limits every 30 s)."""
+    tmp = tmp_path
+    site = make_dist(tmp / "site", "harness-fake", HERE / "fakebackend" / "harness_fake.py", {"fake": "harness_fake"})
+    proc = harness_run(str(suite_file(tmp, seeds="[0]")), "--on", "slurm", "--set", "cluster.time=1", "--results",
+                       str(tmp / "r"), "--run-id", "x", "--no-report", "--quiet",
+                       env={"SLURM_CONF": slurm_cluster, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
+                            "HARNESS_FAKE_PLAN": json.dumps({"0": "hang"})})
+    yield proc, tmp / "r" / "s" / "x"
+    if proc.poll() is None:
+        proc.kill()
+
+
+@pytest.fixture
 def slurm(slurm_cluster, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", slurm_cluster)
     return slurm_cluster
@@ -300,24 +314,14 @@ def test_torchrun_across_two_nodes_and_msrun_on_two_devices_merge_their_ranks(tm
         ranks = rec["metrics"]["ranks"]
         assert [r["rank"] for r in ranks] == [0, 1] and all(r["status"] == "ok" for r in ranks)
         assert ranks[0]["params_sha256"] == ranks[1]["params_sha256"]  # one model, trained in step
-        assert rec["metrics"]["world_size"] == 2
+        assert rec["metrics"]["world_size"] == 2 and set(rec["samples"]["train_step_s_by_rank"]) == {"0", "1"}
+        assert rec["metrics"]["train"]["images_per_s"] == pytest.approx(sum(r["images_per_s"] for r in ranks))
         assert rec["env"]["slurm"]["nodes"] == nodes and rec["env"]["slurm"]["tasks"] == nodes
     assert records["torch"]["env"]["slurm"]["node_list"] == "n[1-2]"
     case_dir = run_dir / Path(records["torch"]["log"]).parent
     rendezvous = [json.loads((case_dir / f"case.node{k}.json").read_text())["settings"] for k in (0, 1)]
     assert [s["node_rank"] for s in rendezvous] == [0, 1]
     assert rendezvous[0]["master_addr"] == rendezvous[1]["master_addr"] == "127.0.0.1"  # n1's NodeAddr
-
-
-@pytest.mark.slow
-def test_a_job_past_its_time_limit_is_a_timeout_with_slurms_reason(tmp_path, fake_backend, slurm, monkeypatch):
-    monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"0": "hang"}))
-    suite = load_suite(suite_file(tmp_path, seeds="[0]"), parse_set(["cluster.time=1"]))
-    run_dir = run_suite(suite, tmp_path / "results", run_id="r", quiet=True, on="slurm")
-    (rec,) = read_records(run_dir / "results.jsonl")
-    assert rec["status"] == "failed" and rec["reason"].startswith("timeout: Slurm job ")
-    assert "TIMEOUT" in rec["reason"] and "time limit 00:01:00" in rec["reason"]
-    assert rec["env"]["slurm"]["state"] == "TIMEOUT" and rec["env"]["slurm"]["run_s"] >= 60
 
 
 @pytest.mark.slow
@@ -383,3 +387,15 @@ def test_ctrl_c_cancels_the_jobs_it_submitted(tmp_path, fake_backend, slurm):
     assert job_state(job["job_id"]) == "CANCELLED"
     (rec,) = read_records(run_dir / "results.jsonl")
     assert rec["status"] == "failed" and rec["reason"].startswith("interrupted: harness run was stopped")
+
+
+@pytest.mark.slow
+@pytest.mark.first  # a minute and more of waiting for Slurm's time limit: started early, the others run beside it
+def test_a_job_past_its_time_limit_is_a_timeout_with_slurms_reason(time_limited_run):
+    proc, run_dir = time_limited_run
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 1, err
+    (rec,) = read_records(run_dir / "results.jsonl")
+    assert rec["status"] == "failed" and rec["reason"].startswith("timeout: Slurm job ")
+    assert "TIMEOUT" in rec["reason"] and "time limit 00:01:00" in rec["reason"]
+    assert rec["env"]["slurm"]["state"] == "TIMEOUT" and rec["env"]["slurm"]["run_s"] >= 60
