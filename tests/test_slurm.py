@@ -202,10 +202,12 @@ def slurm_cluster() -> str:
     return conf
 
 
-@pytest.fixture
-def time_limited_run(slurm_cluster, tmp_path):
-    """A run whose one case outlives its 1-minute Slurm time limit (Slurm's least; Slurm checks limits every 30 s)."""
-    tmp = tmp_path
+@pytest.fixture(scope="module")
+def time_limited_run(slurm_cluster, tmp_path_factory):
+    """A run whose one case outlives its 1-minute Slurm time limit (Slurm's least; it checks limits every 30 s),
+    started with this test process's first Slurm test: the minute passes while the others run, and the test of it
+    (the module's last) takes what the run left. (The case only sleeps, on a CPU its node has spare.)"""
+    tmp = tmp_path_factory.mktemp("time-limit")
     site = make_dist(tmp / "site", "harness-fake", HERE / "fakebackend" / "harness_fake.py", {"fake": "harness_fake"})
     proc = harness_run(str(suite_file(tmp, seeds="[0]")), "--on", "slurm", "--set", "cluster.time=1", "--results",
                        str(tmp / "r"), "--run-id", "x", "--no-report", "--quiet",
@@ -217,7 +219,7 @@ def time_limited_run(slurm_cluster, tmp_path):
 
 
 @pytest.fixture
-def slurm(slurm_cluster, monkeypatch):
+def slurm(slurm_cluster, time_limited_run, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", slurm_cluster)
     return slurm_cluster
 
@@ -252,6 +254,7 @@ def by_case(records: list[dict]) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.first
 def test_a_suite_on_slurm_reports_the_same_cases_and_statuses_as_run_here(tmp_path, fake_backend, slurm, monkeypatch):
     monkeypatch.setenv("HARNESS_FAKE_PLAN", json.dumps({"2": "oom"}))
     suite = load_suite(suite_file(tmp_path, seeds="[0, 1, 2, 3]", max_jobs=4))
@@ -303,6 +306,7 @@ cluster: {poll_s: 0.5}
 
 
 @pytest.mark.slow
+@pytest.mark.first
 @needs_mindspore
 def test_torchrun_across_two_nodes_and_msrun_on_two_devices_merge_their_ranks(tmp_path, slurm):
     suite = load_suite(write_suite(tmp_path / "ranks.yaml", "backends: []\n" + RANKS))
@@ -325,10 +329,11 @@ def test_torchrun_across_two_nodes_and_msrun_on_two_devices_merge_their_ranks(tm
 
 
 @pytest.mark.slow
+@pytest.mark.first
 def test_scancel_of_one_job_keeps_the_others_and_resume_reruns_only_it(tmp_path, fake_backend, slurm):
-    path = suite_file(tmp_path, steps=60, seeds="[0, 1, 2]")
+    path = suite_file(tmp_path, steps=30, seeds="[0, 1, 2]")
     proc = harness_run(str(path), "--on", "slurm", "--results", str(tmp_path / "r"), "--run-id", "x", "--no-report",
-                       env={"HARNESS_FAKE_PLAN": json.dumps({"1": "pause"})})  # seed 1: 0.2 s a step, 12 s
+                       env={"HARNESS_FAKE_PLAN": json.dumps({"1": "pause"})})  # seed 1: 0.2 s a step, 6 s
     run_dir = tmp_path / "r" / "s" / "x"
     job = wait_for(lambda: next((j for j in submissions(run_dir) if j["case"].endswith("seed=1")), None))
     wait_for(lambda: job_state(job["job_id"]) == "RUNNING")
@@ -351,9 +356,10 @@ def test_scancel_of_one_job_keeps_the_others_and_resume_reruns_only_it(tmp_path,
 
 
 @pytest.mark.slow
+@pytest.mark.first
 def test_kill_9_then_resume_loses_no_record_and_runs_no_case_twice(tmp_path, fake_backend, slurm):
-    path = suite_file(tmp_path, steps=25, seeds="[0, 1, 2]", max_jobs=2)
-    plan = {"HARNESS_FAKE_PLAN": json.dumps({str(s): "pause" for s in range(3)})}  # 5 s a case
+    path = suite_file(tmp_path, steps=12, seeds="[0, 1, 2]", max_jobs=2)
+    plan = {"HARNESS_FAKE_PLAN": json.dumps({str(s): "pause" for s in range(3)})}  # 2.4 s a case
     proc = harness_run(str(path), "--on", "slurm", "--results", str(tmp_path / "r"), "--run-id", "x", "--no-report",
                        env=plan)
     run_dir = tmp_path / "r" / "s" / "x"
@@ -373,6 +379,7 @@ def test_kill_9_then_resume_loses_no_record_and_runs_no_case_twice(tmp_path, fak
 
 
 @pytest.mark.slow
+@pytest.mark.first
 def test_ctrl_c_cancels_the_jobs_it_submitted(tmp_path, fake_backend, slurm):
     path = suite_file(tmp_path, steps=200, seeds="[0]")
     proc = harness_run(str(path), "--on", "slurm", "--results", str(tmp_path / "r"), "--run-id", "x", "--no-report",
@@ -390,7 +397,7 @@ def test_ctrl_c_cancels_the_jobs_it_submitted(tmp_path, fake_backend, slurm):
 
 
 @pytest.mark.slow
-@pytest.mark.first  # a minute and more of waiting for Slurm's time limit: started early, the others run beside it
+@pytest.mark.first
 def test_a_job_past_its_time_limit_is_a_timeout_with_slurms_reason(time_limited_run):
     proc, run_dir = time_limited_run
     _, err = proc.communicate(timeout=240)
