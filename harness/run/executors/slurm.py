@@ -207,6 +207,8 @@ class Slurm(Executor):
         return True
 
     def execute(self, plan: Plan, display: Display) -> None:
+        if not plan.work:  # a resumed run with nothing left: no scheduler needed
+            return
         scheduler.require()
         cluster, suite = plan.suite.cluster, plan.suite
         queue: list[Work] = []
