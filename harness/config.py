@@ -127,6 +127,9 @@ class Settings:
                                          "workers)", minimum=0)
     latency_min_runs: int = _opt(100, "inference: timed runs per batch size, at least", minimum=1)
     latency_min_s: float = _opt(2.0, "inference: seconds of timed runs per batch size, at least", minimum=0)
+    latency_warmup_s: float = _opt(0.5, "inference: seconds of untimed warm-up runs per batch size, at least (after "
+                                   "the warmup count); a few runs of milliseconds leave caches and clocks cold",
+                                   minimum=0)
     model_file: str | None = _opt(None, "inference: an exported model to load instead of exporting one; '{batch}' in "
                                   "the path is replaced by the batch size for static-shape exports")
     export_from: str = _opt("torch", "inference in a backend that only loads exports (onnxruntime): the backend that "

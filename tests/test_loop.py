@@ -71,6 +71,15 @@ def test_prime_times_the_first_call_and_settles_after_the_warmup():
     assert r.log == ["sync", "step0", "sync", "step0", "step0", "sync"]
 
 
+def test_prime_warms_up_for_a_count_and_for_seconds_whichever_is_longer():
+    r = Recorder()
+    TimedLoop(r.sync, clock=r.clock).prime(lambda: r.step(0), 2, min_s=3.5)
+    assert r.log.count("step0") == 5  # the first, then untimed calls until 3.5 s have passed after it: four more
+    r = Recorder()
+    TimedLoop(r.sync, clock=r.clock).prime(lambda: r.step(0), 4, min_s=0.5)
+    assert r.log.count("step0") == 4  # the count is the longer
+
+
 class AsyncDevice:
     """A device that runs queued work in order on its own clock, as a CUDA stream does: the host only queues
     (``step``: 1 ms of host time, 20 ms of device work); events are marks in the queue; ``sync`` waits for it."""

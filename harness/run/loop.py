@@ -117,12 +117,17 @@ class TimedLoop:
         self.sync()
         return self.clock() - t0
 
-    def prime(self, call: Callable[[], Any], warmup: int) -> float:
-        """The first ``call()`` timed alone, then ``warmup - 1`` untimed ones, the device settled after; returns
-        the first call's seconds. For passes that repeat one input (evaluation, inference)."""
+    def prime(self, call: Callable[[], Any], warmup: int, min_s: float = 0.0) -> float:
+        """The first ``call()`` timed alone, then untimed ones until ``warmup`` calls in all and ``min_s`` seconds
+        since the first ended, the device settled after; returns the first call's seconds. For passes that repeat
+        one input (evaluation, inference)."""
         first = self.first(call)
-        for _ in range(1, warmup):
+        n, t0 = 1, self.clock()
+        while n < warmup or self.clock() - t0 < min_s:
             call()
+            n += 1
+            if n >= warmup and min_s:  # the time counts what the device did, not only what was queued
+                self.sync()
         self.sync()
         return first
 

@@ -2,8 +2,10 @@
 
 Registered as ``mindspore`` in the ``harness.backends`` entry-point group.
 Importing this package fixes the environment before MindSpore is loaded:
-on AVX-512 CPUs MindSpore's bundled oneDNN otherwise picks reference
-convolution kernels that run 13-40x slower (``ONEDNN_MAX_CPU_ISA=AVX2``).
+on AVX-512 CPUs MindSpore's bundled oneDNN otherwise runs convolutions 13-40x
+slower (``ONEDNN_MAX_CPU_ISA=AVX2``; a ResNet-50 train step took 29x longer at
+AVX512_CORE, AVX512_CORE_BF16 and no cap on an AMD EPYC with AVX-512 BF16:
+docs/benchmarks.md, "MindSpore's oneDNN ISA cap").
 """
 from __future__ import annotations
 

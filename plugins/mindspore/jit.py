@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_LEVELS", "jit_level", "set_level"]
 
 #: ``jit_level: auto`` per MindSpore target. CPU: O0; for ResNet-50 training on a 2-core AMD EPYC, MindSpore's own
 #: (unset) choice took 1.095x [1.008, 1.189] O0's step time and O1 1.009x [0.897, 1.135] (docs/benchmarks.md,
-#: benchmarks/fairness/jit_levels.py). GPU and Ascend: O0, the level MindSpore's docs name for kernel-by-kernel
+#: benchmarks/fairness/mindspore_options.py). GPU and Ascend: O0, the level MindSpore's docs name for kernel-by-kernel
 #: execution now that O2 (the GraphEngine sink) is deprecated; not measured here (no such device).
 DEFAULT_LEVELS = {"CPU": "O0", "GPU": "O0", "Ascend": "O0"}
 

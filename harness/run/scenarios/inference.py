@@ -36,12 +36,13 @@ __all__ = ["Inference"]
 
 
 def _time_runs(ctx: Context, session: Any, images: np.ndarray) -> tuple[list[float], float, dict[str, Any]]:
-    """The first run alone, untimed warm-up, then timed runs until both ``latency_min_runs`` and
-    ``latency_min_s`` are met; with the device's energy over the timed runs (:mod:`harness.measure.energy`)."""
+    """The first run alone, untimed warm-up (``warmup`` runs and ``latency_warmup_s`` seconds), then timed runs
+    until both ``latency_min_runs`` and ``latency_min_s`` are met; with the device's energy over the timed runs
+    (:mod:`harness.measure.energy`)."""
     s = ctx.settings
     inputs = session.inputs(images)
     loop = ctx.loop(energy=True)
-    first = loop.prime(lambda: session.run(inputs), s.warmup)
+    first = loop.prime(lambda: session.run(inputs), s.warmup, s.latency_warmup_s)
     timed = loop.run(lambda i: session.run(inputs), first_alone=False, phase="inference",
                      min_runs=s.latency_min_runs, min_s=s.latency_min_s)
     return timed.samples, first, energy_record(loop.energy_window, len(images) * len(timed.samples))
