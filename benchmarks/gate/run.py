@@ -14,8 +14,9 @@ minutes hits the three alike. That is how a CI job compares two checkouts on a s
     python benchmarks/gate/run.py --pairs 3 --suite suites/ci_small.yaml --only 'gluon*' --set repeats=3
     # meets the goals on a 2-core VM:
     python benchmarks/gate/run.py --pairs 10 --suite suites/ci_small.yaml --only 'gluon*' --interleave 5
-    # the gate for inference: latency p50 and p99 at batch 1, throughput at batch 8 (the p99 needs repetitions)
-    python benchmarks/gate/run.py --scenario inference --pairs 10 --only 'gluon*torch*' --interleave 3
+    # the gate for inference: latency p50 and p99 at batch 1, throughput at batch 8 (the p99 needs repetitions);
+    # one intra-op thread: two threads on a 2-core VM made batch-1 latency two-state (docs/compare.md)
+    python benchmarks/gate/run.py --scenario inference --pairs 10 --only 'gluon*torch*' --interleave 5 --set threads=1
 
 Besides the gate's exit status per round, each metric's verdicts are counted (from ``harness compare --json``).
 """
