@@ -224,9 +224,17 @@ def slurm(slurm_cluster, time_limited_run, monkeypatch):
     return slurm_cluster
 
 
+def _ctrl_c_reaches_it() -> None:
+    # A shell without job control starts a background job with SIGINT ignored, and Python keeps an ignored SIGINT
+    # ignored: under `.ci/run &` the harness would never see the Ctrl-C this test sends. At a terminal, Ctrl-C goes
+    # to a foreground process, whose SIGINT is not ignored: that is what this gives the child.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def harness_run(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "harness.cli.main", "run", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=REPO,
+                            preexec_fn=_ctrl_c_reaches_it)
 
 
 def submissions(run_dir: Path) -> list[dict]:
