@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -182,8 +183,9 @@ def _slurm_missing() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster() -> str:
-    """``SLURM_CONF`` of the tests' cluster (.ci/slurm), started once for every test process."""
+def slurm_cluster(request) -> str:
+    """``SLURM_CONF`` of the tests' cluster (.ci/slurm), started once for every test process; with the time-limited
+    run started on it (:func:`start_time_limited_run`)."""
     conf = os.environ.get("HARNESS_SLURM_CONF")
     if not conf:
         missing = _slurm_missing()
@@ -199,27 +201,41 @@ def slurm_cluster() -> str:
         if out.returncode != 0:
             pytest.fail(f"the test Slurm did not start: {out.stderr.strip()[-600:]}")
         conf = out.stdout.strip().splitlines()[-1]
+    start_time_limited_run(conf, time_limit_dir(request.config))
     return conf
 
 
-@pytest.fixture(scope="module")
-def time_limited_run(slurm_cluster, tmp_path_factory):
-    """A run whose one case outlives its 1-minute Slurm time limit (Slurm's least; it checks limits every 30 s),
-    started with this test process's first Slurm test: the minute passes while the others run, and the test of it
-    (the module's last) takes what the run left. (The case only sleeps, on a CPU its node has spare.)"""
-    tmp = tmp_path_factory.mktemp("time-limit")
-    site = make_dist(tmp / "site", "harness-fake", HERE / "fakebackend" / "harness_fake.py", {"fake": "harness_fake"})
-    proc = harness_run(str(suite_file(tmp, seeds="[0]")), "--on", "slurm", "--set", "cluster.time=1", "--results",
-                       str(tmp / "r"), "--run-id", "x", "--no-report", "--quiet",
-                       env={"SLURM_CONF": slurm_cluster, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
-                            "HARNESS_FAKE_PLAN": json.dumps({"0": "hang"})})
-    yield proc, tmp / "r" / "s" / "x"
-    if proc.poll() is None:
-        proc.kill()
+def time_limit_dir(config: pytest.Config) -> Path:
+    """Where this test run's time-limited run lives: one per pytest run, shared by its test processes."""
+    uid = getattr(config, "workerinput", {}).get("testrunuid") or f"pid{os.getpid()}"
+    return Path("/tmp") / f"harness-slurm-time-limit-{uid}"
+
+
+def start_time_limited_run(conf: str, where: Path) -> None:
+    """Start, once per pytest run (by whichever test process gets here first), a run whose one case outlives its
+    1-minute Slurm time limit (Slurm's least; it checks limits every 30 s). It starts with the first Slurm test,
+    its test is scheduled among the last, so the minute passes while other tests run and no test process sits
+    waiting for it. (The case only sleeps, on a CPU its node has spare.) Its exit status lands in ``rc``."""
+    with open("/tmp/harness-slurm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (where / "started").exists():
+            return
+        where.mkdir(parents=True, exist_ok=True)
+        site = make_dist(where / "site", "harness-fake", HERE / "fakebackend" / "harness_fake.py",
+                         {"fake": "harness_fake"})
+        cmd = [sys.executable, "-m", "harness.cli.main", "run", str(suite_file(where, seeds="[0]")), "--on", "slurm",
+               "--set", "cluster.time=1", "--results", str(where / "r"), "--run-id", "x", "--no-report", "--quiet"]
+        err, rc, part = (shlex.quote(str(where / name)) for name in ("err", "rc", "rc.part"))
+        script = f"{shlex.join(cmd)} 2>{err}; echo $? >{part} && mv {part} {rc}"
+        subprocess.Popen(["sh", "-c", script], cwd=REPO, start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env={**os.environ, "SLURM_CONF": conf, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
+                              "HARNESS_FAKE_PLAN": json.dumps({"0": "hang"})})
+        (where / "started").touch()
 
 
 @pytest.fixture
-def slurm(slurm_cluster, time_limited_run, monkeypatch):
+def slurm(slurm_cluster, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", slurm_cluster)
     return slurm_cluster
 
@@ -404,13 +420,12 @@ def test_ctrl_c_cancels_the_jobs_it_submitted(tmp_path, fake_backend, slurm):
     assert rec["status"] == "failed" and rec["reason"].startswith("interrupted: harness run was stopped")
 
 
-@pytest.mark.slow
-@pytest.mark.first
-def test_a_job_past_its_time_limit_is_a_timeout_with_slurms_reason(time_limited_run):
-    proc, run_dir = time_limited_run
-    _, err = proc.communicate(timeout=240)
-    assert proc.returncode == 1, err
-    (rec,) = read_records(run_dir / "results.jsonl")
+@pytest.mark.slow  # (not 'first': its run started with the first Slurm test; by the time this runs it has ended)
+def test_a_job_past_its_time_limit_is_a_timeout_with_slurms_reason(slurm, request):
+    where = time_limit_dir(request.config)
+    rc = wait_for(lambda: (where / "rc").is_file() and (where / "rc").read_text().strip(), timeout=240, every=1)
+    assert rc == "1", (where / "err").read_text()[-2000:]
+    (rec,) = read_records(where / "r" / "s" / "x" / "results.jsonl")
     assert rec["status"] == "failed" and rec["reason"].startswith("timeout: Slurm job ")
     assert "TIMEOUT" in rec["reason"] and "time limit 00:01:00" in rec["reason"]
     assert rec["env"]["slurm"]["state"] == "TIMEOUT" and rec["env"]["slurm"]["run_s"] >= 60
