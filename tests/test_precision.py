@@ -47,29 +47,38 @@ def test_the_record_says_what_the_cpu_offers():
     assert (bf16_refusal() is None) == (env["cpu_bf16"] is not None)
 
 
-# Each op in a fresh process (MindSpore's context is global): what it prints when the CPU has a bf16 kernel for it.
-_MS_BF16_OP = """
+# In a fresh process (MindSpore's context is global), each op on a bf16 tensor: one line per op saying whether the
+# CPU ran it in bf16 or refused it, and how.
+_MS_BF16_OPS = """
 import harness_mindspore, mindspore as ms, numpy as np
 ms.set_device("CPU")
 harness_mindspore.absorb_numpy_abi_first_failure()  # so that a refusal is the kernel's, not NumPy 2's first-op one
 x = ms.Tensor(np.ones((1, 4, 8, 8), np.float32)).astype(ms.bfloat16)
-op = {"relu": lambda: ms.ops.relu(x), "conv2d": lambda: ms.nn.Conv2d(4, 4, 3).to_float(ms.bfloat16)(x),
-      "batchnorm": lambda: ms.nn.BatchNorm2d(4).to_float(ms.bfloat16)(x)}[sys.argv[1]]
-try:
-    y = op().asnumpy()
-except Exception as exc:
-    print("refused:", type(exc).__name__, (str(exc).strip().splitlines() or [""])[0][:200])
-else:
-    print("bf16 kernel:", sys.argv[1], y.dtype)
+ops = {"relu": lambda: ms.ops.relu(x), "conv2d": lambda: ms.nn.Conv2d(4, 4, 3).to_float(ms.bfloat16)(x),
+       "batchnorm": lambda: ms.nn.BatchNorm2d(4).to_float(ms.bfloat16)(x)}
+for name, op in ops.items():
+    try:
+        y = op().asnumpy()
+    except Exception as exc:
+        print(name, "refused:", type(exc).__name__, (str(exc).strip().splitlines() or [""])[0][:200], flush=True)
+    else:
+        print(name, "bf16 kernel:", y.dtype, flush=True)
 """
+
+
+@pytest.fixture(scope="module")
+def mindspore_bf16_ops() -> tuple[dict[str, str], str]:
+    out = subprocess.run([sys.executable, "-c", _MS_BF16_OPS], capture_output=True, text=True, check=False,
+                         timeout=180)
+    assert out.returncode == 0, (out.stdout, out.stderr[-500:])
+    return dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line), out.stderr[-500:]
 
 
 @needs_mindspore
 @pytest.mark.parametrize("op", ["relu", "conv2d", "batchnorm"])
-def test_mindspores_cpu_has_no_bf16_kernels_so_its_refusal_is_true(op):
+def test_mindspores_cpu_has_no_bf16_kernels_so_its_refusal_is_true(op, mindspore_bf16_ops):
     """Why the MindSpore backend refuses bf16 on the CPU even where the CPU has bf16 units: MindSpore 2.10 has no
     CPU kernel for a ResNet's main ops in bf16. When a release adds them, this fails: then let bf16 run."""
-    out = subprocess.run([sys.executable, "-c", "import sys\n" + _MS_BF16_OP, op], capture_output=True, text=True,
-                         check=False, timeout=120)
-    assert out.returncode == 0 and "refused: " in out.stdout, (out.stdout, out.stderr[-500:])
-    assert "SystemError" not in out.stdout, out.stdout  # (NumPy 2's first-op failure would prove nothing)
+    said, err = mindspore_bf16_ops
+    assert said.get(op, "").startswith("refused: "), (said, err)
+    assert "SystemError" not in said[op], said[op]  # (NumPy 2's first-op failure would prove nothing)
