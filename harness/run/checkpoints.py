@@ -44,8 +44,10 @@ ROOT = "checkpoints"
 META = "meta.json"
 
 #: Settings that do not change the training trajectory: a checkpoint stays valid when only these change.
+#: (``latency_warmup_s``, inference's warm-up time, is here so that adding it left earlier checkpoints valid.)
 _NOT_TRAJECTORY = frozenset({"timeout", "checkpoint_every", "checkpoint_every_epochs", "checkpoint_keep", "eval",
-                             "eval_batches", "export", "workers", "threads", "max_bad_images", "repeats"})
+                             "eval_batches", "export", "workers", "threads", "max_bad_images", "repeats",
+                             "latency_warmup_s"})
 
 
 def interval(case: Case, steps_per_epoch: int) -> int | None:
